@@ -1,0 +1,9 @@
+//! dns-doctor-probe: the measuring half of dns-doctor, run inside the debug image.
+//!
+//! The library exports the JSON [`schema`] shared with the plugin.
+
+pub mod schema;
+
+/// The debug image this version of dns-doctor uses by default. The test harness tags the
+/// image it builds with exactly this reference, so tests exercise the default.
+pub const DEFAULT_IMAGE: &str = concat!("ghcr.io/dns-doctor/debug:v", env!("CARGO_PKG_VERSION"));

@@ -1,0 +1,1 @@
+//! Reading packet captures and turning them into DNS transactions.

@@ -1,0 +1,1 @@
+//! Parsers for resolv.conf and the CoreDNS Corefile.

@@ -1,0 +1,1 @@
+//! Parsers for raw node snapshots: iptables-save, nft, ipvsadm, conntrack -S.
