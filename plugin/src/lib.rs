@@ -3,6 +3,19 @@
 //! Data flows one way: `cli` → `plan`/`kube` → `capture`/`node`/`dns_config` → `diagnose` →
 //! `report`. Only `kube` talks to the Kubernetes API; everything else is pure.
 
+pub mod analyze;
+pub mod app;
 pub mod capture;
+pub mod cli;
+pub mod diagnose;
 pub mod dns_config;
+pub mod error;
+pub mod evidence;
+pub mod exit;
+pub mod kube;
 pub mod node;
+pub mod plan;
+pub mod printer;
+pub mod progress;
+pub mod report;
+pub mod topology;

@@ -1,1 +1,11 @@
-//! Shared helpers for the end-to-end tests: network namespaces, the test cluster, the built binaries.
+//! Shared helpers for the end-to-end tests: network namespaces, the test cluster, the built
+//! binaries.
+//!
+//! The network-namespace tests (`tests/netns_probe.rs`) need root and the Debian packages
+//! that `tests/install-deps` installs; they fail with a message naming what is missing.
+//! Run them with `cargo test -p dns-doctor-tests --test netns_probe`; they build the probe
+//! binary themselves (or use the one named by `$DNS_DOCTOR_PROBE`).
+
+pub mod cmd;
+pub mod netns;
+pub mod probe;

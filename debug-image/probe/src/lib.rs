@@ -1,7 +1,19 @@
 //! dns-doctor-probe: the measuring half of dns-doctor, run inside the debug image.
 //!
-//! The library exports the JSON [`schema`] shared with the plugin.
+//! The library exports the JSON [`schema`] shared with the plugin, and the probe's modes
+//! (`pod`, `node`, `capture`) behind [`cli::main`], which the binary calls.
 
+pub mod capture;
+mod child;
+pub mod cli;
+pub mod dns;
+pub mod libc_detect;
+mod net;
+pub mod node;
+pub mod output;
+pub mod pcap_limit;
+pub mod pod;
+pub mod resolv;
 pub mod schema;
 
 /// The debug image this version of dns-doctor uses by default. The test harness tags the

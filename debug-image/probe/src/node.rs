@@ -1,0 +1,268 @@
+//! `node` mode: raw snapshots of a node's packet path (rules, counters, sysctls, kube-proxy's
+//! own view). Nothing is parsed here; the plugin parses, so plugin and image versions may differ.
+
+use crate::child;
+use crate::schema::{CommandOutput, HttpProbe, NodeSnapshot, RawFile};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Name recorded in the snapshot; defaults to the host name.
+    pub node_name: String,
+    pub conntrack_window: Duration,
+    /// Limit for each external command.
+    pub command_timeout: Duration,
+    /// Limit for each HTTP request to kube-proxy.
+    pub http_timeout: Duration,
+}
+
+pub type SharedSnapshot = Arc<Mutex<NodeSnapshot>>;
+
+pub fn empty_snapshot(config: &NodeConfig) -> NodeSnapshot {
+    NodeSnapshot {
+        node: config.node_name.clone(),
+        commands: Vec::new(),
+        files: Vec::new(),
+        http: Vec::new(),
+        conntrack_window_ms: u64::try_from(config.conntrack_window.as_millis()).unwrap_or(u64::MAX),
+    }
+}
+
+/// Commands taken once, as (key, argv). Keys are what the plugin looks up.
+const COMMANDS: [(&str, &[&str]); 10] = [
+    ("iptables-legacy-save", &["iptables-legacy-save", "-c"]),
+    ("iptables-nft-save", &["iptables-nft-save", "-c"]),
+    ("ip6tables-legacy-save", &["ip6tables-legacy-save", "-c"]),
+    ("ip6tables-nft-save", &["ip6tables-nft-save", "-c"]),
+    ("nft-list-ruleset", &["nft", "list", "ruleset"]),
+    ("ipvsadm", &["ipvsadm", "-Ln"]),
+    ("ip-addr", &["ip", "-d", "addr"]),
+    ("ip-route", &["ip", "route"]),
+    ("ip6-route", &["ip", "-6", "route"]),
+    ("ip-rule", &["ip", "rule"]),
+];
+
+const CONNTRACK_STATS: [&str; 2] = ["conntrack", "-S"];
+
+/// Kernel settings on the DNS packet path, read verbatim.
+const FILES: [&str; 8] = [
+    "/proc/sys/net/netfilter/nf_conntrack_count",
+    "/proc/sys/net/netfilter/nf_conntrack_max",
+    "/proc/sys/net/netfilter/nf_conntrack_udp_timeout",
+    "/proc/sys/net/ipv4/ip_forward",
+    "/proc/sys/net/bridge/bridge-nf-call-iptables",
+    "/proc/sys/net/bridge/bridge-nf-call-ip6tables",
+    "/proc/sys/net/ipv4/conf/all/rp_filter",
+    "/proc/sys/net/ipv4/conf/default/rp_filter",
+];
+
+/// Interfaces whose rp_filter is read when they exist (the CNI bridge and the uplink).
+const RP_FILTER_INTERFACES: [&str; 2] = ["cni0", "eth0"];
+
+/// kube-proxy's metrics and health endpoints on the node's loopback.
+const KUBE_PROXY_URLS: [(&str, u16, &str); 2] = [
+    ("kube-proxy-mode", 10249, "/proxyMode"),
+    ("kube-proxy-healthz", 10256, "/healthz"),
+];
+
+fn lock(snapshot: &SharedSnapshot) -> std::sync::MutexGuard<'_, NodeSnapshot> {
+    snapshot.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Runs the node mode, filling `snapshot` as it goes. Must run on the main thread (see
+/// [`child::spawn_tied`]).
+pub fn run(config: &NodeConfig, snapshot: &SharedSnapshot) {
+    let conntrack_before = command(
+        "conntrack-stats-before",
+        &CONNTRACK_STATS,
+        config.command_timeout,
+    );
+    lock(snapshot).commands.push(conntrack_before);
+    let window_start = std::time::Instant::now();
+
+    // The window is filled with the other snapshots instead of sleeping idle.
+    for (key, argv) in COMMANDS {
+        let output = command(key, argv, config.command_timeout);
+        lock(snapshot).commands.push(output);
+    }
+    let mut files: Vec<String> = FILES.iter().map(|f| (*f).to_owned()).collect();
+    for iface in RP_FILTER_INTERFACES {
+        let path = format!("/proc/sys/net/ipv4/conf/{iface}/rp_filter");
+        if Path::new(&path).exists() {
+            files.push(path);
+        }
+    }
+    lock(snapshot).files = files.iter().map(|p| read_file(p)).collect();
+    for (key, port, path) in KUBE_PROXY_URLS {
+        let probe = http_get(
+            key,
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            path,
+            config.http_timeout,
+        );
+        lock(snapshot).http.push(probe);
+    }
+
+    if let Some(rest) = config.conntrack_window.checked_sub(window_start.elapsed()) {
+        thread::sleep(rest);
+    }
+    let actual_window = window_start.elapsed();
+    let conntrack_after = command(
+        "conntrack-stats-after",
+        &CONNTRACK_STATS,
+        config.command_timeout,
+    );
+    let mut s = lock(snapshot);
+    s.commands.push(conntrack_after);
+    s.conntrack_window_ms = u64::try_from(actual_window.as_millis()).unwrap_or(u64::MAX);
+}
+
+fn command(key: &str, argv: &[&str], timeout: Duration) -> CommandOutput {
+    let argv: Vec<String> = argv.iter().map(|a| (*a).to_owned()).collect();
+    match child::run_bounded(&argv, timeout) {
+        Ok(done) => CommandOutput {
+            key: key.to_owned(),
+            argv,
+            exit_code: done.status.and_then(|s| s.code()),
+            stdout: done.stdout,
+            stderr: done.stderr,
+            duration_ms: u64::try_from(done.elapsed.as_millis()).unwrap_or(u64::MAX),
+            error: done
+                .status
+                .is_none()
+                .then(|| format!("killed after {} ms", timeout.as_millis())),
+        },
+        Err(e) => CommandOutput {
+            key: key.to_owned(),
+            argv,
+            exit_code: None,
+            stdout: String::new(),
+            stderr: String::new(),
+            duration_ms: 0,
+            error: Some(e.to_string()),
+        },
+    }
+}
+
+fn read_file(path: &str) -> RawFile {
+    match std::fs::read_to_string(path) {
+        Ok(content) => RawFile {
+            path: path.to_owned(),
+            content: Some(content),
+            error: None,
+        },
+        Err(e) => RawFile {
+            path: path.to_owned(),
+            content: None,
+            error: Some(e.to_string()),
+        },
+    }
+}
+
+/// A plain HTTP/1.0 GET: kube-proxy's endpoints are tiny and unauthenticated on loopback.
+fn http_get(key: &str, addr: SocketAddr, path: &str, timeout: Duration) -> HttpProbe {
+    let url = format!("http://{addr}{path}");
+    let mut probe = HttpProbe {
+        key: key.to_owned(),
+        url,
+        status: None,
+        body: None,
+        error: None,
+    };
+    let exchange = || -> std::io::Result<Vec<u8>> {
+        let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut reply = Vec::new();
+        // kube-proxy's answers are a few bytes; cap in case something else listens there.
+        stream.take(64 * 1024).read_to_end(&mut reply)?;
+        Ok(reply)
+    };
+    match exchange() {
+        Ok(reply) => match parse_http_response(&reply) {
+            Some((status, body)) => {
+                probe.status = Some(status);
+                probe.body = Some(body);
+            }
+            None => probe.error = Some("malformed HTTP response".to_owned()),
+        },
+        Err(e) => probe.error = Some(e.to_string()),
+    }
+    probe
+}
+
+/// Status code and body of an HTTP/1.x response.
+fn parse_http_response(reply: &[u8]) -> Option<(u16, String)> {
+    let text = String::from_utf8_lossy(reply);
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let status_line = head.lines().next()?;
+    let mut parts = status_line.split_whitespace();
+    if !parts.next()?.starts_with("HTTP/") {
+        return None;
+    }
+    let status = parts.next()?.parse().ok()?;
+    Some((status, body.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    #[test]
+    fn parses_status_and_body() {
+        assert_eq!(
+            parse_http_response(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\niptables"),
+            Some((200, "iptables".to_owned()))
+        );
+        assert_eq!(parse_http_response(b"garbage"), None);
+        assert_eq!(parse_http_response(b"SSH-2.0\r\n\r\n"), None);
+    }
+
+    #[test]
+    fn http_get_talks_to_a_real_listener_on_loopback() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut request = [0u8; 512];
+            let n = conn.read(&mut request).unwrap();
+            conn.write_all(b"HTTP/1.1 503 Service Unavailable\r\n\r\n{\"lastUpdated\":\"x\"}")
+                .unwrap();
+            String::from_utf8_lossy(&request[..n]).into_owned()
+        });
+        let probe = http_get("k", addr, "/healthz", Duration::from_secs(2));
+        assert!(server
+            .join()
+            .unwrap()
+            .starts_with("GET /healthz HTTP/1.0\r\n"));
+        assert_eq!(probe.status, Some(503));
+        assert_eq!(probe.body.as_deref(), Some("{\"lastUpdated\":\"x\"}"));
+    }
+
+    #[test]
+    fn a_closed_port_is_recorded_as_an_error() {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let probe = http_get(
+            "k",
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            "/",
+            Duration::from_secs(1),
+        );
+        assert!(probe.status.is_none());
+        assert!(probe.error.is_some());
+    }
+}

@@ -1,0 +1,188 @@
+//! DNS messages out of a capture: frames → UDP datagrams / reassembled TCP streams → DNS.
+
+use super::dns::{DnsMessage, DnsPacket};
+use super::link::{segment, Transport};
+use super::reader::{CaptureError, CaptureReader};
+use super::tcp::TcpReassembler;
+use std::collections::VecDeque;
+use std::io::Read;
+
+/// Which packets are taken for DNS.
+#[derive(Clone, Debug)]
+pub struct ExtractOptions {
+    /// Ports whose UDP and TCP traffic is decoded as DNS (either side of the packet).
+    pub dns_ports: Vec<u16>,
+    /// Also take UDP datagrams on other ports when they decode completely as a one-question
+    /// standard query or response (DNS servers on unusual ports; false positives are rare
+    /// because the whole message must decode with nothing left over).
+    pub udp_any_port: bool,
+}
+
+impl Default for ExtractOptions {
+    fn default() -> Self {
+        Self {
+            dns_ports: vec![53, 5353, 5355, 8053],
+            udp_any_port: true,
+        }
+    }
+}
+
+/// Counters about what the extractor saw besides the DNS messages it returned.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ExtractStats {
+    /// Every frame in the capture.
+    pub frames: u64,
+    /// Frames that were not DNS (other protocols, TCP control segments, fragments).
+    pub non_dns_frames: u64,
+    /// Payloads on DNS ports that did not decode as DNS.
+    pub malformed_dns: u64,
+    /// TCP stream positions lost to gaps or limits (messages possibly missed).
+    pub tcp_desyncs: u64,
+}
+
+/// Streams the DNS messages of a capture, in capture order.
+///
+/// Yields `Err` once if the capture is damaged part-way; everything before the damage has
+/// been yielded, and the iterator ends after the error.
+pub struct DnsReader<'r> {
+    capture: CaptureReader<'r>,
+    options: ExtractOptions,
+    tcp: TcpReassembler,
+    queue: VecDeque<DnsPacket>,
+    scratch: Vec<Vec<u8>>,
+    stats: ExtractStats,
+}
+
+impl<'r> DnsReader<'r> {
+    /// Opens a capture; fails if its header is not pcap or pcapng.
+    pub fn new<R: Read + Send + 'r>(input: R, options: ExtractOptions) -> Result<Self, CaptureError> {
+        Ok(Self::from_capture(CaptureReader::new(input)?, options))
+    }
+
+    /// Wraps an already opened capture.
+    pub fn from_capture(capture: CaptureReader<'r>, options: ExtractOptions) -> Self {
+        Self {
+            capture,
+            options,
+            tcp: TcpReassembler::new(),
+            queue: VecDeque::new(),
+            scratch: Vec::new(),
+            stats: ExtractStats::default(),
+        }
+    }
+
+    /// What was seen so far.
+    pub fn stats(&self) -> ExtractStats {
+        ExtractStats {
+            frames: self.capture.frames(),
+            tcp_desyncs: self.tcp.desyncs,
+            ..self.stats
+        }
+    }
+
+    /// Reads frames until at least one DNS message is queued or the capture ends.
+    fn fill(&mut self) -> Result<bool, CaptureError> {
+        while self.queue.is_empty() {
+            let Some(frame) = self.capture.next_frame()? else {
+                return Ok(false);
+            };
+            let Some(seg) = segment(frame.linktype, frame.data) else {
+                self.stats.non_dns_frames += 1;
+                continue;
+            };
+            let ports = &self.options.dns_ports;
+            let on_port = ports.contains(&seg.src.port()) || ports.contains(&seg.dst.port());
+            let (number, time) = (frame.number, frame.time);
+            match (seg.transport, seg.tcp) {
+                (Transport::Tcp, Some(tcp)) if on_port => {
+                    self.scratch.clear();
+                    self.tcp.push(
+                        seg.src,
+                        seg.dst,
+                        tcp.seq,
+                        tcp.syn,
+                        tcp.fin || tcp.rst,
+                        seg.payload,
+                        &mut self.scratch,
+                    );
+                    if self.scratch.is_empty() {
+                        self.stats.non_dns_frames += 1;
+                    }
+                    for bytes in self.scratch.drain(..) {
+                        match DnsMessage::parse(&bytes) {
+                            Ok(message) => self.queue.push_back(DnsPacket {
+                                frame: number,
+                                time,
+                                src: seg.src,
+                                dst: seg.dst,
+                                transport: Transport::Tcp,
+                                message,
+                            }),
+                            Err(_) => self.stats.malformed_dns += 1,
+                        }
+                    }
+                }
+                (Transport::Udp, _) => {
+                    let parsed = if on_port {
+                        let parsed = DnsMessage::parse(seg.payload).ok();
+                        if parsed.is_none() {
+                            self.stats.malformed_dns += 1;
+                        }
+                        parsed
+                    } else if self.options.udp_any_port
+                        && !NOT_DNS_PORTS.contains(&seg.src.port())
+                        && !NOT_DNS_PORTS.contains(&seg.dst.port())
+                        && looks_like_dns(seg.payload)
+                    {
+                        DnsMessage::parse(seg.payload).ok()
+                    } else {
+                        None
+                    };
+                    match parsed {
+                        Some(message) => self.queue.push_back(DnsPacket {
+                            frame: number,
+                            time,
+                            src: seg.src,
+                            dst: seg.dst,
+                            transport: Transport::Udp,
+                            message,
+                        }),
+                        None => self.stats.non_dns_frames += 1,
+                    }
+                }
+                _ => self.stats.non_dns_frames += 1,
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Ports of protocols that borrow the DNS wire format but are not DNS (NetBIOS name
+/// service), never taken by the any-port heuristic.
+const NOT_DNS_PORTS: [u16; 1] = [137];
+
+/// Strict test for DNS on a port not known to carry it: one question, standard query
+/// opcode, and the whole datagram decodes with no bytes left over.
+fn looks_like_dns(payload: &[u8]) -> bool {
+    if payload.len() < 17 || payload[4..6] != [0, 1] || (payload[2] >> 3) & 0x0f != 0 {
+        return false;
+    }
+    use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
+    let mut decoder = BinDecoder::new(payload);
+    hickory_proto::op::Message::read(&mut decoder).is_ok() && decoder.is_empty()
+}
+
+impl Iterator for DnsReader<'_> {
+    type Item = Result<DnsPacket, CaptureError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(p) = self.queue.pop_front() {
+            return Some(Ok(p));
+        }
+        match self.fill() {
+            Ok(true) => self.queue.pop_front().map(Ok),
+            Ok(false) => None,
+            Err(e) => Some(Err(e)),
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! From a captured frame to a UDP datagram or TCP segment: link layer, IPv4/IPv6, VLAN tags.
+//!
+//! etherparse slices Ethernet (with VLAN tags), IP and the transport headers, and pcap-parser
+//! strips the Linux cooked headers (SLL, and SLL2 which `tcpdump -i any` writes). Only the
+//! BSD loopback and PPP headers are read by hand because neither crate handles both byte
+//! orders of the former or the latter at all.
+
+use etherparse::{EtherType, LaxNetSlice, LaxSlicedPacket, TransportSlice};
+use pcap_parser::data::{get_packetdata_linux_sll, get_packetdata_linux_sll2, PacketData};
+use pcap_parser::Linktype;
+use std::net::{IpAddr, SocketAddr};
+
+/// Transport protocol a DNS message travelled over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// DNS over UDP.
+    Udp,
+    /// DNS over TCP (RFC 1035 §4.2.2 length-prefixed).
+    Tcp,
+}
+
+/// TCP header fields the stream reassembly needs.
+#[derive(Clone, Copy, Debug)]
+pub struct TcpInfo {
+    /// Sequence number of the first payload byte (or of the SYN).
+    pub seq: u32,
+    /// SYN flag.
+    pub syn: bool,
+    /// FIN flag.
+    pub fin: bool,
+    /// RST flag.
+    pub rst: bool,
+}
+
+/// A transport-layer payload with its endpoints.
+#[derive(Debug)]
+pub struct Segment<'a> {
+    /// Sender.
+    pub src: SocketAddr,
+    /// Receiver.
+    pub dst: SocketAddr,
+    /// UDP or TCP.
+    pub transport: Transport,
+    /// TCP header fields; `None` for UDP.
+    pub tcp: Option<TcpInfo>,
+    /// Transport payload (possibly cut short by the snap length).
+    pub payload: &'a [u8],
+}
+
+/// Apple's PKTAP link type, and USER2 which macOS wrote for it before 258 was assigned.
+const PKTAP: i32 = 258;
+const USER2: i32 = 149;
+
+/// BSD loopback address-family values for IPv6 (they differ between BSDs).
+const AF_INET6_VALUES: [u32; 3] = [24, 28, 30];
+
+/// Decodes the frame of a link type down to UDP/TCP. Returns `None` for anything that is
+/// not an unfragmented IPv4/IPv6 UDP or TCP packet (ARP, ICMP, IP fragments, other link
+/// types, or headers too damaged to read).
+pub fn segment(linktype: Linktype, data: &[u8]) -> Option<Segment<'_>> {
+    let sliced = match linktype {
+        Linktype::ETHERNET => LaxSlicedPacket::from_ethernet(data).ok()?,
+        Linktype::RAW | Linktype(12) | Linktype(14) => LaxSlicedPacket::from_ip(data).ok()?,
+        Linktype::IPV4 | Linktype::IPV6 => {
+            // These link types promise one IP version; a packet of the other is invalid.
+            let want = if linktype == Linktype::IPV4 { 4 } else { 6 };
+            if data.first()? >> 4 != want {
+                return None;
+            }
+            LaxSlicedPacket::from_ip(data).ok()?
+        }
+        Linktype::NULL | Linktype::LOOP => {
+            let family: [u8; 4] = data.get(..4)?.try_into().ok()?;
+            let be = u32::from_be_bytes(family);
+            let le = u32::from_le_bytes(family);
+            // NULL is in the capturing host's byte order; LOOP is always big-endian.
+            let is_ip = |v: u32| v == 2 || AF_INET6_VALUES.contains(&v);
+            if !(is_ip(be) || (linktype == Linktype::NULL && is_ip(le))) {
+                return None;
+            }
+            LaxSlicedPacket::from_ip(&data[4..]).ok()?
+        }
+        Linktype::LINUX_SLL | Linktype::LINUX_SLL2 => {
+            let l3 = if linktype == Linktype::LINUX_SLL {
+                get_packetdata_linux_sll(data, data.len())
+            } else {
+                get_packetdata_linux_sll2(data, data.len())
+            };
+            match l3? {
+                PacketData::L3(ethertype, rest) => {
+                    LaxSlicedPacket::from_ether_type(EtherType(ethertype), rest)
+                }
+                _ => return None,
+            }
+        }
+        Linktype(9) | Linktype(50) => {
+            // RFC 1662 framing: optional address/control 0xff 0x03, then the protocol.
+            let rest = data.strip_prefix(&[0xff, 0x03]).unwrap_or(data);
+            let proto = u16::from_be_bytes(rest.get(..2)?.try_into().ok()?);
+            match proto {
+                0x0021 | 0x0057 => LaxSlicedPacket::from_ip(&rest[2..]).ok()?,
+                _ => return None,
+            }
+        }
+        Linktype(PKTAP) | Linktype(USER2) => {
+            // Apple's PKTAP: little-endian header length, record type (1 = packet) and
+            // the link type of the packet that follows the header.
+            let word = |at: usize| -> Option<u32> {
+                Some(u32::from_le_bytes(data.get(at..at + 4)?.try_into().ok()?))
+            };
+            let (len, rectype, inner) = (word(0)? as usize, word(4)?, word(8)?);
+            let inner = i32::try_from(inner).ok()?;
+            if rectype != 1 || len < 12 || len > data.len() || [PKTAP, USER2].contains(&inner) {
+                return None;
+            }
+            return segment(Linktype(inner), &data[len..]);
+        }
+        _ => return None,
+    };
+    let (src_ip, dst_ip): (IpAddr, IpAddr) = match sliced.net.as_ref()? {
+        LaxNetSlice::Ipv4(v4) => {
+            if v4.is_payload_fragmented() {
+                return None;
+            }
+            let h = v4.header();
+            (h.source_addr().into(), h.destination_addr().into())
+        }
+        LaxNetSlice::Ipv6(v6) => {
+            if v6.is_payload_fragmented() {
+                return None;
+            }
+            let h = v6.header();
+            (h.source_addr().into(), h.destination_addr().into())
+        }
+        LaxNetSlice::Arp(_) => return None,
+    };
+    match sliced.transport? {
+        TransportSlice::Udp(udp) => Some(Segment {
+            src: SocketAddr::new(src_ip, udp.source_port()),
+            dst: SocketAddr::new(dst_ip, udp.destination_port()),
+            transport: Transport::Udp,
+            tcp: None,
+            payload: udp.payload(),
+        }),
+        TransportSlice::Tcp(tcp) => Some(Segment {
+            src: SocketAddr::new(src_ip, tcp.source_port()),
+            dst: SocketAddr::new(dst_ip, tcp.destination_port()),
+            transport: Transport::Tcp,
+            tcp: Some(TcpInfo {
+                seq: tcp.sequence_number(),
+                syn: tcp.syn(),
+                fin: tcp.fin(),
+                rst: tcp.rst(),
+            }),
+            payload: tcp.payload(),
+        }),
+        _ => None,
+    }
+}

@@ -1,0 +1,87 @@
+//! Rule: kube-proxy's rules on a node send the DNS ClusterIP to endpoints other than the
+//! ready endpoints of the EndpointSlices: stale rules (kube-proxy stopped updating them).
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use crate::node::service::Protocol;
+
+use super::finding::{EvidenceRef, Finding, Severity};
+use super::Context;
+
+pub const ID: &str = "kube-proxy-stale-rules";
+
+pub fn rule(cx: &Context<'_>) -> Option<Finding> {
+    let ready: BTreeSet<IpAddr> = cx.topology.ready_endpoint_ips().into_iter().collect();
+    if ready.is_empty() {
+        return None;
+    }
+    let mut evidence = Vec::new();
+    let mut stale_anywhere = false;
+    let mut nodes = Vec::new();
+    for n in &cx.nodes {
+        for proto in [Protocol::Udp, Protocol::Tcp] {
+            let eps = n.endpoints_for(proto);
+            if eps.is_empty() {
+                continue;
+            }
+            let programmed: BTreeSet<IpAddr> = eps.iter().map(|e| e.address).collect();
+            if programmed == ready {
+                continue;
+            }
+            let extra: Vec<String> = programmed.difference(&ready).map(|i| i.to_string()).collect();
+            let missing: Vec<String> = ready.difference(&programmed).map(|i| i.to_string()).collect();
+            stale_anywhere |= !extra.is_empty();
+            if !nodes.contains(&n.node) {
+                nodes.push(n.node);
+            }
+            let mut detail = format!("DNS ClusterIP ({proto}) is sent to");
+            for e in &eps {
+                detail.push_str(&format!(" {} [{}]", e.address, e.source));
+            }
+            if !extra.is_empty() {
+                detail.push_str(&format!("; not ready endpoints in the EndpointSlices: {}", extra.join(", ")));
+            }
+            if !missing.is_empty() {
+                detail.push_str(&format!("; ready endpoints without a rule: {}", missing.join(", ")));
+            }
+            let key = n
+                .translations
+                .iter()
+                .find(|t| t.service.protocol == proto && !t.endpoints.is_empty())
+                .map_or("iptables-save", |t| t.key);
+            evidence.push(EvidenceRef::new(n.source(key), detail));
+        }
+    }
+    if evidence.is_empty() {
+        return None;
+    }
+    let ready_list: Vec<String> = ready.iter().map(|i| i.to_string()).collect();
+    evidence.push(EvidenceRef::new(
+        "api",
+        format!("ready endpoints in the EndpointSlices: {}", ready_list.join(", ")),
+    ));
+    for n in &nodes {
+        for p in cx.topology.kube_proxy.pods.iter().filter(|p| p.node.as_deref() == Some(*n)) {
+            evidence.push(EvidenceRef::new(
+                "api",
+                format!("kube-proxy pod {} on {n}: phase {}, ready {}, {} restarts", p.name, p.phase, p.ready, p.restarts),
+            ));
+        }
+    }
+    let node_list: Vec<&str> = nodes.clone();
+    Some(Finding {
+        id: ID.into(),
+        severity: if stale_anywhere { Severity::Error } else { Severity::Warning },
+        summary: format!(
+            "kube-proxy's rules on {} translate the DNS ClusterIP to endpoints that differ from the EndpointSlices: the rules are stale",
+            node_list.join(", ")
+        ),
+        evidence,
+        remediation: vec![
+            "Check that kube-proxy runs on those nodes and can reach the API server (its logs show failed watches); restart it so it resyncs its rules.".into(),
+            "If kube-proxy was stopped on purpose, its leftover rules must be removed (`kube-proxy --cleanup`) or it must be started again.".into(),
+        ],
+        loss_point: None,
+    })
+}

@@ -1,0 +1,219 @@
+//! Diagnosis: evidence in, findings out. Pure functions, one rule per file.
+//!
+//! [`diagnose`] runs every rule over the same [`Context`], orders the findings so that the
+//! root cause comes first, and builds the runbook checklist and the packet ladders. Rules
+//! never parse raw text themselves: they call the parsers in `node`, `dns_config` and
+//! `capture`.
+
+pub mod check;
+pub mod checklist;
+pub mod corefile_view;
+pub mod finding;
+pub mod ladder;
+pub mod node_view;
+pub mod observed;
+
+pub mod cluster_dns_unreachable;
+pub mod conntrack_table_near_full;
+pub mod dns_pods_not_ready;
+pub mod dns_service_missing;
+pub mod dns_service_no_endpoints;
+pub mod five_second_latency;
+pub mod kube_proxy_not_translating;
+pub mod kube_proxy_stale_rules;
+pub mod node_firewall;
+pub mod nodelocaldns_not_answering;
+pub mod one_replica_broken;
+pub mod pod_dns_policy;
+pub mod search_path_amplification;
+pub mod truncated_no_tcp;
+pub mod udp_blocked;
+pub mod upstream_failing;
+
+use serde::{Deserialize, Serialize};
+
+use crate::capture::{CaptureAnalysis, Correlation};
+use crate::evidence::{CaptureKind, Evidence};
+use crate::topology::Topology;
+
+pub use check::{Check, CheckStatus};
+pub use finding::{EvidenceRef, Finding, Severity};
+pub use ladder::{LadderStep, PacketLadder};
+use node_view::{DnsTargets, NodeView};
+use observed::Observed;
+
+/// The analysis of one capture point's pcap.
+#[derive(Debug, Clone, Copy)]
+pub struct PointAnalysis<'a> {
+    /// The capture point's name, as in [`Evidence::captures`].
+    pub name: &'a str,
+    pub kind: CaptureKind,
+    pub analysis: &'a CaptureAnalysis,
+}
+
+/// Everything a diagnosis looks at. Captures are given in path order (the target pod, then
+/// nodes, then DNS pods), the order `capture::correlate` was given.
+#[derive(Debug, Clone, Copy)]
+pub struct DiagnosisInput<'a> {
+    pub topology: &'a Topology,
+    pub evidence: &'a Evidence,
+    pub captures: &'a [PointAnalysis<'a>],
+    /// Lost queries followed across the capture points; None when fewer than two points
+    /// were captured.
+    pub correlation: Option<&'a Correlation>,
+}
+
+/// What is wrong, the runbook as a checklist, and where lost queries died.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Diagnosis {
+    /// Root cause first: errors before warnings before info; within a severity, in causal
+    /// order (see [`PRIORITY`]).
+    pub findings: Vec<Finding>,
+    pub checklist: Vec<Check>,
+    pub lost_queries: Vec<PacketLadder>,
+}
+
+impl Diagnosis {
+    /// The finding to name as the cause: the first warning or error.
+    pub fn root_cause(&self) -> Option<&Finding> {
+        self.findings
+            .first()
+            .filter(|f| f.severity >= Severity::Warning)
+    }
+
+    /// True when some finding is a warning or an error.
+    pub fn has_problems(&self) -> bool {
+        self.root_cause().is_some()
+    }
+}
+
+/// Finding ids in causal order: when two findings of one severity are present, the one
+/// earlier here explains the other (no endpoints explains timeouts, not the reverse).
+pub const PRIORITY: &[&str] = &[
+    dns_service_missing::ID,
+    dns_service_no_endpoints::ID,
+    dns_pods_not_ready::ID_CRASHLOOP,
+    dns_pods_not_ready::ID_NOT_READY,
+    nodelocaldns_not_answering::ID,
+    kube_proxy_not_translating::ID,
+    kube_proxy_stale_rules::ID,
+    node_firewall::ID,
+    udp_blocked::ID,
+    upstream_failing::ID,
+    one_replica_broken::ID,
+    five_second_latency::ID,
+    truncated_no_tcp::ID,
+    conntrack_table_near_full::ID,
+    pod_dns_policy::ID,
+    search_path_amplification::ID,
+    cluster_dns_unreachable::ID,
+];
+
+/// How many lost queries get a packet ladder in the report.
+pub const MAX_LADDERS: usize = 10;
+
+/// The derived view every rule reads: the input plus the probe's results sorted by server.
+#[derive(Debug, Clone)]
+pub struct Context<'a> {
+    pub topology: &'a Topology,
+    pub evidence: &'a Evidence,
+    /// The pod probe's results; None when the probe did not run.
+    pub observed: Option<Observed<'a>>,
+    pub nodes: Vec<NodeView<'a>>,
+    pub captures: &'a [PointAnalysis<'a>],
+    pub correlation: Option<&'a Correlation>,
+}
+
+impl<'a> Context<'a> {
+    pub fn new(input: &DiagnosisInput<'a>) -> Self {
+        Self {
+            topology: input.topology,
+            evidence: input.evidence,
+            observed: input
+                .evidence
+                .pod_probe
+                .as_ref()
+                .map(|r| Observed::new(r, input.topology)),
+            nodes: {
+                let targets = DnsTargets::from_topology(input.topology);
+                input
+                    .evidence
+                    .nodes
+                    .iter()
+                    .map(|n| NodeView::new(n, &targets))
+                    .collect()
+            },
+            captures: input.captures,
+            correlation: input.correlation,
+        }
+    }
+
+    /// The target pod's node snapshot, if one was taken.
+    pub fn target_node(&self) -> Option<&NodeView<'a>> {
+        let node = self.topology.target.node.as_deref()?;
+        self.nodes.iter().find(|n| n.node == node)
+    }
+
+    /// Where most lost queries were last seen: the capture point's name and kind, and how
+    /// many of all lost queries died after it.
+    pub fn main_loss_point(&self) -> Option<(&'a str, CaptureKind, u64, usize)> {
+        let c = self.correlation?;
+        let (name, count) = c.lost_by_last_point.iter().max_by_key(|(_, n)| *n)?;
+        let point = self.captures.iter().find(|p| p.name == name)?;
+        Some((point.name, point.kind, *count, c.lost.len()))
+    }
+
+    /// The capture of the target pod, if one was taken.
+    pub fn pod_capture(&self) -> Option<&PointAnalysis<'a>> {
+        self.captures.iter().find(|c| c.kind == CaptureKind::Pod)
+    }
+}
+
+/// Runs every rule and orders the findings root cause first.
+pub fn diagnose(input: &DiagnosisInput<'_>) -> Diagnosis {
+    let cx = Context::new(input);
+    let mut findings: Vec<Finding> = Vec::new();
+    findings.extend(dns_service_missing::rule(&cx));
+    findings.extend(dns_service_no_endpoints::rule(&cx));
+    findings.extend(dns_pods_not_ready::rule(&cx));
+    findings.extend(nodelocaldns_not_answering::rule(&cx));
+    findings.extend(kube_proxy_not_translating::rule(&cx));
+    findings.extend(kube_proxy_stale_rules::rule(&cx));
+    findings.extend(node_firewall::rule(&cx));
+    findings.extend(udp_blocked::rule(&cx));
+    findings.extend(upstream_failing::rule(&cx));
+    findings.extend(one_replica_broken::rule(&cx));
+    findings.extend(five_second_latency::rule(&cx));
+    findings.extend(truncated_no_tcp::rule(&cx));
+    findings.extend(conntrack_table_near_full::rule(&cx));
+    findings.extend(pod_dns_policy::rule(&cx));
+    findings.extend(search_path_amplification::rule(&cx));
+    // The fallback looks at what the others found, so it runs last.
+    findings.extend(cluster_dns_unreachable::rule(&cx, &findings));
+    order(&mut findings);
+    let points: Vec<String> = input.captures.iter().map(|c| c.name.to_string()).collect();
+    Diagnosis {
+        checklist: checklist::checklist(&cx),
+        lost_queries: input
+            .correlation
+            .map(|c| ladder::ladders(c, &points, MAX_LADDERS))
+            .unwrap_or_default(),
+        findings,
+    }
+}
+
+/// Sorts findings root cause first: by severity, then by [`PRIORITY`], stable otherwise.
+pub fn order(findings: &mut [Finding]) {
+    findings.sort_by_key(|f| {
+        let rank = PRIORITY
+            .iter()
+            .position(|id| *id == f.id)
+            .unwrap_or(PRIORITY.len());
+        (std::cmp::Reverse(f.severity), rank)
+    });
+}
+
+#[cfg(test)]
+pub(crate) mod testkit;
+#[cfg(test)]
+mod tests;

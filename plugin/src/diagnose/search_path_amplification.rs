@@ -1,0 +1,72 @@
+//! Rule: names with fewer dots than ndots are tried with every search suffix first, so one
+//! lookup costs many queries and NXDOMAIN answers.
+
+use super::finding::{EvidenceRef, Finding, Severity};
+use super::Context;
+
+pub const ID: &str = "search-path-amplification";
+
+/// Kubernetes' default resolv.conf (three cluster search suffixes, ndots 5) costs 8 queries
+/// for an external name: more than that means extra suffixes or a higher ndots.
+pub const DEFAULT_QUERIES_PER_LOOKUP: u32 = 8;
+
+pub fn rule(cx: &Context<'_>) -> Option<Finding> {
+    let o = cx.observed.as_ref()?;
+    let worst = o
+        .report
+        .search_expansion
+        .iter()
+        .filter(|e| e.candidates.len() > 1)
+        .max_by_key(|e| e.queries_per_lookup)?;
+    let mut evidence: Vec<EvidenceRef> = o
+        .report
+        .search_expansion
+        .iter()
+        .filter(|e| e.candidates.len() > 1)
+        .map(|e| {
+            EvidenceRef::new(
+                "probe:search-expansion",
+                format!(
+                    "{}: {} queries per lookup, tries {}",
+                    e.name,
+                    e.queries_per_lookup,
+                    e.candidates.join(", ")
+                ),
+            )
+        })
+        .collect();
+    if let Some(c) = cx.pod_capture() {
+        let p = &c.analysis.analysis.summary.patterns;
+        if p.search_path_lookups > 0 {
+            evidence.push(EvidenceRef::new(
+                format!("capture:{}", c.name),
+                format!(
+                    "{} lookups answered only after {} NXDOMAIN answers for search-path expansions",
+                    p.search_path_lookups, p.search_path_nxdomains
+                ),
+            ));
+        }
+    }
+    let severity = if worst.queries_per_lookup > DEFAULT_QUERIES_PER_LOOKUP {
+        Severity::Warning
+    } else {
+        Severity::Info
+    };
+    Some(Finding {
+        id: ID.into(),
+        severity,
+        summary: format!(
+            "search-path amplification: one lookup of {} costs {} queries ({} names tried)",
+            worst.name,
+            worst.queries_per_lookup,
+            worst.candidates.len()
+        ),
+        evidence,
+        remediation: vec![
+            "Use fully qualified names with a trailing dot (e.g. `api.example.com.`) in the application's configuration.".into(),
+            "Or lower ndots in the pod's spec.dnsConfig.options (e.g. name: ndots, value: \"2\").".into(),
+            "Remove search domains the pods do not need (they come from the node's resolv.conf).".into(),
+        ],
+        loss_point: None,
+    })
+}

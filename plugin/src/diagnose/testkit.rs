@@ -1,0 +1,381 @@
+//! Realistic inputs for the diagnosis and report tests: a healthy two-replica CoreDNS behind
+//! 10.96.0.10, a glibc client pod, probe results as the probe writes them, and node
+//! snapshots whose rule dumps are the fixtures captured from real iptables/nft (see
+//! plugin/tests/fixtures/node/VERSIONS.txt). Each fault is a change to that healthy base.
+
+use std::net::{IpAddr, SocketAddr};
+
+use dns_doctor_probe::schema::{
+    CommandOutput, ConnectOutcome, LibcDetection, LibcKind, NodeSnapshot, ParallelStats,
+    ParallelTest, PodReport, QueryOutcome, QueryResult, RawFile, SearchExpansion, ServerRole,
+    TcpConnect, Transport,
+};
+
+use crate::evidence::{Evidence, NodeEvidence, UpstreamProbe};
+use crate::topology::{
+    ClusterDns, ClusterDnsSource, DnsPodInfo, EndpointInfo, KubeProxyInfo, KubeProxyPod,
+    PodInfo, ServiceInfo, ServicePort, Topology,
+};
+
+use super::{diagnose, Diagnosis, DiagnosisInput};
+
+pub const CLUSTER_IP: &str = "10.96.0.10";
+pub const EP_A: &str = "10.244.0.2";
+pub const EP_B: &str = "10.244.0.3";
+pub const CLUSTER_NAME: &str = "kubernetes.default.svc.cluster.local.";
+pub const EXTERNAL_NAME: &str = "external.test.";
+pub const UPSTREAM: &str = "10.200.0.2";
+
+pub const IPT_HEALTHY: &str = include_str!("../../tests/fixtures/node/iptables-legacy-healthy.txt");
+pub const IPT_NO_ENDPOINTS: &str =
+    include_str!("../../tests/fixtures/node/iptables-legacy-no-endpoints.txt");
+pub const IPT_FLUSHED: &str =
+    include_str!("../../tests/fixtures/node/iptables-legacy-kube-proxy-flushed.txt");
+pub const IPT_NODE_FIREWALL: &str =
+    include_str!("../../tests/fixtures/node/iptables-legacy-node-firewall.txt");
+pub const IPT_UDP_BLOCKED: &str =
+    include_str!("../../tests/fixtures/node/iptables-legacy-udp-blocked.txt");
+pub const IPT_AAAA_DROP: &str =
+    include_str!("../../tests/fixtures/node/iptables-legacy-aaaa-drop.txt");
+pub const NFT_KUBE_PROXY_HEALTHY: &str =
+    include_str!("../../tests/fixtures/node/nft-kube-proxy-healthy.txt");
+pub const CONNTRACK_BEFORE: &str =
+    include_str!("../../tests/fixtures/node/conntrack-S-before.txt");
+pub const CONNTRACK_AFTER: &str = include_str!("../../tests/fixtures/node/conntrack-S-after.txt");
+
+pub fn ip(s: &str) -> IpAddr {
+    s.parse().expect("test address")
+}
+
+pub fn sock(s: &str) -> SocketAddr {
+    SocketAddr::new(ip(s), 53)
+}
+
+pub struct Scenario {
+    pub topology: Topology,
+    pub evidence: Evidence,
+}
+
+impl Scenario {
+    pub fn diagnose(&self) -> Diagnosis {
+        diagnose(&DiagnosisInput {
+            topology: &self.topology,
+            evidence: &self.evidence,
+            captures: &[],
+            correlation: None,
+        })
+    }
+
+    pub fn probe(&mut self) -> &mut PodReport {
+        self.evidence.pod_probe.as_mut().expect("probe present")
+    }
+
+    /// Sets the outcome of every probe query `select` picks.
+    pub fn set_queries(
+        &mut self,
+        select: impl Fn(&QueryResult) -> bool,
+        outcome: QueryOutcome,
+        rcode: Option<&str>,
+    ) {
+        for q in self.probe().queries.iter_mut().filter(|q| select(q)) {
+            q.outcome = outcome;
+            q.rcode = rcode.map(str::to_string);
+            if outcome != QueryOutcome::Answered {
+                q.answers.clear();
+                q.latency_ms = 2000.0;
+            }
+        }
+    }
+
+    pub fn set_connects(&mut self, select: impl Fn(&TcpConnect) -> bool, outcome: ConnectOutcome) {
+        for c in self.probe().tcp_connects.iter_mut().filter(|c| select(c)) {
+            c.outcome = outcome;
+        }
+    }
+
+    /// Replaces a command's output on the target's node.
+    pub fn set_node_command(&mut self, key: &str, stdout: &str) {
+        let snap = &mut self.evidence.nodes[0].snapshot;
+        match snap.commands.iter_mut().find(|c| c.key == key) {
+            Some(c) => c.stdout = stdout.to_string(),
+            None => snap.commands.push(command(key, stdout)),
+        }
+    }
+
+    pub fn set_node_file(&mut self, path: &str, content: &str) {
+        let snap = &mut self.evidence.nodes[0].snapshot;
+        match snap.files.iter_mut().find(|f| f.path == path) {
+            Some(f) => f.content = Some(content.to_string()),
+            None => snap.files.push(RawFile {
+                path: path.to_string(),
+                content: Some(content.to_string()),
+                error: None,
+            }),
+        }
+    }
+}
+
+pub fn query(server: &str, role: ServerRole, transport: Transport, qname: &str, qtype: &str, id: u16) -> QueryResult {
+    let answers = match (qname, qtype) {
+        (CLUSTER_NAME, "A") => vec!["A 10.96.0.1".to_string()],
+        (EXTERNAL_NAME, "A") => vec!["A 192.0.2.10".to_string()],
+        _ => Vec::new(),
+    };
+    QueryResult {
+        server: sock(server),
+        role,
+        transport,
+        qname: qname.to_string(),
+        qtype: qtype.to_string(),
+        id,
+        source_port: Some(40000 + id),
+        outcome: QueryOutcome::Answered,
+        rcode: Some("NOERROR".into()),
+        answers,
+        truncated: false,
+        latency_ms: 0.8,
+        error: None,
+    }
+}
+
+pub fn command(key: &str, stdout: &str) -> CommandOutput {
+    CommandOutput {
+        key: key.to_string(),
+        argv: vec![key.to_string()],
+        exit_code: Some(0),
+        stdout: stdout.to_string(),
+        stderr: String::new(),
+        duration_ms: 12,
+        error: None,
+    }
+}
+
+fn parallel(server: &str) -> ParallelTest {
+    let stats = ParallelStats {
+        rounds: 20,
+        both_answered: 20,
+        a_missing: 0,
+        aaaa_missing: 0,
+        both_missing: 0,
+        round_ms: vec![1.1; 20],
+    };
+    ParallelTest {
+        server: sock(server),
+        role: ServerRole::Nameserver,
+        qname: CLUSTER_NAME.to_string(),
+        wait_ms: 6000,
+        same_socket: stats.clone(),
+        separate_sockets: stats,
+    }
+}
+
+fn healthy_probe() -> PodReport {
+    let mut queries = Vec::new();
+    let mut id = 1;
+    for transport in [Transport::Udp, Transport::Tcp] {
+        for name in [CLUSTER_NAME, EXTERNAL_NAME] {
+            for qtype in ["A", "AAAA"] {
+                queries.push(query(CLUSTER_IP, ServerRole::Nameserver, transport, name, qtype, id));
+                id += 1;
+            }
+        }
+        for ep in [EP_A, EP_B] {
+            queries.push(query(ep, ServerRole::Endpoint, transport, CLUSTER_NAME, "A", id));
+            id += 1;
+        }
+    }
+    let connect = |target: &str, role| TcpConnect {
+        target: sock(target),
+        role,
+        outcome: ConnectOutcome::Connected,
+        latency_ms: 0.3,
+        error: None,
+    };
+    PodReport {
+        resolv_conf: RawFile {
+            path: "/etc/resolv.conf".into(),
+            content: Some(format!(
+                "search default.svc.cluster.local svc.cluster.local cluster.local\nnameserver {CLUSTER_IP}\noptions ndots:5\n"
+            )),
+            error: None,
+        },
+        libc: LibcDetection {
+            kind: LibcKind::Glibc,
+            pid: Some(7),
+            evidence: Some("/proc/7/root/lib/x86_64-linux-gnu/libc.so.6".into()),
+        },
+        tcp_connects: vec![
+            connect(CLUSTER_IP, ServerRole::Nameserver),
+            connect(EP_A, ServerRole::Endpoint),
+            connect(EP_B, ServerRole::Endpoint),
+        ],
+        queries,
+        search_expansion: vec![
+            SearchExpansion {
+                name: "kubernetes.default".into(),
+                candidates: vec![
+                    "kubernetes.default.default.svc.cluster.local.".into(),
+                    "kubernetes.default.svc.cluster.local.".into(),
+                    "kubernetes.default.cluster.local.".into(),
+                    "kubernetes.default.".into(),
+                ],
+                first_answer_index: Some(1),
+                queries_per_lookup: 4,
+            },
+            SearchExpansion {
+                name: "external.test".into(),
+                candidates: vec![
+                    "external.test.default.svc.cluster.local.".into(),
+                    "external.test.svc.cluster.local.".into(),
+                    "external.test.cluster.local.".into(),
+                    "external.test.".into(),
+                ],
+                first_answer_index: Some(3),
+                queries_per_lookup: 8,
+            },
+        ],
+        parallel: vec![parallel(CLUSTER_IP)],
+    }
+}
+
+fn node_snapshot(node: &str) -> NodeSnapshot {
+    NodeSnapshot {
+        node: node.to_string(),
+        commands: vec![
+            command("iptables-legacy-save", IPT_HEALTHY),
+            command("iptables-nft-save", ""),
+            command("conntrack-stats-before", CONNTRACK_BEFORE),
+            command("conntrack-stats-after", CONNTRACK_AFTER),
+        ],
+        files: vec![
+            RawFile {
+                path: "/proc/sys/net/netfilter/nf_conntrack_count".into(),
+                content: Some("212\n".into()),
+                error: None,
+            },
+            RawFile {
+                path: "/proc/sys/net/netfilter/nf_conntrack_max".into(),
+                content: Some("262144\n".into()),
+                error: None,
+            },
+        ],
+        http: vec![dns_doctor_probe::schema::HttpProbe {
+            key: "healthz".into(),
+            url: "http://127.0.0.1:10256/healthz".into(),
+            status: Some(200),
+            body: Some("{}".into()),
+            error: None,
+        }],
+        conntrack_window_ms: 2000,
+    }
+}
+
+fn dns_pod(name: &str, ip_s: &str) -> DnsPodInfo {
+    DnsPodInfo {
+        namespace: "kube-system".into(),
+        name: name.into(),
+        uid: format!("uid-{name}"),
+        ip: Some(ip(ip_s)),
+        node: Some("node-1".into()),
+        phase: "Running".into(),
+        ready: true,
+        restarts: 0,
+        container: "coredns".into(),
+        waiting_reason: None,
+        last_termination: None,
+        log_lines: Vec::new(),
+    }
+}
+
+fn endpoint(ip_s: &str, pod: &str) -> EndpointInfo {
+    EndpointInfo {
+        ip: ip(ip_s),
+        ports: vec![("UDP".into(), 53), ("TCP".into(), 53)],
+        ready: true,
+        serving: true,
+        terminating: false,
+        pod: Some(format!("kube-system/{pod}")),
+        node: Some("node-1".into()),
+    }
+}
+
+/// A healthy cluster as the test cluster looks: one node, CoreDNS × 2, kube-proxy iptables.
+pub fn healthy() -> Scenario {
+    let topology = Topology {
+        target: PodInfo {
+            namespace: "default".into(),
+            name: "web-0".into(),
+            uid: "uid-web-0".into(),
+            node: Some("node-1".into()),
+            ip: Some(ip("10.244.0.5")),
+            phase: "Running".into(),
+            ready: true,
+            host_network: false,
+            dns_policy: "ClusterFirst".into(),
+            dns_config: None,
+            containers: vec!["web".into()],
+            ephemeral_containers: Vec::new(),
+        },
+        chosen_from: None,
+        cluster_dns: ClusterDns {
+            source: ClusterDnsSource::KubeletConfigz,
+            ips: vec![ip(CLUSTER_IP)],
+            domain: "cluster.local".into(),
+        },
+        dns_service: Some(ServiceInfo {
+            namespace: "kube-system".into(),
+            name: "kube-dns".into(),
+            cluster_ip: ip(CLUSTER_IP),
+            ports: vec![
+                ServicePort { name: Some("dns".into()), port: 53, protocol: "UDP".into(), target_port: Some("53".into()) },
+                ServicePort { name: Some("dns-tcp".into()), port: 53, protocol: "TCP".into(), target_port: Some("53".into()) },
+                ServicePort { name: Some("metrics".into()), port: 9153, protocol: "TCP".into(), target_port: Some("9153".into()) },
+            ],
+            selector: vec![("k8s-app".into(), "kube-dns".into())],
+        }),
+        endpoints: vec![endpoint(EP_A, "coredns-a"), endpoint(EP_B, "coredns-b")],
+        dns_pods: vec![dns_pod("coredns-a", EP_A), dns_pod("coredns-b", EP_B)],
+        corefile: Some(format!(
+            ".:53 {{\n    errors\n    health\n    ready\n    kubernetes cluster.local in-addr.arpa ip6.arpa\n    forward . {UPSTREAM}\n    cache 30\n    loop\n    reload\n}}\n"
+        )),
+        kube_proxy: KubeProxyInfo {
+            pods: vec![KubeProxyPod {
+                name: "kube-proxy-x7k2p".into(),
+                node: Some("node-1".into()),
+                phase: "Running".into(),
+                ready: true,
+                restarts: 0,
+            }],
+            configured_mode: Some(String::new()),
+        },
+        node_local_dns: None,
+        gaps: Vec::new(),
+    };
+    let mut upstream = healthy_probe();
+    upstream.queries = vec![
+        query(UPSTREAM, ServerRole::Upstream, Transport::Udp, EXTERNAL_NAME, "A", 900),
+        query(UPSTREAM, ServerRole::Upstream, Transport::Tcp, EXTERNAL_NAME, "A", 901),
+    ];
+    upstream.tcp_connects.clear();
+    upstream.parallel.clear();
+    upstream.search_expansion.clear();
+    let evidence = Evidence {
+        pod_probe: Some(healthy_probe()),
+        upstream_probes: vec![UpstreamProbe {
+            dns_pod: "kube-system/coredns-a".into(),
+            report: upstream,
+        }],
+        nodes: vec![NodeEvidence {
+            node: "node-1".into(),
+            snapshot: node_snapshot("node-1"),
+        }],
+        captures: Vec::new(),
+        step_errors: Vec::new(),
+        ephemeral_containers: Vec::new(),
+    };
+    Scenario { topology, evidence }
+}
+
+pub fn is_cluster_dns(q: &QueryResult) -> bool {
+    q.role == ServerRole::Nameserver && q.server.ip() == ip(CLUSTER_IP)
+}

@@ -1,0 +1,594 @@
+//! One table of scenarios per rule, built from the healthy base in `testkit`: each fault
+//! must put its finding first, and the healthy cluster must come out clean.
+
+use dns_doctor_probe::schema::{ConnectOutcome, LibcKind, QueryOutcome, ServerRole, Transport};
+
+use crate::capture::correlate::MatchKind;
+use crate::capture::{CaptureAnalysis, CaptureFormat, Correlation, LostQuery, Sighting, Timestamp};
+use crate::evidence::CaptureKind;
+use crate::topology::{LogLine, NodeLocalDnsInfo, PodDnsConfig, Termination};
+
+use super::testkit::*;
+use super::*;
+
+fn ids(d: &Diagnosis) -> Vec<&str> {
+    d.findings.iter().map(|f| f.id.as_str()).collect()
+}
+
+fn problems(d: &Diagnosis) -> Vec<(&str, Severity)> {
+    d.findings
+        .iter()
+        .filter(|f| f.severity >= Severity::Warning)
+        .map(|f| (f.id.as_str(), f.severity))
+        .collect()
+}
+
+fn top(d: &Diagnosis) -> &Finding {
+    d.root_cause().unwrap_or_else(|| panic!("no problem found; findings: {:?}", d.findings))
+}
+
+fn check<'d>(d: &'d Diagnosis, id: &str) -> &'d Check {
+    d.checklist.iter().find(|c| c.id == id).expect("check present")
+}
+
+fn evidence_text(f: &Finding) -> String {
+    f.evidence
+        .iter()
+        .map(|e| format!("{}: {}", e.source, e.detail))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn healthy_cluster_has_no_warning_or_error_and_every_check_passes() {
+    let d = healthy().diagnose();
+    assert_eq!(problems(&d), vec![], "findings: {:#?}", d.findings);
+    assert!(!d.has_problems());
+    for c in &d.checklist {
+        assert!(
+            matches!(c.status, CheckStatus::Pass | CheckStatus::Skipped),
+            "check {} is {:?}: {}",
+            c.id,
+            c.status,
+            c.detail
+        );
+    }
+    assert_eq!(check(&d, "kube-proxy").status, CheckStatus::Pass, "{}", check(&d, "kube-proxy").detail);
+    assert_eq!(check(&d, "node-firewall").status, CheckStatus::Pass);
+    assert_eq!(check(&d, "five-second").status, CheckStatus::Pass);
+    // The default search path is reported, as information only.
+    assert_eq!(ids(&d), vec![search_path_amplification::ID]);
+    assert_eq!(d.findings[0].severity, Severity::Info);
+}
+
+#[test]
+fn healthy_cluster_with_nft_kube_proxy_is_clean() {
+    let mut s = healthy();
+    s.set_node_command("iptables-legacy-save", "");
+    s.set_node_command("nft-ruleset", NFT_KUBE_PROXY_HEALTHY);
+    let d = s.diagnose();
+    assert_eq!(problems(&d), vec![]);
+    assert_eq!(check(&d, "kube-proxy").status, CheckStatus::Pass, "{}", check(&d, "kube-proxy").detail);
+}
+
+fn coredns_down() -> Scenario {
+    let mut s = healthy();
+    s.topology.endpoints.clear();
+    s.topology.dns_pods.clear();
+    s.set_node_command("iptables-legacy-save", IPT_NO_ENDPOINTS);
+    // kube-proxy's REJECT answers with ICMP port unreachable / RST.
+    s.set_queries(is_cluster_dns, QueryOutcome::Refused, None);
+    s.set_connects(|c| c.role == ServerRole::Nameserver, ConnectOutcome::Refused);
+    s.probe().queries.retain(|q| q.role != ServerRole::Endpoint);
+    s.probe().tcp_connects.retain(|c| c.role != ServerRole::Endpoint);
+    s
+}
+
+#[test]
+fn coredns_down_names_no_endpoints() {
+    let d = coredns_down().diagnose();
+    let f = top(&d);
+    assert_eq!(f.id, dns_service_no_endpoints::ID);
+    assert_eq!(f.severity, Severity::Error);
+    assert!(f.summary.contains("kube-system/kube-dns"), "{}", f.summary);
+    assert!(f.remediation.iter().any(|r| r.contains("k8s-app=kube-dns")));
+    assert_eq!(check(&d, "endpoints-present").status, CheckStatus::Fail);
+    assert_eq!(check(&d, "dns-pods").status, CheckStatus::Fail);
+}
+
+#[test]
+fn dns_service_missing_when_no_service_owns_the_ip() {
+    let mut s = coredns_down();
+    s.topology.dns_service = None;
+    let d = s.diagnose();
+    assert_eq!(top(&d).id, dns_service_missing::ID);
+    assert!(top(&d).summary.contains("10.96.0.10"));
+    assert_eq!(check(&d, "dns-service").status, CheckStatus::Fail);
+}
+
+#[test]
+fn dns_service_missing_is_not_claimed_when_services_could_not_be_listed() {
+    let mut s = coredns_down();
+    s.topology.dns_service = None;
+    s.topology.gaps.push("cannot list Services in all namespaces: forbidden".into());
+    let d = s.diagnose();
+    assert!(!ids(&d).contains(&dns_service_missing::ID));
+    // The probe still shows the failure.
+    assert_eq!(top(&d).id, cluster_dns_unreachable::ID);
+}
+
+#[test]
+fn crashloop_with_forwarding_loop_names_the_loop_and_its_fix() {
+    let mut s = healthy();
+    s.topology.corefile = s
+        .topology
+        .corefile
+        .as_ref()
+        .map(|c| c.replace(&format!("forward . {UPSTREAM}"), "forward . /etc/resolv.conf"));
+    for p in &mut s.topology.dns_pods {
+        p.ready = false;
+        p.restarts = 4;
+        p.waiting_reason = Some("CrashLoopBackOff".into());
+        p.last_termination = Some(Termination { reason: "Error".into(), exit_code: 1, message: None });
+        p.log_lines.push(LogLine {
+            kind: "forwarding-loop".into(),
+            line: "[FATAL] plugin/loop: Loop (127.0.0.1:41315 -> :53) detected for zone \".\", see https://coredns.io/plugins/loop#troubleshooting. Query: \"HINFO 3161394461339880371.4366402768497767271.\"".into(),
+            previous: true,
+        });
+    }
+    for e in &mut s.topology.endpoints {
+        e.ready = false;
+    }
+    s.set_node_command("iptables-legacy-save", IPT_NO_ENDPOINTS);
+    s.set_queries(is_cluster_dns, QueryOutcome::Refused, None);
+    s.set_queries(|q| q.role == ServerRole::Endpoint, QueryOutcome::Refused, None);
+    let d = s.diagnose();
+    let f = top(&d);
+    assert_eq!(f.id, dns_pods_not_ready::ID_CRASHLOOP, "{:?}", ids(&d));
+    assert_eq!(f.severity, Severity::Error);
+    assert!(f.summary.contains("forwarding loop"), "{}", f.summary);
+    assert!(evidence_text(f).contains("Loop (127.0.0.1:41315 -> :53) detected"));
+    assert!(f.remediation[0].contains("forward"), "{:?}", f.remediation);
+    assert!(evidence_text(f).contains("forwards . to /etc/resolv.conf"), "{}", evidence_text(f));
+    assert!(f.remediation[0].contains("replace it with the real upstream"), "{:?}", f.remediation);
+    // No endpoints is a consequence here, not a second root cause.
+    assert!(!ids(&d).contains(&dns_service_no_endpoints::ID));
+}
+
+#[test]
+fn one_pod_not_ready_is_a_warning_not_an_outage() {
+    let mut s = healthy();
+    s.topology.dns_pods[1].ready = false;
+    s.topology.endpoints[1].ready = false;
+    // kube-proxy drops a not-ready endpoint from its rules.
+    let without_b: String = IPT_HEALTHY
+        .lines()
+        .filter(|l| !l.contains(EP_B))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    s.set_node_command("iptables-legacy-save", &without_b);
+    s.probe().queries.retain(|q| q.server.ip() != ip(EP_B));
+    let d = s.diagnose();
+    let f = top(&d);
+    assert_eq!(f.id, dns_pods_not_ready::ID_NOT_READY);
+    assert_eq!(f.severity, Severity::Warning);
+}
+
+#[test]
+fn kube_proxy_down_names_kube_proxy_with_rule_and_pod_evidence() {
+    let mut s = healthy();
+    s.topology.kube_proxy.pods[0].phase = "Failed".into();
+    s.topology.kube_proxy.pods[0].ready = false;
+    s.set_node_command("iptables-legacy-save", IPT_FLUSHED);
+    s.evidence.nodes[0].snapshot.http[0].status = None;
+    s.evidence.nodes[0].snapshot.http[0].error = Some("connection refused".into());
+    s.set_queries(is_cluster_dns, QueryOutcome::TimedOut, None);
+    s.set_connects(|c| c.role == ServerRole::Nameserver, ConnectOutcome::TimedOut);
+    let d = s.diagnose();
+    let f = top(&d);
+    assert_eq!(f.id, kube_proxy_not_translating::ID, "{:?}", ids(&d));
+    let ev = evidence_text(f);
+    assert!(ev.contains("no KUBE-SERVICES chain"), "{ev}");
+    assert!(ev.contains("kube-proxy-x7k2p"), "{ev}");
+    assert!(ev.contains("straight to the DNS endpoints: 4/4 answered"), "{ev}");
+    assert_eq!(check(&d, "kube-proxy").status, CheckStatus::Fail);
+}
+
+#[test]
+fn clusterip_timeouts_without_node_evidence_fall_back_to_unproven() {
+    let mut s = healthy();
+    s.evidence.nodes.clear();
+    s.set_queries(is_cluster_dns, QueryOutcome::TimedOut, None);
+    let d = s.diagnose();
+    assert_eq!(top(&d).id, cluster_dns_unreachable::ID, "{:?}", ids(&d));
+    assert_eq!(top(&d).severity, Severity::Error);
+    assert_eq!(check(&d, "kube-proxy").status, CheckStatus::Skipped);
+}
+
+#[test]
+fn stale_rules_are_found_by_comparing_dnat_targets_with_endpointslices() {
+    let mut s = healthy();
+    // coredns-a was replaced by a pod at 10.244.0.4; the node's rules still point at .2.
+    s.topology.endpoints[0].ip = ip("10.244.0.4");
+    s.topology.endpoints[0].pod = Some("kube-system/coredns-c".into());
+    s.topology.dns_pods[0].ip = Some(ip("10.244.0.4"));
+    s.topology.kube_proxy.pods[0].ready = false;
+    s.set_queries(|q| is_cluster_dns(q) && q.id % 2 == 0, QueryOutcome::TimedOut, None);
+    let d = s.diagnose();
+    let f = top(&d);
+    assert_eq!(f.id, kube_proxy_stale_rules::ID, "{:?}", ids(&d));
+    assert_eq!(f.severity, Severity::Error);
+    let ev = evidence_text(f);
+    assert!(ev.contains("not ready endpoints in the EndpointSlices: 10.244.0.2"), "{ev}");
+    assert!(ev.contains("ready endpoints without a rule: 10.244.0.4"), "{ev}");
+    assert!(ev.contains("node:node-1/iptables-legacy-save"), "{ev}");
+}
+
+fn node_firewall() -> Scenario {
+    let mut s = healthy();
+    s.set_node_command("iptables-legacy-save", IPT_NODE_FIREWALL);
+    s.set_queries(|q| q.role != ServerRole::Upstream, QueryOutcome::TimedOut, None);
+    s.set_connects(|_| true, ConnectOutcome::TimedOut);
+    s
+}
+
+#[test]
+fn node_firewall_names_the_rule_line() {
+    let d = node_firewall().diagnose();
+    let f = top(&d);
+    assert_eq!(f.id, node_firewall::ID, "{:?}", ids(&d));
+    let ev = evidence_text(f);
+    assert!(ev.contains("NODE-FIREWALL -d 10.244.0.0/24 -p udp -m udp --dport 53 -j DROP"), "{ev}");
+    assert!(f.remediation.iter().any(|r| r.contains("security groups")));
+    assert_eq!(check(&d, "node-firewall").status, CheckStatus::Fail);
+}
+
+fn analysis(unanswered: u64) -> CaptureAnalysis {
+    let mut summary = crate::capture::Summary::default();
+    summary.unanswered_transactions = unanswered;
+    CaptureAnalysis {
+        analysis: crate::capture::Analysis {
+            summary,
+            examples: Default::default(),
+            histogram: Default::default(),
+        },
+        stats: Default::default(),
+        format: CaptureFormat::Pcap,
+        read_error: None,
+    }
+}
+
+fn lost(id: u16, points: &[(&str, i64)]) -> LostQuery {
+    LostQuery {
+        id,
+        qname: CLUSTER_NAME.into(),
+        qtype: "A".into(),
+        sightings: points
+            .iter()
+            .map(|(p, t)| Sighting {
+                point: p.to_string(),
+                time: Timestamp::from_nanos(1_764_000_000_000_000_000 + t),
+                client: "10.244.0.5:40001".parse().unwrap(),
+                server: "10.96.0.10:53".parse().unwrap(),
+                answered: false,
+                rcode: None,
+                matched_by: MatchKind::Exact,
+            })
+            .collect(),
+        last_seen_at: points.last().unwrap().0.to_string(),
+        answered_at: None,
+    }
+}
+
+#[test]
+fn security_group_case_uses_the_loss_point_from_captures() {
+    // Same failure, no rule on the node: the queries are last seen on the node's capture.
+    let mut s = node_firewall();
+    s.set_node_command("iptables-legacy-save", IPT_HEALTHY);
+    let pod = analysis(2);
+    let node = analysis(2);
+    let dns = analysis(0);
+    let points = [
+        PointAnalysis { name: "pod-web-0", kind: CaptureKind::Pod, analysis: &pod },
+        PointAnalysis { name: "node-node-1", kind: CaptureKind::Node, analysis: &node },
+        PointAnalysis { name: "dns-coredns-a", kind: CaptureKind::DnsPod, analysis: &dns },
+    ];
+    let correlation = Correlation {
+        lost: vec![
+            lost(7, &[("pod-web-0", 0), ("node-node-1", 41_000)]),
+            lost(8, &[("pod-web-0", 5_000_000), ("node-node-1", 5_039_000)]),
+        ],
+        lost_by_last_point: vec![("node-node-1".into(), 2)],
+    };
+    let d = diagnose(&DiagnosisInput {
+        topology: &s.topology,
+        evidence: &s.evidence,
+        captures: &points,
+        correlation: Some(&correlation),
+    });
+    let f = top(&d);
+    assert_eq!(f.id, node_firewall::ID, "{:?}", ids(&d));
+    assert_eq!(f.loss_point.as_deref(), Some("node-node-1"));
+    assert!(f.summary.contains("security group"), "{}", f.summary);
+    assert_eq!(d.lost_queries.len(), 2);
+    let l = &d.lost_queries[0];
+    assert_eq!(l.points, vec!["pod-web-0", "node-node-1", "dns-coredns-a"]);
+    assert_eq!(l.last_point, "node-node-1");
+    assert_eq!(l.seen.len(), 2);
+    assert!((l.seen[1].offset_ms - 0.041).abs() < 1e-9);
+}
+
+#[test]
+fn udp_blocked_when_udp_times_out_and_tcp_answers() {
+    let mut s = healthy();
+    s.set_node_command("iptables-legacy-save", IPT_UDP_BLOCKED);
+    s.set_queries(|q| q.transport == Transport::Udp && q.role != ServerRole::Upstream, QueryOutcome::TimedOut, None);
+    let d = s.diagnose();
+    let f = top(&d);
+    assert_eq!(f.id, udp_blocked::ID, "{:?}", ids(&d));
+    let ev = evidence_text(f);
+    assert!(ev.contains("UDP to the cluster DNS: 0/4 answered (4 timed out)"), "{ev}");
+    assert!(ev.contains("TCP to the cluster DNS: 4/4 answered"), "{ev}");
+    assert!(ev.contains("\"block udp dns\" -j DROP"), "{ev}");
+    assert!(!ids(&d).contains(&node_firewall::ID));
+}
+
+#[test]
+fn upstream_down_when_cluster_names_resolve_and_external_fail() {
+    let mut s = healthy();
+    s.set_queries(|q| is_cluster_dns(q) && q.qname == EXTERNAL_NAME, QueryOutcome::Answered, Some("SERVFAIL"));
+    for q in &mut s.evidence.upstream_probes[0].report.queries {
+        q.outcome = QueryOutcome::TimedOut;
+        q.rcode = None;
+    }
+    s.topology.dns_pods[0].log_lines.push(LogLine {
+        kind: "upstream-timeout".into(),
+        line: "[ERROR] plugin/errors: 2 external.test. A: read udp 10.244.0.2:45678->10.200.0.2:53: i/o timeout".into(),
+        previous: false,
+    });
+    let d = s.diagnose();
+    let f = top(&d);
+    assert_eq!(f.id, upstream_failing::ID, "{:?}", ids(&d));
+    let ev = evidence_text(f);
+    assert!(ev.contains("probe:upstream:kube-system/coredns-a"), "{ev}");
+    assert!(ev.contains("i/o timeout"), "{ev}");
+    assert!(ev.contains("the Corefile forwards . to 10.200.0.2:53"), "{ev}");
+    assert!(f.summary.contains("upstream DNS server fails"), "{}", f.summary);
+    assert_eq!(check(&d, "external-name").status, CheckStatus::Fail);
+    assert_eq!(check(&d, "queries").status, CheckStatus::Pass);
+}
+
+fn aaaa_drop(libc: LibcKind) -> Scenario {
+    let mut s = healthy();
+    s.set_node_command("iptables-legacy-save", IPT_AAAA_DROP);
+    s.probe().libc.kind = libc;
+    let t = &mut s.probe().parallel[0];
+    t.same_socket.both_answered = 14;
+    t.same_socket.aaaa_missing = 6;
+    t.separate_sockets.both_answered = 15;
+    t.separate_sockets.aaaa_missing = 5;
+    s
+}
+
+#[test]
+fn aaaa_drop_names_five_second_latency_for_glibc() {
+    let d = aaaa_drop(LibcKind::Glibc).diagnose();
+    let f = top(&d);
+    assert_eq!(f.id, five_second_latency::ID, "{:?}", ids(&d));
+    assert!(f.summary.contains("6 of 20 parallel A/AAAA rounds lost one reply"), "{}", f.summary);
+    assert!(f.summary.contains("glibc"));
+    assert!(f.remediation.iter().any(|r| r.contains("NodeLocal DNSCache")));
+    assert!(f.remediation.iter().any(|r| r.contains("glibc: add dnsConfig option `single-request-reopen`")));
+    assert!(evidence_text(f).contains("hex-string"), "{}", evidence_text(f));
+    assert_eq!(check(&d, "five-second").status, CheckStatus::Fail);
+}
+
+#[test]
+fn aaaa_drop_on_musl_says_single_request_reopen_does_nothing() {
+    let d = aaaa_drop(LibcKind::Musl).diagnose();
+    let f = top(&d);
+    assert_eq!(f.id, five_second_latency::ID);
+    assert!(f.summary.contains("musl"));
+    let r = f.remediation.join("\n");
+    assert!(r.contains("uses musl: `single-request-reopen` and `use-vc` have no effect"), "{r}");
+    assert!(!r.contains("glibc: add"), "{r}");
+}
+
+#[test]
+fn conntrack_insert_failures_are_evidence_for_five_second_latency() {
+    let mut s = aaaa_drop(LibcKind::Glibc);
+    s.set_node_command("conntrack-stats-after", "cpu=0   \tfound=0 invalid=8 insert=3 insert_failed=17 drop=17 early_drop=0 error=0 search_restart=0 clash_resolve=0 chaintoolong=0 \ncpu=1   \tfound=0 invalid=0 insert=0 insert_failed=0 drop=0 early_drop=0 error=0 search_restart=0 clash_resolve=0 chaintoolong=0 \n");
+    let d = s.diagnose();
+    assert!(evidence_text(top(&d)).contains("insert_failed +17, drop +17"), "{}", evidence_text(top(&d)));
+}
+
+#[test]
+fn search_path_amplification_warns_beyond_the_kubernetes_default() {
+    let mut s = healthy();
+    let e = &mut s.probe().search_expansion[1];
+    e.candidates = vec![
+        "external.test.default.svc.cluster.local.".into(),
+        "external.test.svc.cluster.local.".into(),
+        "external.test.cluster.local.".into(),
+        "external.test.ec2.internal.".into(),
+        "external.test.corp.example.".into(),
+        "external.test.".into(),
+    ];
+    e.queries_per_lookup = 12;
+    let d = s.diagnose();
+    let f = top(&d);
+    assert_eq!(f.id, search_path_amplification::ID);
+    assert_eq!(f.severity, Severity::Warning);
+    assert!(f.summary.contains("costs 12 queries"));
+    assert!(f.remediation.iter().any(|r| r.contains("trailing dot")));
+    assert!(f.remediation.iter().any(|r| r.contains("ndots")));
+}
+
+#[test]
+fn truncated_answers_with_tcp_blocked() {
+    let mut s = healthy();
+    for q in s.probe().queries.iter_mut().filter(|q| q.transport == Transport::Udp && q.qname == EXTERNAL_NAME) {
+        q.truncated = true;
+    }
+    s.set_queries(|q| q.transport == Transport::Tcp && q.role != ServerRole::Upstream, QueryOutcome::TimedOut, None);
+    let d = s.diagnose();
+    let f = top(&d);
+    assert_eq!(f.id, truncated_no_tcp::ID, "{:?}", ids(&d));
+    assert!(f.remediation[0].contains("TCP port 53"));
+}
+
+#[test]
+fn conntrack_table_near_full() {
+    let mut s = healthy();
+    s.set_node_file("/proc/sys/net/netfilter/nf_conntrack_count", "240000\n");
+    let d = s.diagnose();
+    let f = top(&d);
+    assert_eq!(f.id, conntrack_table_near_full::ID);
+    assert_eq!(f.severity, Severity::Warning);
+    assert!(f.summary.contains("92 % full"), "{}", f.summary);
+    s.set_node_file("/proc/sys/net/netfilter/nf_conntrack_count", "262144\n");
+    assert_eq!(top(&s.diagnose()).severity, Severity::Error);
+}
+
+#[test]
+fn nodelocaldns_not_answering() {
+    let mut s = healthy();
+    s.topology.node_local_dns = Some(NodeLocalDnsInfo {
+        namespace: "kube-system".into(),
+        name: "node-local-dns".into(),
+        desired: 1,
+        ready: 1,
+        local_ip: ip("169.254.20.10"),
+    });
+    for q in s.probe().queries.iter_mut().filter(|q| q.role == ServerRole::Nameserver) {
+        q.server = sock("169.254.20.10");
+        q.outcome = QueryOutcome::TimedOut;
+        q.rcode = None;
+    }
+    let d = s.diagnose();
+    let f = top(&d);
+    assert_eq!(f.id, nodelocaldns_not_answering::ID, "{:?}", ids(&d));
+    assert_eq!(f.severity, Severity::Error);
+}
+
+#[test]
+fn dns_policy_none_with_foreign_nameserver() {
+    let mut s = healthy();
+    s.topology.target.dns_policy = "None".into();
+    s.topology.target.dns_config = Some(PodDnsConfig {
+        nameservers: vec![UPSTREAM.into()],
+        searches: Vec::new(),
+        options: Vec::new(),
+    });
+    for q in s.probe().queries.iter_mut().filter(|q| q.role == ServerRole::Nameserver) {
+        q.server = sock(UPSTREAM);
+        if q.qname == CLUSTER_NAME {
+            q.rcode = Some("NXDOMAIN".into());
+            q.answers.clear();
+        }
+    }
+    s.probe().parallel.clear();
+    let d = s.diagnose();
+    let f = top(&d);
+    assert_eq!(f.id, pod_dns_policy::ID, "{:?}", ids(&d));
+    assert_eq!(f.severity, Severity::Error);
+    assert!(f.summary.contains(UPSTREAM));
+}
+
+#[test]
+fn host_network_with_cluster_first_is_flagged() {
+    let mut s = healthy();
+    s.topology.target.host_network = true;
+    let d = s.diagnose();
+    let f = top(&d);
+    assert_eq!(f.id, pod_dns_policy::ID);
+    assert!(f.summary.contains("ClusterFirstWithHostNet"));
+}
+
+#[test]
+fn one_replica_broken_names_the_pod() {
+    let mut s = healthy();
+    s.set_queries(|q| q.server.ip() == ip(EP_B), QueryOutcome::TimedOut, None);
+    s.set_queries(|q| is_cluster_dns(q) && q.id % 2 == 0, QueryOutcome::TimedOut, None);
+    let d = s.diagnose();
+    let f = top(&d);
+    assert_eq!(f.id, one_replica_broken::ID, "{:?}", ids(&d));
+    assert!(f.summary.contains("kube-system/coredns-b (10.244.0.3)"), "{}", f.summary);
+    assert_eq!(check(&d, "endpoints-direct").status, CheckStatus::Warn);
+}
+
+#[test]
+fn no_endpoints_comes_before_udp_timeouts() {
+    let mut s = coredns_down();
+    // TCP is refused by kube-proxy's REJECT while UDP times out.
+    s.set_queries(|q| is_cluster_dns(q) && q.transport == Transport::Udp, QueryOutcome::TimedOut, None);
+    s.set_queries(|q| is_cluster_dns(q) && q.transport == Transport::Tcp, QueryOutcome::Answered, Some("NOERROR"));
+    s.set_connects(|_| true, ConnectOutcome::Connected);
+    let d = s.diagnose();
+    assert!(ids(&d).contains(&udp_blocked::ID), "{:?}", ids(&d));
+    assert_eq!(ids(&d)[0], dns_service_no_endpoints::ID);
+}
+
+#[test]
+fn order_puts_severity_first_then_causal_priority() {
+    let f = |id: &str, severity| Finding {
+        id: id.into(),
+        severity,
+        summary: String::new(),
+        evidence: Vec::new(),
+        remediation: Vec::new(),
+        loss_point: None,
+    };
+    let mut v = vec![
+        f(search_path_amplification::ID, Severity::Warning),
+        f(five_second_latency::ID, Severity::Error),
+        f(udp_blocked::ID, Severity::Error),
+        f(dns_pods_not_ready::ID_CRASHLOOP, Severity::Error),
+        f(dns_service_no_endpoints::ID, Severity::Error),
+        f(kube_proxy_not_translating::ID, Severity::Error),
+        f(node_firewall::ID, Severity::Error),
+        f(upstream_failing::ID, Severity::Error),
+        f(dns_service_missing::ID, Severity::Error),
+    ];
+    order(&mut v);
+    let got: Vec<&str> = v.iter().map(|f| f.id.as_str()).collect();
+    assert_eq!(
+        got,
+        vec![
+            dns_service_missing::ID,
+            dns_service_no_endpoints::ID,
+            dns_pods_not_ready::ID_CRASHLOOP,
+            kube_proxy_not_translating::ID,
+            node_firewall::ID,
+            udp_blocked::ID,
+            upstream_failing::ID,
+            five_second_latency::ID,
+            search_path_amplification::ID,
+        ]
+    );
+}
+
+#[test]
+fn without_probe_nothing_is_claimed_and_probe_checks_are_skipped() {
+    let mut s = healthy();
+    s.evidence.pod_probe = None;
+    let d = s.diagnose();
+    assert_eq!(problems(&d), vec![]);
+    assert_eq!(check(&d, "queries").status, CheckStatus::Skipped);
+    assert_eq!(check(&d, "tcp-connect").status, CheckStatus::Skipped);
+}
+
+#[test]
+fn every_priority_id_is_unique_and_findings_use_known_ids() {
+    let mut seen = std::collections::HashSet::new();
+    for id in PRIORITY {
+        assert!(seen.insert(*id), "duplicate {id}");
+    }
+    for s in [coredns_down(), node_firewall(), aaaa_drop(LibcKind::Musl), healthy()] {
+        for f in s.diagnose().findings {
+            assert!(PRIORITY.contains(&f.id.as_str()), "unknown id {}", f.id);
+            assert!(!f.evidence.is_empty(), "{} has no evidence", f.id);
+            assert!(!f.remediation.is_empty(), "{} has no remediation", f.id);
+        }
+    }
+}

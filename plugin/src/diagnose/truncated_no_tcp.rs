@@ -1,0 +1,64 @@
+//! Rule: answers too large for UDP come back truncated and the TCP retry fails, so large
+//! answers never arrive.
+
+use dns_doctor_probe::schema::Transport;
+
+use super::finding::{EvidenceRef, Finding, Severity};
+use super::observed::{answered_ok, describe_query};
+use super::Context;
+
+pub const ID: &str = "truncated-no-tcp";
+
+pub fn rule(cx: &Context<'_>) -> Option<Finding> {
+    let mut evidence = Vec::new();
+    if let Some(o) = &cx.observed {
+        for q in o.report.queries.iter().filter(|q| q.transport == Transport::Udp && q.truncated) {
+            let tcp_ok = o.report.queries.iter().any(|t| {
+                t.transport == Transport::Tcp
+                    && t.server == q.server
+                    && t.qname == q.qname
+                    && answered_ok(t)
+            });
+            if !tcp_ok {
+                evidence.push(EvidenceRef::new("probe", describe_query(q)));
+                evidence.extend(
+                    o.report
+                        .queries
+                        .iter()
+                        .filter(|t| t.transport == Transport::Tcp && t.server == q.server && t.qname == q.qname)
+                        .take(1)
+                        .map(|t| EvidenceRef::new("probe", describe_query(t))),
+                );
+            }
+        }
+    }
+    for c in cx.captures {
+        let p = &c.analysis.analysis.summary.patterns;
+        if p.truncated_tcp_failed + p.truncated_no_tcp > 0 {
+            evidence.push(EvidenceRef::new(
+                format!("capture:{}", c.name),
+                format!(
+                    "{} truncated answers: TCP retry failed {}, never tried {}, succeeded {}",
+                    p.truncated_tcp_failed + p.truncated_no_tcp + p.truncated_tcp_ok,
+                    p.truncated_tcp_failed,
+                    p.truncated_no_tcp,
+                    p.truncated_tcp_ok
+                ),
+            ));
+        }
+    }
+    if evidence.is_empty() {
+        return None;
+    }
+    Some(Finding {
+        id: ID.into(),
+        severity: Severity::Error,
+        summary: "truncated UDP answers cannot be fetched over TCP: TCP port 53 is blocked, so large answers never arrive".into(),
+        evidence,
+        remediation: vec![
+            "Allow TCP port 53 wherever UDP 53 is allowed: from pods to the DNS ClusterIP and DNS pods, and from the DNS pods to the upstream (node firewall, NetworkPolicies, security groups).".into(),
+            "Keep answers small where possible (fewer records per name).".into(),
+        ],
+        loss_point: None,
+    })
+}

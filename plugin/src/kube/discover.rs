@@ -1,0 +1,761 @@
+//! Step 1, discover: API reads only. Finds the target pod, the cluster DNS address, the
+//! Service that owns it (by IP), its endpoints and pods, their logs and Corefile, kube-proxy
+//! and NodeLocal DNSCache. Steps that are forbidden or fail are recorded as gaps, not fatal,
+//! except finding the target itself.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::api::{ListParams, LogParams};
+use kube::{Api, Client};
+
+use super::KubeError;
+use crate::cli::{TargetKind, TargetRef};
+use crate::topology::{
+    ClusterDns, ClusterDnsSource, DnsPodInfo, EndpointInfo, KubeProxyInfo, KubeProxyPod, LogLine,
+    NodeLocalDnsInfo, PodDnsConfig, PodInfo, ServiceInfo, ServicePort, Termination, Topology,
+};
+
+/// The link-local address NodeLocal DNSCache listens on unless configured otherwise.
+pub const NODE_LOCAL_DNS_DEFAULT_IP: &str = "169.254.20.10";
+const LOG_TAIL_LINES: i64 = 200;
+
+/// Find the pod to examine: the named pod, or a ready pod of the named workload.
+/// Returns the pod and, for a workload, the workload's `kind/name`.
+pub async fn resolve_target(
+    client: &Client,
+    namespace: &str,
+    target: &TargetRef,
+) -> Result<(Pod, Option<String>), KubeError> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    if target.kind == TargetKind::Pod {
+        let pod = get_or_not_found(&pods, "Pod", &target.name, namespace, "pods").await?;
+        check_running(&pod)?;
+        return Ok((pod, None));
+    }
+    let selector = workload_selector(client, namespace, target).await?;
+    let list = pods
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|e| KubeError::from_api("list pods", "list", "pods", namespace, e))?;
+    let pod = choose_ready_pod(list.items).ok_or_else(|| KubeError::NoReadyPod {
+        workload: target.to_string(),
+        namespace: namespace.to_string(),
+    })?;
+    Ok((pod, Some(target.to_string())))
+}
+
+async fn get_or_not_found<K>(
+    api: &Api<K>,
+    kind: &str,
+    name: &str,
+    namespace: &str,
+    resource: &str,
+) -> Result<K, KubeError>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.get_opt(name).await {
+        Ok(Some(obj)) => Ok(obj),
+        Ok(None) => Err(KubeError::NotFound {
+            kind: kind.to_string(),
+            name: name.to_string(),
+            namespace: namespace.to_string(),
+        }),
+        Err(e) => Err(KubeError::from_api(
+            format!("get {kind} {name}"),
+            "get",
+            resource,
+            namespace,
+            e,
+        )),
+    }
+}
+
+async fn workload_selector(
+    client: &Client,
+    namespace: &str,
+    target: &TargetRef,
+) -> Result<String, KubeError> {
+    let name = &target.name;
+    let selector: Option<LabelSelector> = match target.kind {
+        TargetKind::Deployment => {
+            let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+            get_or_not_found(&api, "Deployment", name, namespace, "deployments")
+                .await?
+                .spec
+                .map(|s| s.selector)
+        }
+        TargetKind::StatefulSet => {
+            let api: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
+            get_or_not_found(&api, "StatefulSet", name, namespace, "statefulsets")
+                .await?
+                .spec
+                .map(|s| s.selector)
+        }
+        TargetKind::DaemonSet => {
+            let api: Api<DaemonSet> = Api::namespaced(client.clone(), namespace);
+            get_or_not_found(&api, "DaemonSet", name, namespace, "daemonsets")
+                .await?
+                .spec
+                .map(|s| s.selector)
+        }
+        TargetKind::Job => {
+            let api: Api<Job> = Api::namespaced(client.clone(), namespace);
+            get_or_not_found(&api, "Job", name, namespace, "jobs")
+                .await?
+                .spec
+                .and_then(|s| s.selector)
+        }
+        TargetKind::Pod => unreachable!("pods are fetched directly"),
+    };
+    selector
+        .as_ref()
+        .and_then(selector_string)
+        .ok_or_else(|| KubeError::Other {
+            what: format!("{target}"),
+            message: "has no label selector to find its pods by".into(),
+        })
+}
+
+/// `matchLabels` as a label selector string; None when empty or using expressions only.
+pub fn selector_string(sel: &LabelSelector) -> Option<String> {
+    let labels = sel.match_labels.as_ref()?;
+    if labels.is_empty() {
+        return None;
+    }
+    Some(
+        labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(","),
+    )
+}
+
+fn check_running(pod: &Pod) -> Result<(), KubeError> {
+    let phase = pod_phase(pod);
+    if phase == "Running" && pod.metadata.deletion_timestamp.is_none() {
+        return Ok(());
+    }
+    Err(KubeError::PodNotRunning {
+        namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+        name: pod.metadata.name.clone().unwrap_or_default(),
+        phase: if pod.metadata.deletion_timestamp.is_some() {
+            "terminating".into()
+        } else {
+            phase
+        },
+    })
+}
+
+/// The first Running, ready, not terminating pod, by name for a stable choice.
+pub fn choose_ready_pod(mut pods: Vec<Pod>) -> Option<Pod> {
+    pods.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    pods.into_iter().find(|p| {
+        pod_phase(p) == "Running" && pod_ready(p) && p.metadata.deletion_timestamp.is_none()
+    })
+}
+
+fn pod_phase(pod: &Pod) -> String {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.phase.clone())
+        .unwrap_or_else(|| "Unknown".into())
+}
+
+fn pod_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// The parts of a pod DNS cares about.
+pub fn pod_info(pod: &Pod) -> PodInfo {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let status = pod.status.clone().unwrap_or_default();
+    PodInfo {
+        namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+        name: pod.metadata.name.clone().unwrap_or_default(),
+        uid: pod.metadata.uid.clone().unwrap_or_default(),
+        node: spec.node_name.clone(),
+        ip: status.pod_ip.as_deref().and_then(|s| s.parse().ok()),
+        phase: pod_phase(pod),
+        ready: pod_ready(pod),
+        host_network: spec.host_network.unwrap_or(false),
+        dns_policy: spec.dns_policy.clone().unwrap_or_else(|| "ClusterFirst".into()),
+        dns_config: spec.dns_config.as_ref().map(|c| PodDnsConfig {
+            nameservers: c.nameservers.clone().unwrap_or_default(),
+            searches: c.searches.clone().unwrap_or_default(),
+            options: c
+                .options
+                .iter()
+                .flatten()
+                .map(|o| match (&o.name, &o.value) {
+                    (Some(n), Some(v)) => format!("{n}:{v}"),
+                    (Some(n), None) => n.clone(),
+                    _ => String::new(),
+                })
+                .filter(|s| !s.is_empty())
+                .collect(),
+        }),
+        containers: spec.containers.iter().map(|c| c.name.clone()).collect(),
+        ephemeral_containers: spec
+            .ephemeral_containers
+            .iter()
+            .flatten()
+            .map(|c| c.name.clone())
+            .collect(),
+    }
+}
+
+/// Everything else about the cluster DNS behind `pod`. Never fails: what cannot be read is
+/// listed in `Topology::gaps`.
+pub async fn discover(client: &Client, pod: &Pod, chosen_from: Option<String>) -> Topology {
+    let mut topo = Topology {
+        target: pod_info(pod),
+        chosen_from,
+        ..Topology::default()
+    };
+    let mut gaps = Vec::new();
+    topo.cluster_dns = cluster_dns(client, &topo, &mut gaps).await;
+    topo.dns_service = find_dns_service(client, &topo.cluster_dns, &mut gaps).await;
+    if let Some(svc) = &topo.dns_service {
+        topo.endpoints = endpoints(client, svc, &mut gaps).await;
+        topo.dns_pods = dns_pods(client, svc, &topo.endpoints, &mut gaps).await;
+        topo.corefile = corefile(client, svc, &topo.dns_pods, &mut gaps).await;
+    }
+    topo.kube_proxy = kube_proxy(client, &mut gaps).await;
+    topo.node_local_dns = node_local_dns(client, &mut gaps).await;
+    topo.gaps.extend(gaps);
+    topo
+}
+
+/// The kubelet's clusterDNS and clusterDomain from `configz`, else the kubeadm default Service.
+async fn cluster_dns(client: &Client, topo: &Topology, gaps: &mut Vec<String>) -> ClusterDns {
+    if let Some(node) = &topo.target.node {
+        let req = http::Request::get(format!("/api/v1/nodes/{node}/proxy/configz"))
+            .body(Vec::new())
+            .expect("a static request builds");
+        match client.request_text(req).await {
+            Ok(text) => {
+                if let Some(dns) = parse_configz(&text) {
+                    return dns;
+                }
+                gaps.push(format!("kubelet configz of node {node} has no clusterDNS"));
+            }
+            Err(e) => gaps.push(format!(
+                "cannot read the kubelet configuration of node {node} (get nodes/proxy): {e}"
+            )),
+        }
+    }
+    let svc: Api<Service> = Api::namespaced(client.clone(), "kube-system");
+    if let Ok(Some(s)) = svc.get_opt("kube-dns").await {
+        if let Some(ip) = s
+            .spec
+            .and_then(|s| s.cluster_ip)
+            .and_then(|ip| ip.parse::<IpAddr>().ok())
+        {
+            return ClusterDns {
+                source: ClusterDnsSource::KubeDnsService,
+                ips: vec![ip],
+                domain: "cluster.local".into(),
+            };
+        }
+    }
+    ClusterDns {
+        domain: "cluster.local".into(),
+        ..ClusterDns::default()
+    }
+}
+
+/// Read clusterDNS and clusterDomain from the kubelet's `/configz` JSON.
+pub fn parse_configz(text: &str) -> Option<ClusterDns> {
+    let v: serde_json::Value = serde_json::from_str(text).ok()?;
+    let kc = v.get("kubeletconfig")?;
+    let ips: Vec<IpAddr> = kc
+        .get("clusterDNS")?
+        .as_array()?
+        .iter()
+        .filter_map(|ip| ip.as_str()?.parse().ok())
+        .collect();
+    if ips.is_empty() {
+        return None;
+    }
+    Some(ClusterDns {
+        source: ClusterDnsSource::KubeletConfigz,
+        ips,
+        domain: kc
+            .get("clusterDomain")
+            .and_then(|d| d.as_str())
+            .unwrap_or("cluster.local")
+            .trim_end_matches('.')
+            .to_string(),
+    })
+}
+
+/// The Service whose ClusterIP is the cluster DNS address, searched in every namespace.
+async fn find_dns_service(
+    client: &Client,
+    dns: &ClusterDns,
+    gaps: &mut Vec<String>,
+) -> Option<ServiceInfo> {
+    if dns.ips.is_empty() {
+        gaps.push("no cluster DNS address known, so no DNS Service looked up".into());
+        return None;
+    }
+    let all: Api<Service> = Api::all(client.clone());
+    let services = match all.list(&ListParams::default()).await {
+        Ok(list) => list.items,
+        Err(e) => {
+            gaps.push(format!("cannot list Services in all namespaces: {e}; trying kube-system/kube-dns"));
+            let ks: Api<Service> = Api::namespaced(client.clone(), "kube-system");
+            ks.get_opt("kube-dns").await.ok().flatten().into_iter().collect()
+        }
+    };
+    services
+        .iter()
+        .filter_map(service_info)
+        .find(|s| dns.ips.contains(&s.cluster_ip))
+}
+
+/// A Service as DNS discovery needs it; None for headless or address-less Services.
+pub fn service_info(s: &Service) -> Option<ServiceInfo> {
+    let spec = s.spec.as_ref()?;
+    let cluster_ip: IpAddr = spec.cluster_ip.as_deref()?.parse().ok()?;
+    Some(ServiceInfo {
+        namespace: s.metadata.namespace.clone().unwrap_or_default(),
+        name: s.metadata.name.clone().unwrap_or_default(),
+        cluster_ip,
+        ports: spec
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| ServicePort {
+                name: p.name.clone(),
+                port: u16::try_from(p.port).unwrap_or(0),
+                protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                target_port: p.target_port.as_ref().map(|t| match t {
+                    k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(i) => i.to_string(),
+                    k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(s) => s.clone(),
+                }),
+            })
+            .collect(),
+        selector: spec
+            .selector
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+    })
+}
+
+async fn endpoints(client: &Client, svc: &ServiceInfo, gaps: &mut Vec<String>) -> Vec<EndpointInfo> {
+    let api: Api<EndpointSlice> = Api::namespaced(client.clone(), &svc.namespace);
+    let lp = ListParams::default().labels(&format!("kubernetes.io/service-name={}", svc.name));
+    match api.list(&lp).await {
+        Ok(list) => endpoint_infos(&list.items),
+        Err(e) => {
+            gaps.push(format!(
+                "cannot list EndpointSlices of {}/{}: {e}",
+                svc.namespace, svc.name
+            ));
+            Vec::new()
+        }
+    }
+}
+
+/// Flatten EndpointSlices into one entry per address, merging ports of the same address.
+pub fn endpoint_infos(slices: &[EndpointSlice]) -> Vec<EndpointInfo> {
+    let mut by_ip: BTreeMap<IpAddr, EndpointInfo> = BTreeMap::new();
+    for slice in slices {
+        let ports: Vec<(String, u16)> = slice
+            .ports
+            .iter()
+            .flatten()
+            .filter_map(|p| {
+                Some((
+                    p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                    u16::try_from(p.port?).ok()?,
+                ))
+            })
+            .collect();
+        for ep in &slice.endpoints {
+            let cond = ep.conditions.clone().unwrap_or_default();
+            let ready = cond.ready.unwrap_or(true);
+            for addr in &ep.addresses {
+                let Ok(ip) = addr.parse::<IpAddr>() else {
+                    continue;
+                };
+                let entry = by_ip.entry(ip).or_insert_with(|| EndpointInfo {
+                    ip,
+                    ports: Vec::new(),
+                    ready,
+                    serving: cond.serving.unwrap_or(ready),
+                    terminating: cond.terminating.unwrap_or(false),
+                    pod: ep.target_ref.as_ref().filter(|r| r.kind.as_deref() == Some("Pod")).map(|r| {
+                        format!(
+                            "{}/{}",
+                            r.namespace.clone().unwrap_or_default(),
+                            r.name.clone().unwrap_or_default()
+                        )
+                    }),
+                    node: ep.node_name.clone(),
+                });
+                for p in &ports {
+                    if !entry.ports.contains(p) {
+                        entry.ports.push(p.clone());
+                    }
+                }
+            }
+        }
+    }
+    by_ip.into_values().collect()
+}
+
+async fn dns_pods(
+    client: &Client,
+    svc: &ServiceInfo,
+    endpoints: &[EndpointInfo],
+    gaps: &mut Vec<String>,
+) -> Vec<DnsPodInfo> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), &svc.namespace);
+    let mut pods: Vec<Pod> = Vec::new();
+    // The selector also finds pods missing from the endpoints (crashing, not yet ready).
+    if !svc.selector.is_empty() {
+        let sel = svc
+            .selector
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        match api.list(&ListParams::default().labels(&sel)).await {
+            Ok(list) => pods.extend(list.items),
+            Err(e) => gaps.push(format!("cannot list DNS pods in {}: {e}", svc.namespace)),
+        }
+    }
+    for ep in endpoints {
+        let Some((ns, name)) = ep.pod.as_deref().and_then(|p| p.split_once('/')) else {
+            continue;
+        };
+        if pods.iter().any(|p| p.metadata.name.as_deref() == Some(name)) {
+            continue;
+        }
+        let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+        if let Ok(Some(p)) = api.get_opt(name).await {
+            pods.push(p);
+        }
+    }
+    pods.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    let mut out = Vec::new();
+    for pod in &pods {
+        let mut info = dns_pod_info(pod);
+        let ns = info.namespace.clone();
+        let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        for previous in [false, true] {
+            if previous && info.restarts == 0 {
+                continue;
+            }
+            let lp = LogParams {
+                container: Some(info.container.clone()),
+                tail_lines: Some(LOG_TAIL_LINES),
+                previous,
+                ..LogParams::default()
+            };
+            match api.logs(&info.name, &lp).await {
+                Ok(text) => info.log_lines.extend(scan_dns_log(&text, previous)),
+                Err(e) if !previous => gaps.push(format!(
+                    "cannot read logs of {ns}/{} (get pods/log): {e}",
+                    info.name
+                )),
+                Err(_) => {}
+            }
+        }
+        out.push(info);
+    }
+    out
+}
+
+/// Status of a DNS pod: readiness, restarts, why it last stopped.
+pub fn dns_pod_info(pod: &Pod) -> DnsPodInfo {
+    let info = pod_info(pod);
+    let status = pod.status.clone().unwrap_or_default();
+    let statuses = status.container_statuses.unwrap_or_default();
+    // The DNS container: the one exposing port 53, else the first.
+    let container = pod
+        .spec
+        .as_ref()
+        .and_then(|s| {
+            s.containers
+                .iter()
+                .find(|c| c.ports.iter().flatten().any(|p| p.container_port == 53))
+                .or(s.containers.first())
+        })
+        .map(|c| c.name.clone())
+        .unwrap_or_default();
+    let cs = statuses.iter().find(|s| s.name == container);
+    DnsPodInfo {
+        namespace: info.namespace,
+        name: info.name,
+        uid: info.uid,
+        ip: info.ip,
+        node: info.node,
+        phase: info.phase,
+        ready: info.ready,
+        restarts: cs.map_or(0, |s| u32::try_from(s.restart_count).unwrap_or(0)),
+        container: container.clone(),
+        waiting_reason: cs
+            .and_then(|s| s.state.as_ref())
+            .and_then(|s| s.waiting.as_ref())
+            .and_then(|w| w.reason.clone()),
+        last_termination: cs
+            .and_then(|s| s.last_state.as_ref())
+            .and_then(|s| s.terminated.as_ref())
+            .map(|t| Termination {
+                reason: t.reason.clone().unwrap_or_default(),
+                exit_code: t.exit_code,
+                message: t.message.clone(),
+            }),
+        log_lines: Vec::new(),
+    }
+}
+
+/// Lines of a CoreDNS log that point at a cause, classified.
+pub fn scan_dns_log(text: &str, previous: bool) -> Vec<LogLine> {
+    const MAX_PER_KIND: usize = 3;
+    let mut out: Vec<LogLine> = Vec::new();
+    for line in text.lines() {
+        let lower = line.to_ascii_lowercase();
+        let kind = if lower.contains("loop") && lower.contains("detected") {
+            "forwarding-loop"
+        } else if lower.contains("i/o timeout") {
+            "upstream-timeout"
+        } else if lower.contains("connection refused") {
+            "connection-refused"
+        } else if lower.contains("no such host") || lower.contains("servfail") {
+            "upstream-error"
+        } else if lower.contains("[fatal]") || lower.contains("plugin/") && lower.contains("[error]") {
+            "error"
+        } else {
+            continue;
+        };
+        if out.iter().filter(|l| l.kind == kind).count() < MAX_PER_KIND {
+            out.push(LogLine {
+                kind: kind.to_string(),
+                line: line.trim().chars().take(400).collect(),
+                previous,
+            });
+        }
+    }
+    out
+}
+
+/// The Corefile the DNS pods mount (via their ConfigMap volume), else ConfigMap `coredns`.
+async fn corefile(
+    client: &Client,
+    svc: &ServiceInfo,
+    pods: &[DnsPodInfo],
+    gaps: &mut Vec<String>,
+) -> Option<String> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &svc.namespace);
+    let mut names: Vec<String> = Vec::new();
+    let pod_api: Api<Pod> = Api::namespaced(client.clone(), &svc.namespace);
+    if let Some(p) = pods.first() {
+        if let Ok(Some(pod)) = pod_api.get_opt(&p.name).await {
+            names.extend(
+                pod.spec
+                    .iter()
+                    .flat_map(|s| s.volumes.iter().flatten())
+                    .filter_map(|v| v.config_map.as_ref().map(|c| c.name.clone())),
+            );
+        }
+    }
+    names.push("coredns".into());
+    for name in names {
+        match api.get_opt(&name).await {
+            Ok(Some(cm)) => {
+                if let Some(text) = cm.data.as_ref().and_then(|d| d.get("Corefile")) {
+                    return Some(text.clone());
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                gaps.push(format!(
+                    "cannot read ConfigMap {}/{name}: {e}",
+                    svc.namespace
+                ));
+                return None;
+            }
+        }
+    }
+    None
+}
+
+async fn kube_proxy(client: &Client, gaps: &mut Vec<String>) -> KubeProxyInfo {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "kube-system");
+    let mut info = KubeProxyInfo::default();
+    match pods
+        .list(&ListParams::default().labels("k8s-app=kube-proxy"))
+        .await
+    {
+        Ok(list) => {
+            info.pods = list
+                .items
+                .iter()
+                .map(|p| {
+                    let d = dns_pod_info(p);
+                    KubeProxyPod {
+                        name: d.name,
+                        node: d.node,
+                        phase: d.phase,
+                        ready: d.ready,
+                        restarts: d.restarts,
+                    }
+                })
+                .collect();
+        }
+        Err(e) => gaps.push(format!("cannot list kube-proxy pods in kube-system: {e}")),
+    }
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "kube-system");
+    if let Ok(Some(cm)) = cms.get_opt("kube-proxy").await {
+        info.configured_mode = cm
+            .data
+            .as_ref()
+            .and_then(|d| d.get("config.conf"))
+            .map(|conf| kube_proxy_mode(conf));
+    }
+    info
+}
+
+/// The `mode:` of a KubeProxyConfiguration in YAML ("" when unset, which means iptables).
+pub fn kube_proxy_mode(conf: &str) -> String {
+    conf.lines()
+        .find_map(|l| l.strip_prefix("mode:"))
+        .map(|v| v.trim().trim_matches('"').trim_matches('\'').to_string())
+        .unwrap_or_default()
+}
+
+async fn node_local_dns(client: &Client, gaps: &mut Vec<String>) -> Option<NodeLocalDnsInfo> {
+    let api: Api<DaemonSet> = Api::all(client.clone());
+    let list = match api
+        .list(&ListParams::default().labels("k8s-app=node-local-dns"))
+        .await
+    {
+        Ok(l) => l,
+        Err(e) => {
+            gaps.push(format!("cannot list DaemonSets to look for NodeLocal DNSCache: {e}"));
+            return None;
+        }
+    };
+    let ds = list.items.into_iter().next()?;
+    let status = ds.status.clone().unwrap_or_default();
+    let local_ip = ds
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|s| s.containers.first())
+        .and_then(|c| c.args.as_ref())
+        .and_then(|args| local_ip_from_args(args))
+        .unwrap_or_else(|| NODE_LOCAL_DNS_DEFAULT_IP.parse().expect("a valid constant"));
+    Some(NodeLocalDnsInfo {
+        namespace: ds.metadata.namespace.clone().unwrap_or_default(),
+        name: ds.metadata.name.clone().unwrap_or_default(),
+        desired: status.desired_number_scheduled,
+        ready: status.number_ready,
+        local_ip,
+    })
+}
+
+/// node-cache's `-localip 169.254.20.10,10.96.0.10`: the first address.
+fn local_ip_from_args(args: &[String]) -> Option<IpAddr> {
+    let pos = args.iter().position(|a| a == "-localip" || a == "--localip")?;
+    args.get(pos + 1)?.split(',').next()?.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configz_gives_cluster_dns_and_domain() {
+        let text = r#"{"kubeletconfig":{"clusterDomain":"cluster.local","clusterDNS":["10.96.0.10"],"cgroupDriver":"cgroupfs"}}"#;
+        let dns = parse_configz(text).unwrap();
+        assert_eq!(dns.ips, vec!["10.96.0.10".parse::<IpAddr>().unwrap()]);
+        assert_eq!(dns.domain, "cluster.local");
+        assert_eq!(dns.source, ClusterDnsSource::KubeletConfigz);
+        assert!(parse_configz(r#"{"kubeletconfig":{}}"#).is_none());
+        assert!(parse_configz("not json").is_none());
+    }
+
+    #[test]
+    fn log_scan_finds_loop_and_timeouts() {
+        let log = "\
+.:53
+[INFO] plugin/reload: Running configuration SHA512 = abc
+[FATAL] plugin/loop: Loop (127.0.0.1:55953 -> :53) detected for zone \".\", see https://coredns.io/plugins/loop#troubleshooting. Query: \"HINFO 4547991504243258144.3688648895315093531.\"
+[ERROR] plugin/errors: 2 external.test. A: read udp 10.244.0.5:40000->10.253.0.2:53: i/o timeout
+[ERROR] plugin/errors: 2 external.test. A: read udp 10.244.0.5:40001->10.253.0.2:53: i/o timeout
+";
+        let lines = scan_dns_log(log, true);
+        let kinds: Vec<&str> = lines.iter().map(|l| l.kind.as_str()).collect();
+        assert_eq!(kinds, vec!["forwarding-loop", "upstream-timeout", "upstream-timeout"]);
+        assert!(lines.iter().all(|l| l.previous));
+        assert!(scan_dns_log("[INFO] plugin/reload: ok\n", false).is_empty());
+    }
+
+    #[test]
+    fn kube_proxy_mode_from_config() {
+        assert_eq!(kube_proxy_mode("apiVersion: x\nmode: \"nftables\"\n"), "nftables");
+        assert_eq!(kube_proxy_mode("mode: \"\"\n"), "");
+        assert_eq!(kube_proxy_mode("clusterCIDR: 10.244.0.0/16\n"), "");
+    }
+
+    #[test]
+    fn node_cache_local_ip() {
+        let args: Vec<String> = ["-localip", "169.254.20.11,10.96.0.10", "-conf", "/etc/Corefile"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(local_ip_from_args(&args), Some("169.254.20.11".parse().unwrap()));
+    }
+
+    #[test]
+    fn endpoint_slices_flatten_and_merge_ports() {
+        let slice: EndpointSlice = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "kube-dns-abc", "namespace": "kube-system"},
+            "addressType": "IPv4",
+            "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}, {"name": "dns-tcp", "port": 53, "protocol": "TCP"}],
+            "endpoints": [
+                {"addresses": ["10.244.0.3"], "conditions": {"ready": true}, "nodeName": "n1",
+                 "targetRef": {"kind": "Pod", "namespace": "kube-system", "name": "coredns-1"}},
+                {"addresses": ["10.244.0.4"], "conditions": {"ready": false, "serving": false}}
+            ]
+        }))
+        .unwrap();
+        let eps = endpoint_infos(&[slice]);
+        assert_eq!(eps.len(), 2);
+        assert!(eps[0].ready && !eps[1].ready);
+        assert_eq!(eps[0].pod.as_deref(), Some("kube-system/coredns-1"));
+        assert_eq!(eps[0].ports, vec![("UDP".to_string(), 53), ("TCP".to_string(), 53)]);
+    }
+
+    #[test]
+    fn ready_pod_is_chosen_by_name() {
+        let mk = |name: &str, ready: bool| -> Pod {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name},
+                "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": if ready {"True"} else {"False"}}]}
+            }))
+            .unwrap()
+        };
+        let chosen = choose_ready_pod(vec![mk("c", true), mk("a", false), mk("b", true)]).unwrap();
+        assert_eq!(chosen.metadata.name.as_deref(), Some("b"));
+        assert!(choose_ready_pod(vec![mk("a", false)]).is_none());
+    }
+}

@@ -1,0 +1,176 @@
+//! Step 2, preflight: ask before touching anything. SelfSubjectAccessReviews for each verb
+//! the plan needs, the namespace's Pod Security level, and server-side dry-runs of the
+//! ephemeral container, so an admission rejection is learnt before anything permanent.
+
+use std::time::Duration;
+
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::PostParams;
+use kube::{Api, Client};
+use serde::Serialize;
+
+use super::ephemeral::{self, Privilege};
+use super::{api_group_of, KubeError};
+
+/// One permission the plan may need.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccessCheck {
+    pub verb: String,
+    /// resource or resource/subresource.
+    pub resource: String,
+    /// None for cluster-scoped checks.
+    pub namespace: Option<String>,
+    /// What the plan does with it, shown when it is missing.
+    pub purpose: String,
+}
+
+impl AccessCheck {
+    pub fn new(verb: &str, resource: &str, namespace: Option<&str>, purpose: &str) -> Self {
+        Self {
+            verb: verb.into(),
+            resource: resource.into(),
+            namespace: namespace.map(str::to_string),
+            purpose: purpose.into(),
+        }
+    }
+}
+
+/// The answer to one [`AccessCheck`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccessAnswer {
+    pub check: AccessCheck,
+    pub allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The permissions a full run needs. Pure.
+pub fn required_checks(
+    target_ns: &str,
+    dns_ns: Option<&str>,
+    node_ns: &str,
+    node_checks: bool,
+) -> Vec<AccessCheck> {
+    let mut checks = vec![
+        AccessCheck::new("patch", "pods/ephemeralcontainers", Some(target_ns), "add the probe container to the target pod"),
+        AccessCheck::new("create", "pods/exec", Some(target_ns), "run the probe in the target pod"),
+    ];
+    if let Some(ns) = dns_ns {
+        checks.push(AccessCheck::new("patch", "pods/ephemeralcontainers", Some(ns), "add probe containers to the DNS pods"));
+        checks.push(AccessCheck::new("create", "pods/exec", Some(ns), "query the upstream from the DNS pods"));
+    }
+    if node_checks {
+        checks.push(AccessCheck::new("create", "jobs", Some(node_ns), "start node-debug pods"));
+        checks.push(AccessCheck::new("delete", "jobs", Some(node_ns), "remove node-debug pods"));
+        checks.push(AccessCheck::new("list", "pods", Some(node_ns), "find the node-debug pods"));
+        checks.push(AccessCheck::new("create", "pods/exec", Some(node_ns), "read rules and counters on the nodes"));
+    }
+    checks
+}
+
+/// Ask the API server about each permission.
+pub async fn check_access(client: &Client, checks: &[AccessCheck]) -> Result<Vec<AccessAnswer>, KubeError> {
+    let api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
+    let mut answers = Vec::with_capacity(checks.len());
+    for check in checks {
+        let (resource, subresource) = match check.resource.split_once('/') {
+            Some((r, s)) => (r.to_string(), Some(s.to_string())),
+            None => (check.resource.clone(), None),
+        };
+        let review = SelfSubjectAccessReview {
+            spec: SelfSubjectAccessReviewSpec {
+                resource_attributes: Some(ResourceAttributes {
+                    verb: Some(check.verb.clone()),
+                    group: Some(api_group_of(&check.resource).to_string()),
+                    resource: Some(resource),
+                    subresource,
+                    namespace: check.namespace.clone(),
+                    ..ResourceAttributes::default()
+                }),
+                ..SelfSubjectAccessReviewSpec::default()
+            },
+            ..SelfSubjectAccessReview::default()
+        };
+        let result = api.create(&PostParams::default(), &review).await.map_err(|e| {
+            KubeError::from_api("ask for access (SelfSubjectAccessReview)", "create", "selfsubjectaccessreviews", "", e)
+        })?;
+        let status = result.status.unwrap_or_default();
+        answers.push(AccessAnswer {
+            check: check.clone(),
+            allowed: status.allowed,
+            reason: status.reason.filter(|r| !r.is_empty()),
+        });
+    }
+    Ok(answers)
+}
+
+/// The namespace's enforced Pod Security level (privileged when unlabelled). None when the
+/// namespace cannot be read.
+pub async fn pod_security_level(client: &Client, namespace: &str) -> Option<String> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let ns = api.get_opt(namespace).await.ok()??;
+    Some(
+        ns.metadata
+            .labels
+            .and_then(|l| l.get("pod-security.kubernetes.io/enforce").cloned())
+            .unwrap_or_else(|| "privileged".into()),
+    )
+}
+
+/// The most capable ephemeral container admission accepts, learnt by dry-run, with the
+/// rejections of the more capable ones.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EphemeralChoice {
+    pub privilege: Option<Privilege>,
+    pub rejections: Vec<(Privilege, String)>,
+}
+
+/// Dry-run each privilege level, most capable first, and keep the first accepted.
+pub async fn choose_ephemeral(
+    client: &Client,
+    namespace: &str,
+    pod: &str,
+    target_container: &str,
+    image: &str,
+    want_capture: bool,
+) -> Result<EphemeralChoice, KubeError> {
+    let mut rejections = Vec::new();
+    for privilege in Privilege::ALL {
+        if privilege.can_capture() && !want_capture {
+            continue;
+        }
+        let spec = ephemeral::container_spec("dns-doctor-dryrun", "dryrun", image, target_container, privilege, Duration::from_secs(1));
+        match ephemeral::dry_run(client, namespace, pod, &spec).await? {
+            None => {
+                return Ok(EphemeralChoice {
+                    privilege: Some(privilege),
+                    rejections,
+                })
+            }
+            Some(msg) => rejections.push((privilege, msg)),
+        }
+    }
+    Ok(EphemeralChoice {
+        privilege: None,
+        rejections,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_checks_add_job_and_exec_permissions() {
+        let without = required_checks("app", Some("kube-system"), "kube-system", false);
+        assert!(without.iter().all(|c| c.resource != "jobs"));
+        let with = required_checks("app", Some("kube-system"), "kube-system", true);
+        assert!(with.iter().any(|c| c.verb == "create" && c.resource == "jobs"));
+        assert!(with
+            .iter()
+            .any(|c| c.resource == "pods/ephemeralcontainers" && c.namespace.as_deref() == Some("app")));
+    }
+}

@@ -1,0 +1,272 @@
+//! Step 2, plan: what to do, decided from the topology and the preflight answers. Pure.
+//!
+//! The plan takes the least privilege that admission accepts: an ephemeral container with
+//! NET_RAW/NET_ADMIN in the pod; else a capture from a node pod through nsenter into the
+//! pod's network namespace (the probe still runs in a plain ephemeral container); else
+//! probes only; else the API reads alone. It says which, and why.
+
+use serde::Serialize;
+
+use crate::cli::DoctorConfig;
+use crate::kube::ephemeral::Privilege;
+use crate::kube::preflight::{AccessAnswer, EphemeralChoice};
+use crate::topology::Topology;
+
+/// The overall approach, least capable last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Probe and capture from an ephemeral container in the pod.
+    EphemeralCapture,
+    /// Probe from an ephemeral container; capture from a node pod inside the pod's netns.
+    NodeCapture,
+    /// Probe only, no packets.
+    ProbeOnly,
+    /// No container could be added: only what the API shows.
+    ApiOnly,
+}
+
+/// How the target pod's traffic is captured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaptureVia {
+    Ephemeral,
+    NodeNsenter,
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DnsPodPlan {
+    pub namespace: String,
+    pub name: String,
+    pub container: String,
+    pub node: Option<String>,
+    pub privilege: Privilege,
+    pub capture: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub strategy: Strategy,
+    /// Why this strategy: the preflight answers that decided it.
+    pub reasons: Vec<String>,
+    /// The ephemeral container for the target pod, if any.
+    pub target_privilege: Option<Privilege>,
+    pub target_capture: CaptureVia,
+    /// DNS pods that get a probe container (running ones only).
+    pub dns_pods: Vec<DnsPodPlan>,
+    /// Nodes that get a node pod.
+    pub nodes: Vec<String>,
+    pub node_namespace: String,
+}
+
+/// Everything the plan is decided from.
+pub struct PlanInput<'a> {
+    pub config: &'a DoctorConfig,
+    pub topology: &'a Topology,
+    pub access: &'a [AccessAnswer],
+    pub node_namespace: &'a str,
+    pub target_choice: &'a EphemeralChoice,
+    /// The dry-run in the first running DNS pod, when there is one and access allows.
+    pub dns_choice: Option<&'a EphemeralChoice>,
+}
+
+fn allowed(access: &[AccessAnswer], verb: &str, resource: &str, ns: &str) -> bool {
+    access.iter().any(|a| {
+        a.allowed && a.check.verb == verb && a.check.resource == resource && a.check.namespace.as_deref() == Some(ns)
+    })
+}
+
+fn missing(access: &[AccessAnswer]) -> Vec<String> {
+    access
+        .iter()
+        .filter(|a| !a.allowed)
+        .map(|a| {
+            format!(
+                "not allowed to {} {}{} (needed to {})",
+                a.check.verb,
+                a.check.resource,
+                a.check.namespace.as_deref().map(|n| format!(" in {n}")).unwrap_or_default(),
+                a.check.purpose
+            )
+        })
+        .collect()
+}
+
+/// Decide the plan.
+pub fn decide(input: &PlanInput<'_>) -> Plan {
+    let cfg = input.config;
+    let target_ns = &input.topology.target.namespace;
+    let mut reasons = missing(input.access);
+    let target_ok = allowed(input.access, "patch", "pods/ephemeralcontainers", target_ns)
+        && allowed(input.access, "create", "pods/exec", target_ns);
+    let node_ok = cfg.node_checks
+        && allowed(input.access, "create", "jobs", input.node_namespace)
+        && allowed(input.access, "create", "pods/exec", input.node_namespace)
+        && allowed(input.access, "list", "pods", input.node_namespace);
+    if !cfg.node_checks {
+        reasons.push("node checks disabled by --no-node-checks: no rule dumps, counters or node captures".into());
+    }
+    for (p, msg) in &input.target_choice.rejections {
+        reasons.push(format!("admission rejects a {} container in the target pod: {msg}", privilege_name(*p)));
+    }
+    let target_privilege = if target_ok { input.target_choice.privilege } else { None };
+    let nodes = if node_ok { input.topology.nodes_involved() } else { Vec::new() };
+    let target_capture = match (cfg.capture, target_privilege) {
+        (false, _) => CaptureVia::None,
+        (true, Some(Privilege::Capture)) => CaptureVia::Ephemeral,
+        (true, _) if node_ok && !input.topology.target.uid.is_empty() => CaptureVia::NodeNsenter,
+        (true, _) => CaptureVia::None,
+    };
+    let strategy = match (target_privilege, target_capture) {
+        (Some(_), CaptureVia::Ephemeral) => Strategy::EphemeralCapture,
+        (Some(_), CaptureVia::NodeNsenter) => Strategy::NodeCapture,
+        (Some(_), _) => Strategy::ProbeOnly,
+        (None, _) => Strategy::ApiOnly,
+    };
+    if !cfg.capture {
+        reasons.push("captures disabled by --no-capture".into());
+    }
+    match strategy {
+        Strategy::EphemeralCapture => reasons.insert(0, "an ephemeral container with NET_RAW/NET_ADMIN is admitted: probe and capture inside the pod".into()),
+        Strategy::NodeCapture => reasons.insert(0, "the pod does not admit NET_RAW: the probe runs unprivileged in the pod and packets are captured from a node pod inside the pod's network namespace".into()),
+        Strategy::ProbeOnly => reasons.insert(0, "probes only: no way to capture packets was allowed".into()),
+        Strategy::ApiOnly => reasons.insert(0, "no container could be added to the pod: only what the API shows is checked".into()),
+    }
+    let dns_pods = match input.dns_choice.and_then(|c| c.privilege) {
+        Some(privilege) => input
+            .topology
+            .dns_pods
+            .iter()
+            .filter(|p| p.phase == "Running" && p.waiting_reason.is_none())
+            .map(|p| DnsPodPlan {
+                namespace: p.namespace.clone(),
+                name: p.name.clone(),
+                container: p.container.clone(),
+                node: p.node.clone(),
+                privilege,
+                capture: cfg.capture && privilege.can_capture(),
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    Plan {
+        strategy,
+        reasons,
+        target_privilege,
+        target_capture,
+        dns_pods,
+        nodes,
+        node_namespace: input.node_namespace.to_string(),
+    }
+}
+
+fn privilege_name(p: Privilege) -> &'static str {
+    match p {
+        Privilege::Capture => "NET_RAW/NET_ADMIN",
+        Privilege::ProbeOnly => "root (no added capabilities)",
+        Privilege::Restricted => "restricted (non-root)",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{OutputFormat, TargetKind, TargetRef};
+    use crate::kube::preflight::{required_checks, AccessCheck};
+    use crate::topology::{DnsPodInfo, PodInfo};
+    use std::time::Duration;
+
+    fn config() -> DoctorConfig {
+        DoctorConfig {
+            target: TargetRef { kind: TargetKind::Pod, name: "web".into() },
+            kube: Default::default(),
+            output: OutputFormat::Text,
+            names: vec!["kubernetes.default".into()],
+            capture_seconds: 10,
+            output_dir: None,
+            image: "img".into(),
+            capture: true,
+            node_checks: true,
+            timeout: Duration::from_secs(120),
+            parallel_rounds: 20,
+            node_namespace: "kube-system".into(),
+            verbosity: crate::cli::Verbosity::Normal,
+        }
+    }
+
+    fn topology() -> Topology {
+        Topology {
+            target: PodInfo {
+                namespace: "app".into(),
+                name: "web".into(),
+                uid: "u-1".into(),
+                node: Some("n1".into()),
+                phase: "Running".into(),
+                ..PodInfo::default()
+            },
+            dns_pods: vec![
+                DnsPodInfo { namespace: "kube-system".into(), name: "coredns-a".into(), node: Some("n2".into()), phase: "Running".into(), container: "coredns".into(), ..DnsPodInfo::default() },
+                DnsPodInfo { namespace: "kube-system".into(), name: "coredns-b".into(), phase: "Running".into(), waiting_reason: Some("CrashLoopBackOff".into()), container: "coredns".into(), ..DnsPodInfo::default() },
+            ],
+            ..Topology::default()
+        }
+    }
+
+    fn answers(deny: &[(&str, &str)]) -> Vec<AccessAnswer> {
+        required_checks("app", Some("kube-system"), "kube-system", true)
+            .into_iter()
+            .map(|check: AccessCheck| AccessAnswer {
+                allowed: !deny.iter().any(|(v, r)| check.verb == *v && check.resource == *r),
+                check,
+                reason: None,
+            })
+            .collect()
+    }
+
+    fn choice(p: Option<Privilege>, rejected: &[Privilege]) -> EphemeralChoice {
+        EphemeralChoice { privilege: p, rejections: rejected.iter().map(|p| (*p, "forbidden by PodSecurity".to_string())).collect() }
+    }
+
+    #[test]
+    fn full_access_captures_in_the_pod() {
+        let (cfg, topo, acc) = (config(), topology(), answers(&[]));
+        let tc = choice(Some(Privilege::Capture), &[]);
+        let plan = decide(&PlanInput { config: &cfg, topology: &topo, access: &acc, node_namespace: "kube-system", target_choice: &tc, dns_choice: Some(&tc) });
+        assert_eq!(plan.strategy, Strategy::EphemeralCapture);
+        assert_eq!(plan.nodes, vec!["n1", "n2"]);
+        // The crashlooping DNS pod gets no container.
+        assert_eq!(plan.dns_pods.len(), 1);
+        assert!(plan.dns_pods[0].capture);
+    }
+
+    #[test]
+    fn baseline_namespace_falls_back_to_node_capture_and_says_why() {
+        let (cfg, topo, acc) = (config(), topology(), answers(&[]));
+        let tc = choice(Some(Privilege::ProbeOnly), &[Privilege::Capture]);
+        let plan = decide(&PlanInput { config: &cfg, topology: &topo, access: &acc, node_namespace: "kube-system", target_choice: &tc, dns_choice: None });
+        assert_eq!(plan.strategy, Strategy::NodeCapture);
+        assert_eq!(plan.target_capture, CaptureVia::NodeNsenter);
+        assert!(plan.reasons.iter().any(|r| r.contains("forbidden by PodSecurity")), "{:?}", plan.reasons);
+    }
+
+    #[test]
+    fn without_node_permissions_it_degrades_to_pod_level_and_says_so() {
+        let (cfg, topo) = (config(), topology());
+        let acc = answers(&[("create", "jobs")]);
+        let tc = choice(Some(Privilege::ProbeOnly), &[Privilege::Capture]);
+        let plan = decide(&PlanInput { config: &cfg, topology: &topo, access: &acc, node_namespace: "kube-system", target_choice: &tc, dns_choice: None });
+        assert_eq!(plan.strategy, Strategy::ProbeOnly);
+        assert!(plan.nodes.is_empty());
+        assert!(plan.reasons.iter().any(|r| r.contains("not allowed to create jobs in kube-system")), "{:?}", plan.reasons);
+    }
+
+    #[test]
+    fn no_ephemeral_access_means_api_only() {
+        let (cfg, topo) = (config(), topology());
+        let acc = answers(&[("patch", "pods/ephemeralcontainers")]);
+        let tc = choice(Some(Privilege::Capture), &[]);
+        let plan = decide(&PlanInput { config: &cfg, topology: &topo, access: &acc, node_namespace: "kube-system", target_choice: &tc, dns_choice: None });
+        assert_eq!(plan.strategy, Strategy::ApiOnly);
+    }
+}

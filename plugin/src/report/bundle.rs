@@ -1,0 +1,135 @@
+//! The evidence bundle: a directory holding the pcaps (put there by the capture step) and
+//! what this module writes next to them: topology.json, evidence.json, the raw node
+//! snapshots, report.json and report.txt. Captures contain names and addresses, so the
+//! directory is 0700 and every file 0600.
+
+use std::fs::{DirBuilder, OpenOptions, Permissions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::evidence::Evidence;
+use crate::topology::Topology;
+
+use super::Report;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error("cannot create directory {path}")]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot serialise {what}")]
+    Serialize {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Creates `dir` (and missing parents) with mode 0700. An existing directory is kept as it
+/// is: its mode is not changed, so pointing `--output-dir` at /tmp cannot lock others out.
+pub fn create_dir(dir: &Path) -> Result<(), BundleError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| BundleError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })
+}
+
+/// Writes one file with mode 0600, replacing an existing one.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), BundleError> {
+    let err = |source| BundleError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(err)?;
+    // `mode` applies only to a newly created file; an older one may be wider.
+    f.set_permissions(Permissions::from_mode(0o600)).map_err(err)?;
+    f.write_all(bytes).map_err(err)
+}
+
+/// A file-name-safe form of a node name, command key or path: only `[A-Za-z0-9._-]`, and
+/// never `.` or `..`.
+pub fn safe_name(s: &str) -> String {
+    let cleaned: String = s
+        .trim_start_matches('/')
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' })
+        .collect();
+    if cleaned.is_empty() || cleaned.chars().all(|c| c == '.') {
+        format!("_{cleaned}")
+    } else {
+        cleaned
+    }
+}
+
+fn json<T: serde::Serialize>(what: &'static str, v: &T) -> Result<Vec<u8>, BundleError> {
+    let mut bytes = serde_json::to_vec_pretty(v).map_err(|source| BundleError::Serialize { what, source })?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+/// Writes the bundle's files into `dir` (created 0700 when missing) and returns their
+/// paths: topology.json, evidence.json, `nodes/<node>/<command key>.txt` (stdout; stderr in
+/// `.stderr.txt` when there is any), `nodes/<node>/files/<path>.txt`, report.json and
+/// `report_text` as report.txt.
+pub fn write_bundle(
+    dir: &Path,
+    topology: &Topology,
+    evidence: &Evidence,
+    report: &Report,
+    report_text: &str,
+) -> Result<Vec<PathBuf>, BundleError> {
+    create_dir(dir)?;
+    let mut written = Vec::new();
+    let mut put = |path: PathBuf, bytes: &[u8]| -> Result<(), BundleError> {
+        write_private(&path, bytes)?;
+        written.push(path);
+        Ok(())
+    };
+    put(dir.join("topology.json"), &json("topology", topology)?)?;
+    put(dir.join("evidence.json"), &json("evidence", evidence)?)?;
+    for n in &evidence.nodes {
+        let node_dir = dir.join("nodes").join(safe_name(&n.node));
+        create_dir(&node_dir)?;
+        for c in &n.snapshot.commands {
+            put(node_dir.join(format!("{}.txt", safe_name(&c.key))), c.stdout.as_bytes())?;
+            if !c.stderr.is_empty() {
+                put(node_dir.join(format!("{}.stderr.txt", safe_name(&c.key))), c.stderr.as_bytes())?;
+            }
+        }
+        let readable: Vec<_> = n.snapshot.files.iter().filter(|f| f.content.is_some()).collect();
+        if !readable.is_empty() {
+            let files_dir = node_dir.join("files");
+            create_dir(&files_dir)?;
+            for f in readable {
+                let content = f.content.as_deref().unwrap_or_default();
+                put(files_dir.join(format!("{}.txt", safe_name(&f.path))), content.as_bytes())?;
+            }
+        }
+    }
+    put(dir.join("report.json"), &json("report", report)?)?;
+    put(dir.join("report.txt"), report_text.as_bytes())?;
+    Ok(written)
+}

@@ -1,0 +1,230 @@
+//! What discovery found in the cluster: plain values, filled by `kube::discover`, read by
+//! `plan`, `diagnose` and `report`, and written into the evidence bundle.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything discovery learnt about the target pod and the cluster DNS behind it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Topology {
+    pub target: PodInfo,
+    /// The workload named on the command line when the target pod was chosen from one.
+    #[serde(default)]
+    pub chosen_from: Option<String>,
+    pub cluster_dns: ClusterDns,
+    /// The Service whose ClusterIP is the cluster DNS address; None when no Service owns it.
+    #[serde(default)]
+    pub dns_service: Option<ServiceInfo>,
+    /// Endpoints of the DNS Service, from its EndpointSlices.
+    #[serde(default)]
+    pub endpoints: Vec<EndpointInfo>,
+    /// Pods behind the DNS Service (by endpoint targetRef, else by selector).
+    #[serde(default)]
+    pub dns_pods: Vec<DnsPodInfo>,
+    /// The Corefile of the DNS pods (from the ConfigMap they mount), verbatim.
+    #[serde(default)]
+    pub corefile: Option<String>,
+    #[serde(default)]
+    pub kube_proxy: KubeProxyInfo,
+    #[serde(default)]
+    pub node_local_dns: Option<NodeLocalDnsInfo>,
+    /// Discovery steps that could not be done (forbidden, not found), with the reason.
+    #[serde(default)]
+    pub gaps: Vec<String>,
+}
+
+/// A pod as far as DNS cares.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PodInfo {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    #[serde(default)]
+    pub node: Option<String>,
+    #[serde(default)]
+    pub ip: Option<IpAddr>,
+    pub phase: String,
+    pub ready: bool,
+    #[serde(default)]
+    pub host_network: bool,
+    /// ClusterFirst, ClusterFirstWithHostNet, Default or None.
+    pub dns_policy: String,
+    /// spec.dnsConfig, when set.
+    #[serde(default)]
+    pub dns_config: Option<PodDnsConfig>,
+    /// Container names, the first being the one the probe targets.
+    pub containers: Vec<String>,
+    /// Names of ephemeral containers already in the spec (ours from earlier runs included).
+    #[serde(default)]
+    pub ephemeral_containers: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodDnsConfig {
+    #[serde(default)]
+    pub nameservers: Vec<String>,
+    #[serde(default)]
+    pub searches: Vec<String>,
+    /// Options as `name` or `name:value`.
+    #[serde(default)]
+    pub options: Vec<String>,
+}
+
+/// Where the cluster DNS address came from, best source first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterDnsSource {
+    /// The kubelet's live configuration, via the node proxy `configz` endpoint.
+    KubeletConfigz,
+    /// The target pod's resolv.conf, as read by the probe.
+    PodResolvConf,
+    /// The Service `kube-dns` in `kube-system`, the kubeadm default.
+    KubeDnsService,
+    #[default]
+    Unknown,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterDns {
+    pub source: ClusterDnsSource,
+    /// The kubelet's clusterDNS addresses (normally one).
+    pub ips: Vec<IpAddr>,
+    /// The kubelet's clusterDomain, e.g. cluster.local.
+    pub domain: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServicePort {
+    #[serde(default)]
+    pub name: Option<String>,
+    pub port: u16,
+    pub protocol: String,
+    /// targetPort as written (number or name).
+    #[serde(default)]
+    pub target_port: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceInfo {
+    pub namespace: String,
+    pub name: String,
+    pub cluster_ip: IpAddr,
+    pub ports: Vec<ServicePort>,
+    #[serde(default)]
+    pub selector: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointInfo {
+    pub ip: IpAddr,
+    /// Port numbers by protocol, e.g. [("UDP", 53), ("TCP", 53)].
+    pub ports: Vec<(String, u16)>,
+    pub ready: bool,
+    pub serving: bool,
+    pub terminating: bool,
+    /// namespace/name of the pod, from targetRef.
+    #[serde(default)]
+    pub pod: Option<String>,
+    #[serde(default)]
+    pub node: Option<String>,
+}
+
+/// How a container last ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Termination {
+    pub reason: String,
+    pub exit_code: i32,
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// A notable line in a DNS pod's log, with what it means.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// Which pattern it matched, e.g. "forwarding-loop", "upstream-timeout".
+    pub kind: String,
+    pub line: String,
+    /// True when it came from the previous (crashed) container instance.
+    #[serde(default)]
+    pub previous: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DnsPodInfo {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    #[serde(default)]
+    pub ip: Option<IpAddr>,
+    #[serde(default)]
+    pub node: Option<String>,
+    pub phase: String,
+    pub ready: bool,
+    pub restarts: u32,
+    /// The DNS server container's name (the one the probe targets).
+    pub container: String,
+    /// The current Waiting reason, e.g. CrashLoopBackOff.
+    #[serde(default)]
+    pub waiting_reason: Option<String>,
+    #[serde(default)]
+    pub last_termination: Option<Termination>,
+    #[serde(default)]
+    pub log_lines: Vec<LogLine>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct KubeProxyPod {
+    pub name: String,
+    #[serde(default)]
+    pub node: Option<String>,
+    pub phase: String,
+    pub ready: bool,
+    pub restarts: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct KubeProxyInfo {
+    /// Pods labelled k8s-app=kube-proxy (DaemonSet or static pods).
+    pub pods: Vec<KubeProxyPod>,
+    /// `mode` from the kube-proxy ConfigMap, when there is one ("" means iptables).
+    #[serde(default)]
+    pub configured_mode: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeLocalDnsInfo {
+    pub namespace: String,
+    pub name: String,
+    pub desired: i32,
+    pub ready: i32,
+    /// The link-local address it listens on, 169.254.20.10 by default.
+    pub local_ip: IpAddr,
+}
+
+impl Topology {
+    /// Nodes the run needs node checks on: the target's, then every DNS pod's.
+    pub fn nodes_involved(&self) -> Vec<String> {
+        let mut nodes: Vec<String> = Vec::new();
+        let candidates = self
+            .target
+            .node
+            .iter()
+            .chain(self.dns_pods.iter().filter_map(|p| p.node.as_ref()));
+        for n in candidates {
+            if !nodes.contains(n) {
+                nodes.push(n.clone());
+            }
+        }
+        nodes
+    }
+
+    /// Addresses of the DNS endpoints that claim to be ready.
+    pub fn ready_endpoint_ips(&self) -> Vec<IpAddr> {
+        self.endpoints
+            .iter()
+            .filter(|e| e.ready)
+            .map(|e| e.ip)
+            .collect()
+    }
+}

@@ -1,0 +1,126 @@
+# In-cluster objects and health checks. Sourced after common.sh.
+# shellcheck shell=bash
+
+render() {
+	sed -e "s|@UPSTREAM_IP@|$UPSTREAM_IP|g" \
+		-e "s|@COREDNS_IMAGE@|$COREDNS_IMAGE|g" \
+		-e "s|@DNS_SERVICE_IP@|$DNS_SERVICE_IP|g" \
+		-e "s|@KUBE_PROXY_IMAGE@|$KUBE_PROXY_IMAGE|g" \
+		-e "s|@KUBE_PROXY_MODE@|$KUBE_PROXY_MODE|g" \
+		-e "s|@POD_CIDR@|$POD_CIDR|g" \
+		-e "s|@GLIBC_IMAGE@|$GLIBC_IMAGE|g" \
+		-e "s|@MUSL_IMAGE@|$MUSL_IMAGE|g" \
+		"$CLUSTER_DIR/manifests/$1"
+}
+
+apply_addons() {
+	local f
+	for f in kube-proxy.yaml coredns.yaml clients.yaml; do
+		render "$f" | kc apply -f - >>"$LOG_DIR/addons.log" 2>&1 || {
+			log_tail addons.log
+			die "kubectl apply $f failed"
+		}
+	done
+}
+
+node_ready() {
+	[[ $(kc get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]]
+}
+
+# deployment_ready NS NAME WANT : WANT ready replicas and no old pods left over.
+deployment_ready() {
+	local got
+	got=$(kc -n "$1" get deploy "$2" -o jsonpath='{.status.readyReplicas}/{.status.replicas}/{.status.updatedReplicas}' 2>/dev/null) || return 1
+	[[ $got == "$3/$3/$3" ]]
+}
+
+daemonset_ready() {
+	local got
+	got=$(kc -n "$1" get ds "$2" -o jsonpath='{.status.numberReady}/{.status.desiredNumberScheduled}/{.status.updatedNumberScheduled}' 2>/dev/null) || return 1
+	[[ $got == 1/1/1 ]]
+}
+
+pod_ready() {
+	[[ $(kc -n "$1" get pod "$2" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]]
+}
+
+# True when kube-proxy has programmed the DNS ClusterIP on this node.
+proxy_rules_present() {
+	if [[ $KUBE_PROXY_MODE == nftables ]]; then
+		nft list table ip kube-proxy 2>/dev/null | grep -q "$DNS_SERVICE_IP . udp . 53"
+	else
+		iptables -t nat -S KUBE-SERVICES 2>/dev/null | grep -q -- "-d $DNS_SERVICE_IP/32 -p udp .*dport 53"
+	fi
+}
+
+# The DNS ClusterIP is programmed with exactly the current ready CoreDNS endpoints.
+proxy_rules_current() {
+	proxy_rules_present || return 1
+	local ep
+	for ep in $(kc -n kube-system get endpointslices -l kubernetes.io/service-name=kube-dns \
+		-o jsonpath='{range .items[*].endpoints[?(@.conditions.ready==true)]}{.addresses[0]}{"\n"}{end}'); do
+		if [[ $KUBE_PROXY_MODE == nftables ]]; then
+			nft list table ip kube-proxy | grep -q "$ep" || return 1
+		else
+			iptables -t nat -S | grep -q -- "--to-destination $ep:53" || return 1
+		fi
+	done
+}
+
+# pod_exec NS POD SECONDS CMD... : kubectl exec with a hard deadline.
+pod_exec() {
+	local ns=$1 pod=$2 secs=$3
+	shift 3
+	timeout --kill-after=5 "$secs" "$KUBECTL" --kubeconfig "$KUBECONFIG_ADMIN" -n "$ns" exec "$pod" -- "$@"
+}
+
+# resolve POD NAME : resolves NAME with the pod's own libc; prints dnsc's output.
+resolve() { pod_exec dns-clients "$1" 30 /usr/local/bin/dnsc resolve "$2"; }
+
+resolves_ok() { resolve "$1" "$2" | grep -q '^ok '; }
+
+# Elapsed milliseconds of one lookup, or "fail".
+resolve_ms() {
+	local out
+	out=$(resolve "$1" "$2" 2>&1) || true
+	if grep -q '^ok ' <<<"$out"; then
+		sed -n 's/^ok elapsed_ms=//p' <<<"$out"
+	else
+		echo fail
+	fi
+}
+
+uses_cluster_dns() { pod_exec dns-clients "$1" 15 /usr/local/bin/dnsc cat /etc/resolv.conf | grep -qx "nameserver $DNS_SERVICE_IP"; }
+
+CLUSTER_NAME=kubernetes.default.svc.cluster.local
+EXTERNAL_NAME=external.test
+
+# Everything `up` promises; returns 1 with a message for the first unmet item.
+cluster_healthy() {
+	node_ready || { echo "node $NODE_NAME not Ready"; return 1; }
+	daemonset_ready kube-system kube-proxy || { echo "kube-proxy DaemonSet not ready"; return 1; }
+	proxy_rules_current || { echo "kube-proxy rules for $DNS_SERVICE_IP missing or stale"; return 1; }
+	deployment_ready kube-system coredns 2 || { echo "CoreDNS not 2/2 ready"; return 1; }
+	local pod name
+	for pod in client-glibc client-musl; do
+		pod_ready dns-clients "$pod" || { echo "$pod not Ready"; return 1; }
+		uses_cluster_dns "$pod" || { echo "$pod resolv.conf does not use $DNS_SERVICE_IP"; return 1; }
+		for name in "$CLUSTER_NAME" "$EXTERNAL_NAME"; do
+			resolves_ok "$pod" "$name" || { echo "$pod cannot resolve $name"; return 1; }
+		done
+	done
+}
+
+# Waits until cluster_healthy holds, printing progress; dies with logs on timeout.
+wait_cluster_healthy() {
+	local timeout=$1 deadline=$((SECONDS + $1)) why=""
+	while ! why=$(cluster_healthy 2>&1); do
+		if ((SECONDS >= deadline)); then
+			log "not healthy after ${timeout}s: $why"
+			kc get nodes,pods -A -o wide >&2 || true
+			log_tail kubelet.log containerd.log kube-controller-manager.log kube-scheduler.log
+			die "cluster did not become healthy: $why"
+		fi
+		sleep 1
+	done
+}

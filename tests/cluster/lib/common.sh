@@ -1,0 +1,151 @@
+# Shared settings and helpers for the test-cluster scripts. Sourced, never run.
+# shellcheck shell=bash
+
+CLUSTER_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+REPO_DIR=$(cd "$CLUSTER_DIR/../.." && pwd)
+
+K8S_VERSION=v1.34.4
+ETCD_VERSION=v3.6.4 # what k8s.io/kubernetes v1.34.4 requires; checked by build.sh
+COREDNS_VERSION=v1.12.4
+PAUSE_IMAGE=registry.k8s.io/pause:3.10.1
+COREDNS_IMAGE=registry.k8s.io/coredns/coredns:$COREDNS_VERSION
+KUBE_PROXY_IMAGE=registry.k8s.io/kube-proxy:$K8S_VERSION
+GLIBC_IMAGE=dns-doctor.test/client-glibc:1
+MUSL_IMAGE=dns-doctor.test/client-musl:1
+
+GO=${GO:-/usr/local/go/bin/go}
+CACHE_DIR=${DNS_DOCTOR_CLUSTER_CACHE:-/var/cache/dns-doctor-cluster}
+STATE_DIR=/var/lib/dns-doctor-cluster
+RUN_DIR=/run/dns-doctor-cluster
+LOG_DIR=$STATE_DIR/logs
+PKI_DIR=$STATE_DIR/pki
+KUBECONFIG_ADMIN=$STATE_DIR/admin.kubeconfig
+CONTAINERD_SOCK=$RUN_DIR/containerd/containerd.sock
+KUBECTL=${KUBECTL:-/usr/bin/kubectl}
+
+NODE_NAME=dnsdoctor-node
+# The node's address lives on a port-less bridge (see lib/net.sh), so nothing the cluster does
+# depends on (or is routed through) the machine's real interface.
+NODE_IP=10.252.0.1
+DUMMY_IF=ddoc0
+NODE_BLACKHOLE=10.252.0.0/16
+SERVICE_CIDR=10.96.0.0/16
+SERVICE_BLACKHOLE=10.96.0.0/16
+API_SERVICE_IP=10.96.0.1
+DNS_SERVICE_IP=10.96.0.10
+POD_CIDR=10.244.0.0/24
+POD_BLACKHOLE=10.244.0.0/16
+BRIDGE_IF=cni0
+UPSTREAM_NS=ddoc-upstream
+UPSTREAM_HOST_IF=ddoc-up0
+UPSTREAM_HOST_IP=10.253.0.1
+UPSTREAM_IP=10.253.0.2
+UPSTREAM_BLACKHOLE=10.253.0.0/16
+FAULT_CHAIN=DNSDOCTOR-FAULT
+# kube-proxy mode: iptables (default) or nftables.
+KUBE_PROXY_MODE=${DNS_DOCTOR_PROXY_MODE:-iptables}
+
+export KUBECONFIG=$KUBECONFIG_ADMIN
+
+log() { printf '%s [cluster] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+
+die() {
+	log "ERROR: $*"
+	exit 1
+}
+
+# Prints the last lines of each named log file (relative to LOG_DIR or absolute).
+log_tail() {
+	local f
+	for f in "$@"; do
+		[[ $f == /* ]] || f=$LOG_DIR/$f
+		if [[ -f $f ]]; then
+			printf -- '----- last lines of %s -----\n' "$f" >&2
+			tail -n 25 "$f" >&2
+		fi
+	done
+}
+
+# wait_for SECONDS DESCRIPTION COMMAND... : runs COMMAND until it succeeds or
+# the deadline passes; on timeout returns 1 after logging DESCRIPTION.
+wait_for() {
+	local timeout=$1 what=$2
+	shift 2
+	local deadline=$((SECONDS + timeout))
+	until "$@" >/dev/null 2>&1; do
+		if ((SECONDS >= deadline)); then
+			log "timed out after ${timeout}s waiting for: $what"
+			return 1
+		fi
+		sleep 0.5
+	done
+}
+
+# wait_or_die SECONDS DESCRIPTION LOGS COMMAND... : like wait_for, but exits with
+# the tails of the space-separated LOGS on timeout.
+wait_or_die() {
+	local timeout=$1 what=$2 logs=$3
+	shift 3
+	if ! wait_for "$timeout" "$what" "$@"; then
+		# shellcheck disable=SC2086
+		log_tail $logs
+		die "timed out waiting for $what"
+	fi
+}
+
+kc() { "$KUBECTL" --kubeconfig "$KUBECONFIG_ADMIN" --request-timeout=20s "$@"; }
+
+# Starts a daemon in its own session with a pid file and a log file.
+start_daemon() {
+	local name=$1
+	shift
+	mkdir -p "$RUN_DIR/pids" "$LOG_DIR"
+	if daemon_running "$name"; then
+		return 0
+	fi
+	setsid "$@" >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
+	echo $! >"$RUN_DIR/pids/$name.pid"
+}
+
+daemon_pid() { cat "$RUN_DIR/pids/$1.pid" 2>/dev/null; }
+
+daemon_running() {
+	local pid
+	pid=$(daemon_pid "$1") || return 1
+	[[ -n $pid ]] && kill -0 "$pid" 2>/dev/null
+}
+
+# Stops a daemon started by start_daemon: SIGTERM, then SIGKILL after a grace period.
+stop_daemon() {
+	local name=$1 grace=${2:-10} pid
+	pid=$(daemon_pid "$name") || return 0
+	if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
+		kill -TERM "$pid" 2>/dev/null || true
+		local deadline=$((SECONDS + grace))
+		while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
+		if kill -0 "$pid" 2>/dev/null; then
+			kill -KILL "$pid" 2>/dev/null || true
+			sleep 0.2
+		fi
+	fi
+	rm -f "$RUN_DIR/pids/$name.pid"
+}
+
+# The one Kubernetes binary; dispatches on its first argument.
+k8s_bin_dir() { cat "$CACHE_DIR/current-bin" 2>/dev/null; }
+
+# The debug image reference, derived from the workspace version so that it
+# always equals the plugin's default.
+debug_image_ref() {
+	local v
+	v=$(awk '/^\[workspace.package\]/{p=1;next} /^\[/{p=0} p && $1=="version"{gsub(/"/,"",$3); print $3; exit}' "$REPO_DIR/Cargo.toml")
+	[[ -n $v ]] || die "cannot read [workspace.package] version from $REPO_DIR/Cargo.toml"
+	echo "ghcr.io/dns-doctor/debug:v$v"
+}
+
+ctr_k8s() { ctr --address "$CONTAINERD_SOCK" -n k8s.io "$@"; }
+
+# Interface that carries the default route (the one no packet may leave by).
+default_if() { ip -4 route show default | awk '{for(i=1;i<NF;i++) if($i=="dev"){print $(i+1); exit}}'; }
+
+require_root() { [[ $(id -u) == 0 ]] || die "must run as root"; }

@@ -1,0 +1,725 @@
+//! The probe on real DNS traffic in network namespaces: a real dnsmasq behind real
+//! kube-proxy-shaped DNAT rules, faults made with real iptables rules, the real glibc
+//! resolver, real tcpdump. See `dns_doctor_tests::netns` for the topology.
+//!
+//! Needs root and the tools of `tests/install-deps`; fails (never skips) without them.
+
+use dns_doctor::capture::{analyze_capture, ExtractOptions, Outcome, TrackerConfig, Transaction};
+use dns_doctor_probe::schema::{
+    CaptureStop, ConnectOutcome, NodeSnapshot, PodReport, ProbeResult, QueryOutcome, QueryResult,
+    ServerRole, Transport,
+};
+use dns_doctor_tests::netns::{self, Topology};
+use dns_doctor_tests::probe;
+use std::time::{Duration, Instant};
+
+const PROBE_LIMIT: Duration = Duration::from_secs(60);
+
+/// The pod-mode arguments every scenario uses: the nameserver from resolv.conf (the
+/// ClusterIP), the endpoint directly, a cluster name and an external one.
+fn pod_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "--endpoint",
+        netns::SERVER_ADDR,
+        "--name",
+        "kubernetes.default",
+        "--name",
+        netns::EXTERNAL_NAME,
+        "--timeout-ms",
+        "1000",
+        "--parallel-rounds",
+        "6",
+        "--parallel-wait-ms",
+        "500",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+fn cluster_ip() -> std::net::SocketAddr {
+    format!("{}:53", netns::CLUSTER_IP).parse().unwrap()
+}
+
+fn endpoint() -> std::net::SocketAddr {
+    format!("{}:53", netns::SERVER_ADDR).parse().unwrap()
+}
+
+fn queries_to(
+    report: &PodReport,
+    server: std::net::SocketAddr,
+    transport: Transport,
+) -> Vec<&QueryResult> {
+    let found: Vec<&QueryResult> = report
+        .queries
+        .iter()
+        .filter(|q| q.server == server && q.transport == transport)
+        .collect();
+    assert!(
+        !found.is_empty(),
+        "no {transport:?} queries to {server} in {report:#?}"
+    );
+    found
+}
+
+fn connect_to(report: &PodReport, server: std::net::SocketAddr) -> ConnectOutcome {
+    report
+        .tcp_connects
+        .iter()
+        .find(|c| c.target == server)
+        .unwrap_or_else(|| panic!("no TCP connect to {server}"))
+        .outcome
+}
+
+fn assert_all(queries: &[&QueryResult], outcome: QueryOutcome) {
+    for q in queries {
+        assert_eq!(
+            q.outcome, outcome,
+            "{} {} {:?} to {}: {q:?}",
+            q.qname, q.qtype, q.transport, q.server
+        );
+    }
+}
+
+fn answer_of<'r>(
+    report: &'r PodReport,
+    server: std::net::SocketAddr,
+    qname: &str,
+    qtype: &str,
+) -> &'r QueryResult {
+    report
+        .queries
+        .iter()
+        .find(|q| {
+            q.server == server
+                && q.transport == Transport::Udp
+                && q.qname == qname
+                && q.qtype == qtype
+        })
+        .unwrap_or_else(|| panic!("no UDP {qtype} {qname} to {server}"))
+}
+
+#[test]
+fn healthy_cluster_dns_answers_through_the_cluster_ip_and_the_endpoint() {
+    let topo = Topology::new();
+    let (output, report) = probe::pod(&topo.client, &pod_args(&[]), PROBE_LIMIT);
+
+    assert!(!output.deadline_hit);
+    assert_eq!(
+        report.resolv_conf.content.as_deref(),
+        Some(netns::RESOLV_CONF)
+    );
+    assert_eq!(connect_to(&report, cluster_ip()), ConnectOutcome::Connected);
+    assert_eq!(connect_to(&report, endpoint()), ConnectOutcome::Connected);
+    for server in [cluster_ip(), endpoint()] {
+        for transport in [Transport::Udp, Transport::Tcp] {
+            assert_all(
+                &queries_to(&report, server, transport),
+                QueryOutcome::Answered,
+            );
+        }
+        let a = answer_of(
+            &report,
+            server,
+            "kubernetes.default.svc.cluster.local.",
+            "A",
+        );
+        assert_eq!(a.answers, vec![format!("A {}", netns::KUBERNETES_A)]);
+        let aaaa = answer_of(
+            &report,
+            server,
+            "kubernetes.default.svc.cluster.local.",
+            "AAAA",
+        );
+        assert_eq!(
+            aaaa.answers,
+            vec![format!("AAAA {}", netns::KUBERNETES_AAAA)]
+        );
+        let external = answer_of(&report, server, "external.test.", "A");
+        assert_eq!(external.answers, vec![format!("A {}", netns::EXTERNAL_A)]);
+        let missing = answer_of(
+            &report,
+            server,
+            "kubernetes.default.default.svc.cluster.local.",
+            "A",
+        );
+        assert_eq!(missing.rcode.as_deref(), Some("NXDOMAIN"));
+    }
+    // Under ndots:5 "kubernetes.default" resolves at the second search domain; the external
+    // name only after all three domains failed: 4 and 8 queries per lookup.
+    let expansion = &report.search_expansion;
+    assert_eq!(expansion[0].name, "kubernetes.default");
+    assert_eq!(expansion[0].first_answer_index, Some(1));
+    assert_eq!(expansion[0].queries_per_lookup, 4);
+    assert_eq!(expansion[1].first_answer_index, Some(3));
+    assert_eq!(expansion[1].queries_per_lookup, 8);
+    assert_eq!(report.parallel.len(), 2);
+    for test in &report.parallel {
+        assert_eq!(test.qname, "kubernetes.default.svc.cluster.local.");
+        assert_eq!(test.same_socket.both_answered, 6, "{test:?}");
+        assert_eq!(test.separate_sockets.both_answered, 6, "{test:?}");
+    }
+    assert_eq!(report.parallel[0].role, ServerRole::Nameserver);
+    // dnsmasq saw queries that came through the DNAT (source: the client's own address).
+    assert!(topo
+        .dns_log()
+        .contains(&format!("from {}", netns::CLIENT_ADDR)));
+}
+
+#[test]
+fn a_stopped_server_is_refused_over_udp_and_tcp() {
+    let mut topo = Topology::new();
+    topo.stop_dns();
+    let (_, report) = probe::pod(&topo.client, &pod_args(&[]), PROBE_LIMIT);
+
+    // The server's kernel answers: ICMP port unreachable for UDP (reverse-translated through
+    // the node's conntrack for the ClusterIP), RST for TCP.
+    for server in [cluster_ip(), endpoint()] {
+        assert_eq!(connect_to(&report, server), ConnectOutcome::Refused);
+        assert_all(
+            &queries_to(&report, server, Transport::Udp),
+            QueryOutcome::Refused,
+        );
+        assert_all(
+            &queries_to(&report, server, Transport::Tcp),
+            QueryOutcome::Refused,
+        );
+    }
+    for test in &report.parallel {
+        assert_eq!(test.same_socket.both_missing, 6, "{test:?}");
+    }
+}
+
+#[test]
+fn a_stopped_server_behind_a_drop_rule_times_out_instead() {
+    let mut topo = Topology::new();
+    topo.stop_dns();
+    // A host firewall on the DNS server's machine: nothing answers, not even the kernel.
+    topo.iptables(
+        &topo.server,
+        &["-A", "INPUT", "-p", "udp", "--dport", "53", "-j", "DROP"],
+    );
+    topo.iptables(
+        &topo.server,
+        &["-A", "INPUT", "-p", "tcp", "--dport", "53", "-j", "DROP"],
+    );
+    let (_, report) = probe::pod(&topo.client, &pod_args(&[]), PROBE_LIMIT);
+
+    for server in [cluster_ip(), endpoint()] {
+        assert_eq!(connect_to(&report, server), ConnectOutcome::TimedOut);
+        assert_all(
+            &queries_to(&report, server, Transport::Udp),
+            QueryOutcome::TimedOut,
+        );
+        assert_all(
+            &queries_to(&report, server, Transport::Tcp),
+            QueryOutcome::TimedOut,
+        );
+    }
+}
+
+#[test]
+fn udp_dropped_on_the_node_while_tcp_works() {
+    let topo = Topology::new();
+    topo.iptables(
+        &topo.node,
+        &["-A", "FORWARD", "-p", "udp", "--dport", "53", "-j", "DROP"],
+    );
+    let (_, report) = probe::pod(&topo.client, &pod_args(&[]), PROBE_LIMIT);
+
+    for server in [cluster_ip(), endpoint()] {
+        assert_eq!(connect_to(&report, server), ConnectOutcome::Connected);
+        assert_all(
+            &queries_to(&report, server, Transport::Udp),
+            QueryOutcome::TimedOut,
+        );
+        assert_all(
+            &queries_to(&report, server, Transport::Tcp),
+            QueryOutcome::Answered,
+        );
+        let tcp = report
+            .queries
+            .iter()
+            .find(|q| {
+                q.server == server
+                    && q.transport == Transport::Tcp
+                    && q.qname == "kubernetes.default.svc.cluster.local."
+            })
+            .expect("TCP query for the Service name");
+        assert_eq!(tcp.answers.len(), 1, "{tcp:?}");
+    }
+    // No name resolves over UDP, so the expansion never stops early.
+    assert_eq!(report.search_expansion[0].first_answer_index, None);
+}
+
+#[test]
+fn without_the_dnat_rules_only_the_cluster_ip_fails() {
+    let topo = Topology::new();
+    topo.remove_dnat();
+    let (_, report) = probe::pod(&topo.client, &pod_args(&[]), PROBE_LIMIT);
+
+    // Untranslated, 10.96.0.10 is routed like any address; the node has no route for it and
+    // answers ICMP net unreachable (a real node would forward it to its gateway and the
+    // query would time out; either way it never reaches DNS).
+    assert_eq!(
+        connect_to(&report, cluster_ip()),
+        ConnectOutcome::Unreachable
+    );
+    assert_all(
+        &queries_to(&report, cluster_ip(), Transport::Udp),
+        QueryOutcome::Unreachable,
+    );
+    assert_all(
+        &queries_to(&report, cluster_ip(), Transport::Tcp),
+        QueryOutcome::Unreachable,
+    );
+    assert_eq!(connect_to(&report, endpoint()), ConnectOutcome::Connected);
+    assert_all(
+        &queries_to(&report, endpoint(), Transport::Udp),
+        QueryOutcome::Answered,
+    );
+    assert_all(
+        &queries_to(&report, endpoint(), Transport::Tcp),
+        QueryOutcome::Answered,
+    );
+}
+
+/// The node drops UDP DNS queries whose question ends in type AAAA, class IN: the root
+/// label, QTYPE 28, QCLASS 1. With `every` set, only every n-th such query.
+fn drop_aaaa(topo: &Topology, every: Option<u32>) {
+    let mut rule = vec![
+        "-A",
+        "FORWARD",
+        "-p",
+        "udp",
+        "--dport",
+        "53",
+        "-m",
+        "string",
+        "--algo",
+        "bm",
+        "--hex-string",
+        "|00001c0001|",
+    ];
+    let every = every.map(|n| n.to_string());
+    if let Some(n) = &every {
+        rule.extend([
+            "-m",
+            "statistic",
+            "--mode",
+            "nth",
+            "--every",
+            n,
+            "--packet",
+            "0",
+        ]);
+    }
+    rule.extend(["-j", "DROP"]);
+    topo.iptables(&topo.node, &rule);
+}
+
+#[test]
+fn dropped_aaaa_queries_show_as_missing_replies_in_the_parallel_rounds() {
+    let topo = Topology::new();
+    // Every second AAAA query is dropped: deterministic, and both outcomes occur.
+    drop_aaaa(&topo, Some(2));
+    let (_, report) = probe::pod(
+        &topo.client,
+        &[
+            "--no-resolv-conf",
+            "--server",
+            netns::CLUSTER_IP,
+            "--name",
+            "kubernetes.default.svc.cluster.local.",
+            "--parallel-rounds",
+            "10",
+            "--parallel-wait-ms",
+            "400",
+            "--timeout-ms",
+            "800",
+        ],
+        PROBE_LIMIT,
+    );
+    let test = &report.parallel[0];
+    let (same, separate) = (&test.same_socket, &test.separate_sockets);
+    assert_eq!(same.rounds + separate.rounds, 20);
+    // A queries always pass; the rounds run concurrently, so the drops split between the
+    // two tests in any proportion, but in total half the AAAA queries (±1) are lost.
+    assert_eq!(same.a_missing + separate.a_missing, 0, "{test:?}");
+    assert_eq!(same.both_missing + separate.both_missing, 0, "{test:?}");
+    let lost = same.aaaa_missing + separate.aaaa_missing;
+    assert!(
+        (9..=11).contains(&lost),
+        "expected about 10 lost AAAA replies: {test:?}"
+    );
+    assert_eq!(same.both_answered + separate.both_answered + lost, 20);
+    // A round that lost its AAAA reply waited the whole window.
+    assert!(same
+        .round_ms
+        .iter()
+        .chain(&separate.round_ms)
+        .any(|ms| *ms >= 400.0));
+}
+
+#[test]
+fn dropped_aaaa_queries_stall_a_real_glibc_lookup_for_the_resolver_timeout() {
+    let topo = Topology::new();
+    drop_aaaa(&topo, None);
+    // getaddrinfo(AF_UNSPEC) sends A and AAAA back to back from one socket, gets the A
+    // reply, and waits its 5 s timeout for the AAAA one: the classic "5 second" symptom.
+    // The trailing dot keeps the search list out of it (one lookup, one pair).
+    let start = Instant::now();
+    let ran = topo.exec_for(
+        &topo.client,
+        &["getent", "ahosts", "kubernetes.default.svc.cluster.local."],
+        Duration::from_secs(30),
+    );
+    let elapsed = start.elapsed();
+    eprintln!("glibc lookup took {elapsed:?}: {}", ran.stdout.trim());
+    assert!(ran.status.success(), "getent failed: {}", ran.stderr);
+    assert!(ran.stdout.contains(netns::KUBERNETES_A), "{}", ran.stdout);
+    assert!(
+        elapsed >= Duration::from_millis(4500),
+        "lookup took only {elapsed:?}"
+    );
+}
+
+/// The probe's own query log and the capture's transactions must tell the same story.
+fn assert_capture_agrees(report: &PodReport, transactions: &[Transaction]) {
+    let mut compared = 0;
+    for q in report
+        .queries
+        .iter()
+        .filter(|q| q.transport == Transport::Udp)
+    {
+        let Some(t) = transactions.iter().find(|t| {
+            t.id == q.id
+                && t.qname == q.qname
+                && t.qtype == q.qtype
+                && Some(t.client.port()) == q.source_port
+        }) else {
+            panic!(
+                "query {} {} id {} from port {:?} is not in the capture",
+                q.qname, q.qtype, q.id, q.source_port
+            );
+        };
+        assert_eq!(t.server, q.server, "{t:?}");
+        match q.outcome {
+            QueryOutcome::Answered => {
+                assert_eq!(t.outcome, Outcome::Answered, "{q:?} vs {t:?}");
+                assert_eq!(t.rcode, q.rcode, "{q:?} vs {t:?}");
+                assert_eq!(t.answers.len(), q.answers.len(), "{q:?} vs {t:?}");
+            }
+            QueryOutcome::TimedOut => assert_ne!(t.outcome, Outcome::Answered, "{q:?} vs {t:?}"),
+            other => panic!("unexpected outcome {other:?} in this scenario: {q:?}"),
+        }
+        compared += 1;
+    }
+    assert!(compared >= 16, "only {compared} queries compared");
+}
+
+#[test]
+fn a_capture_in_the_client_namespace_stops_on_sigterm_and_agrees_with_the_probe() {
+    let topo = Topology::new();
+    drop_aaaa(&topo, Some(2));
+    let pcap = topo.dir().join("client.pcap");
+    let pcap_arg = pcap.to_str().unwrap();
+    let mut capture = probe::Capture::start(
+        Some(&topo.client),
+        &["-i", "eth0", "--output", pcap_arg, "--seconds", "60"],
+    );
+    capture.wait_ready(Duration::from_secs(10));
+    let tcpdump = probe::children_named(capture.pid(), "tcpdump");
+    assert_eq!(tcpdump.len(), 1, "one tcpdump under the probe");
+
+    let (_, report) = probe::pod(
+        &topo.client,
+        &pod_args(&["--parallel-rounds", "0"]),
+        PROBE_LIMIT,
+    );
+    assert!(
+        report
+            .queries
+            .iter()
+            .any(|q| q.outcome == QueryOutcome::TimedOut),
+        "the AAAA drop should have cost some queries"
+    );
+
+    let stop = Instant::now();
+    capture.signal("TERM");
+    let (status, stdout, stderr) = capture.finish(Duration::from_secs(10));
+    assert!(
+        stop.elapsed() < Duration::from_secs(5),
+        "stopping took {:?}",
+        stop.elapsed()
+    );
+    assert_eq!(status.code(), Some(0), "{stderr:?}");
+    let output: dns_doctor_probe::schema::ProbeOutput =
+        serde_json::from_slice(&stdout).expect("capture summary on stdout");
+    let ProbeResult::Capture(summary) = output.result else {
+        panic!("not a capture summary")
+    };
+    assert_eq!(summary.stopped_by, CaptureStop::Signal);
+    assert_eq!(summary.output, pcap_arg);
+    assert!(
+        summary.stderr.contains("packets captured"),
+        "{}",
+        summary.stderr
+    );
+    let size = std::fs::metadata(&pcap).unwrap().len();
+    assert_eq!(size, summary.bytes_written);
+    assert!(
+        !probe::alive(tcpdump[0]),
+        "tcpdump {} still running",
+        tcpdump[0]
+    );
+
+    let mut transactions = Vec::new();
+    let analysis = analyze_capture(
+        std::fs::File::open(&pcap).unwrap(),
+        ExtractOptions::default(),
+        TrackerConfig::default(),
+        &mut |t| transactions.push(t),
+    )
+    .expect("the capture reads as pcap");
+    assert_eq!(analysis.read_error, None);
+    assert_capture_agrees(&report, &transactions);
+    keep_artifact(&pcap, "client-aaaa-drop.pcap");
+}
+
+/// Copies a capture to target/netns-captures/ for inspection after the run.
+fn keep_artifact(path: &std::path::Path, name: &str) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/netns-captures");
+    if std::fs::create_dir_all(&dir).is_ok() {
+        let _ = std::fs::copy(path, dir.join(name));
+    }
+}
+
+#[test]
+fn a_capture_through_netns_pid_streams_the_pcap_and_ends_at_its_time_limit() {
+    let topo = Topology::new();
+    // A process living in the client namespace, as a pod's container lives in the pod's.
+    let mut holder = std::process::Command::new("ip")
+        .args(["netns", "exec", &topo.client, "sleep", "60"])
+        .spawn()
+        .expect("start a process in the client namespace");
+    let holder_pid = holder.id().to_string();
+    let mut capture = probe::Capture::start(
+        None,
+        &[
+            "--netns-pid",
+            &holder_pid,
+            "-i",
+            "eth0",
+            "--output",
+            "-",
+            "--seconds",
+            "3",
+        ],
+    );
+    capture.wait_ready(Duration::from_secs(10));
+    let (_, report) = probe::pod(
+        &topo.client,
+        &pod_args(&["--parallel-rounds", "0"]),
+        PROBE_LIMIT,
+    );
+    let (status, stdout, stderr) = capture.finish(Duration::from_secs(20));
+    let _ = holder.kill();
+    let _ = holder.wait();
+
+    assert_eq!(status.code(), Some(0), "{stderr:?}");
+    let last = stderr.last().expect("stderr lines");
+    let json = last
+        .strip_prefix(dns_doctor_probe::output::SUMMARY_PREFIX)
+        .unwrap_or_else(|| panic!("last stderr line is not the summary: {last}"));
+    let output: dns_doctor_probe::schema::ProbeOutput = serde_json::from_str(json).unwrap();
+    let ProbeResult::Capture(summary) = output.result else {
+        panic!("not a capture summary")
+    };
+    assert_eq!(summary.stopped_by, CaptureStop::Deadline);
+    assert_eq!(summary.netns_pid, holder_pid.parse().ok());
+    assert_eq!(summary.output, "-");
+    assert_eq!(u64::try_from(stdout.len()).unwrap(), summary.bytes_written);
+
+    let mut transactions = Vec::new();
+    analyze_capture(
+        &stdout[..],
+        ExtractOptions::default(),
+        TrackerConfig::default(),
+        &mut |t| transactions.push(t),
+    )
+    .expect("stdout is a pcap");
+    assert_capture_agrees(&report, &transactions);
+}
+
+#[test]
+fn a_capture_stops_at_its_byte_limit_with_a_valid_file() {
+    let topo = Topology::new();
+    let pcap = topo.dir().join("limited.pcap");
+    let pcap_arg = pcap.to_str().unwrap();
+    let mut capture = probe::Capture::start(
+        Some(&topo.client),
+        &[
+            "-i",
+            "eth0",
+            "--output",
+            pcap_arg,
+            "--seconds",
+            "30",
+            "--max-bytes",
+            "1000",
+        ],
+    );
+    capture.wait_ready(Duration::from_secs(10));
+    probe::pod(
+        &topo.client,
+        &pod_args(&["--parallel-rounds", "0"]),
+        PROBE_LIMIT,
+    );
+    let (status, stdout, _) = capture.finish(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0));
+    let output: dns_doctor_probe::schema::ProbeOutput = serde_json::from_slice(&stdout).unwrap();
+    let ProbeResult::Capture(summary) = output.result else {
+        panic!("not a capture summary")
+    };
+    assert_eq!(summary.stopped_by, CaptureStop::ByteLimit);
+    let size = std::fs::metadata(&pcap).unwrap().len();
+    assert_eq!(size, summary.bytes_written);
+    assert!(size <= 1000 && size > 24, "size {size}");
+    let mut count = 0;
+    let analysis = analyze_capture(
+        std::fs::File::open(&pcap).unwrap(),
+        ExtractOptions::default(),
+        TrackerConfig::default(),
+        &mut |_| count += 1,
+    )
+    .unwrap();
+    // Cut between packets: the reader finds no damage.
+    assert_eq!(analysis.read_error, None);
+    assert!(analysis.stats.frames >= 2, "{:?}", analysis.stats);
+}
+
+#[test]
+fn a_killed_capture_takes_tcpdump_with_it() {
+    let topo = Topology::new();
+    let mut capture = probe::Capture::start(
+        Some(&topo.client),
+        &["-i", "eth0", "--output", "-", "--seconds", "60"],
+    );
+    capture.wait_ready(Duration::from_secs(10));
+    let tcpdump = probe::children_named(capture.pid(), "tcpdump");
+    assert_eq!(tcpdump.len(), 1);
+    capture.signal("KILL");
+    let _ = capture.finish(Duration::from_secs(10));
+    let end = Instant::now() + Duration::from_secs(5);
+    while probe::alive(tcpdump[0]) {
+        assert!(
+            Instant::now() < end,
+            "tcpdump {} outlived the killed probe",
+            tcpdump[0]
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_hard_deadline_prints_the_partial_result_and_exits() {
+    let topo = Topology::new();
+    topo.iptables(
+        &topo.node,
+        &["-A", "FORWARD", "-p", "udp", "--dport", "53", "-j", "DROP"],
+    );
+    topo.iptables(
+        &topo.node,
+        &["-A", "FORWARD", "-p", "tcp", "--dport", "53", "-j", "DROP"],
+    );
+    let start = Instant::now();
+    let (output, report) = probe::pod(
+        &topo.client,
+        &pod_args(&["--timeout-ms", "20000", "--deadline-secs", "2"]),
+        Duration::from_secs(15),
+    );
+    let elapsed = start.elapsed();
+    assert!(output.deadline_hit);
+    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+    assert!(output.duration_ms >= 2000);
+    // What was measured before the deadline is there: the resolv.conf read at the start.
+    assert_eq!(
+        report.resolv_conf.content.as_deref(),
+        Some(netns::RESOLV_CONF)
+    );
+}
+
+#[test]
+fn node_mode_snapshots_the_kube_proxy_rules_and_counters() {
+    let topo = Topology::new();
+    let ran = probe::run_in(
+        &topo.node,
+        &[
+            "node",
+            "--node-name",
+            "netns-node",
+            "--conntrack-window-ms",
+            "300",
+        ],
+        PROBE_LIMIT,
+    );
+    assert_eq!(ran.status.code(), Some(0), "{}", ran.stderr);
+    let output = probe::parse_output(&ran);
+    let ProbeResult::Node(snapshot) = output.result else {
+        panic!("not a node snapshot")
+    };
+    let NodeSnapshot {
+        node,
+        commands,
+        files,
+        http,
+        conntrack_window_ms,
+    } = snapshot;
+    assert_eq!(node, "netns-node");
+    assert!(conntrack_window_ms >= 300);
+    let command = |key: &str| {
+        commands
+            .iter()
+            .find(|c| c.key == key)
+            .unwrap_or_else(|| panic!("no command {key} in {commands:#?}"))
+    };
+    // The default iptables here is the nft backend: the rules appear there.
+    let nft_save = command("iptables-nft-save");
+    assert_eq!(nft_save.exit_code, Some(0), "{nft_save:?}");
+    assert!(
+        nft_save
+            .stdout
+            .contains("-A KUBE-SERVICES -d 10.96.0.10/32 -p udp"),
+        "{}",
+        nft_save.stdout
+    );
+    assert!(nft_save.stdout.contains("--to-destination 10.123.2.2:53"));
+    assert!(command("nft-list-ruleset")
+        .stdout
+        .contains("KUBE-SVC-TCOU7JCQXEZGVUNU"));
+    for key in ["conntrack-stats-before", "conntrack-stats-after"] {
+        let stats = command(key);
+        assert_eq!(stats.exit_code, Some(0), "{stats:?}");
+        assert!(stats.stdout.contains("insert_failed"), "{}", stats.stdout);
+    }
+    assert!(command("ip-addr").stdout.contains("to-srv"));
+    assert!(command("ip-route").stdout.contains("10.123.2.0/30"));
+    // Recorded whatever happens; without IPVS in the kernel it exits non-zero or is missing.
+    let ipvsadm = command("ipvsadm");
+    assert_eq!(ipvsadm.argv, ["ipvsadm", "-Ln"]);
+    assert!(
+        ipvsadm.exit_code.is_some() || ipvsadm.error.is_some(),
+        "{ipvsadm:?}"
+    );
+    let forward = files
+        .iter()
+        .find(|f| f.path == "/proc/sys/net/ipv4/ip_forward")
+        .unwrap();
+    assert_eq!(forward.content.as_deref(), Some("1\n"));
+    // No kube-proxy in the namespace: the loopback connections are refused and say so.
+    assert_eq!(http.len(), 2);
+    assert!(
+        http.iter().all(|h| h.status.is_none() && h.error.is_some()),
+        "{http:?}"
+    );
+}
