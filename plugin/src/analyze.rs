@@ -43,7 +43,7 @@ pub enum AnalyzeError {
     #[error("no capture file given")]
     NoFiles,
     /// The file cannot be opened.
-    #[error("cannot open {}: {source}", path.display())]
+    #[error("cannot open {}", path.display())]
     Open {
         /// The file.
         path: PathBuf,
@@ -52,7 +52,7 @@ pub enum AnalyzeError {
         source: std::io::Error,
     },
     /// The file is not a readable capture.
-    #[error("cannot read {} as a capture: {source}", path.display())]
+    #[error("cannot read {} as a capture", path.display())]
     Capture {
         /// The file.
         path: PathBuf,
@@ -61,7 +61,7 @@ pub enum AnalyzeError {
         source: CaptureError,
     },
     /// Writing the report failed (for example a closed pipe).
-    #[error("writing the analysis failed: {0}")]
+    #[error("writing the analysis failed")]
     Output(#[source] std::io::Error),
 }
 

@@ -48,7 +48,7 @@ pub fn run(command: Command) -> anyhow::Result<Outcome> {
             rt.block_on(async {
                 let cancel = CancellationToken::new();
                 let signals = tokio::spawn(watch_signals(cancel.clone()));
-                let result: anyhow::Result<Outcome> = Err(anyhow::anyhow!("WIP {config:?} {cancel:?}"));
+                let result = crate::doctor::run(&config, &cancel).await;
                 signals.abort();
                 result
             })

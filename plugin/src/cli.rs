@@ -137,10 +137,7 @@ pub enum SubCommand {
         output: OutputFormat,
     },
     /// Delete every node pod and Job dns-doctor left behind (by label), in all namespaces.
-    Cleanup {
-        #[command(flatten)]
-        kube: KubeArgs,
-    },
+    Cleanup,
     /// Print the plugin version, the probe schema version and the default debug image.
     Version {
         #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Text)]
@@ -303,7 +300,11 @@ pub enum UsageError {
     #[error(
         "--timeout {timeout}s leaves no room for a {capture}s capture; use --timeout of at least {need}s or a shorter --capture-seconds"
     )]
-    TimeoutTooShort { timeout: u64, capture: u64, need: u64 },
+    TimeoutTooShort {
+        timeout: u64,
+        capture: u64,
+        need: u64,
+    },
 }
 
 /// Fixed costs of a run besides the capture window (injection, probes, cleanup), seconds.
@@ -315,8 +316,8 @@ impl Args {
         let Some(target) = self.target else {
             return Ok(match self.command {
                 Some(SubCommand::Analyze { files, output }) => Command::Analyze { files, output },
-                Some(SubCommand::Cleanup { kube }) => Command::Cleanup {
-                    kube: merge_kube(kube, self.kube),
+                Some(SubCommand::Cleanup) => Command::Cleanup {
+                    kube: self.kube.into(),
                 },
                 Some(SubCommand::Version { output }) => Command::Version { output },
                 Some(SubCommand::Completions { shell }) => Command::Completions { shell },
@@ -367,15 +368,6 @@ impl Args {
             node_namespace: self.node_namespace,
             verbosity: self.verbosity.into(),
         })))
-    }
-}
-
-/// Flags given before the subcommand name count as well as those after it.
-fn merge_kube(sub: KubeArgs, top: KubeArgs) -> KubeOptions {
-    KubeOptions {
-        namespace: sub.namespace.or(top.namespace),
-        context: sub.context.or(top.context),
-        kubeconfig: sub.kubeconfig.or(top.kubeconfig),
     }
 }
 
@@ -515,7 +507,7 @@ mod tests {
     fn timeout_must_cover_the_capture() {
         let err = parse(&["p", "--timeout", "20s", "--capture-seconds", "10"]).unwrap_err();
         assert!(err.contains("at least 40s"), "{err}");
-        let c = doctor(&["p", "--timeout", "20s", "--no-capture"]);
+        let c = doctor(&["p", "--timeout", "30s", "--no-capture"]);
         assert!(!c.capture);
     }
 
@@ -529,8 +521,8 @@ mod tests {
             }
         ));
         assert!(matches!(
-            parse(&["-n", "x", "cleanup"]).unwrap(),
-            Command::Cleanup { kube } if kube.namespace.as_deref() == Some("x")
+            parse(&["cleanup", "--context", "x"]).unwrap(),
+            Command::Cleanup { kube } if kube.context.as_deref() == Some("x")
         ));
         assert!(parse(&["analyze"]).is_err());
         assert!(parse(&[]).is_err());

@@ -8,6 +8,7 @@ pub mod app;
 pub mod capture;
 pub mod cli;
 pub mod diagnose;
+pub mod doctor;
 pub mod dns_config;
 pub mod error;
 pub mod evidence;

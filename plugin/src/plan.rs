@@ -73,7 +73,10 @@ pub struct PlanInput<'a> {
 
 fn allowed(access: &[AccessAnswer], verb: &str, resource: &str, ns: &str) -> bool {
     access.iter().any(|a| {
-        a.allowed && a.check.verb == verb && a.check.resource == resource && a.check.namespace.as_deref() == Some(ns)
+        a.allowed
+            && a.check.verb == verb
+            && a.check.resource == resource
+            && a.check.namespace.as_deref() == Some(ns)
     })
 }
 
@@ -86,7 +89,11 @@ fn missing(access: &[AccessAnswer]) -> Vec<String> {
                 "not allowed to {} {}{} (needed to {})",
                 a.check.verb,
                 a.check.resource,
-                a.check.namespace.as_deref().map(|n| format!(" in {n}")).unwrap_or_default(),
+                a.check
+                    .namespace
+                    .as_deref()
+                    .map(|n| format!(" in {n}"))
+                    .unwrap_or_default(),
                 a.check.purpose
             )
         })
@@ -105,13 +112,27 @@ pub fn decide(input: &PlanInput<'_>) -> Plan {
         && allowed(input.access, "create", "pods/exec", input.node_namespace)
         && allowed(input.access, "list", "pods", input.node_namespace);
     if !cfg.node_checks {
-        reasons.push("node checks disabled by --no-node-checks: no rule dumps, counters or node captures".into());
+        reasons.push(
+            "node checks disabled by --no-node-checks: no rule dumps, counters or node captures"
+                .into(),
+        );
     }
     for (p, msg) in &input.target_choice.rejections {
-        reasons.push(format!("admission rejects a {} container in the target pod: {msg}", privilege_name(*p)));
+        reasons.push(format!(
+            "admission rejects a {} container in the target pod: {msg}",
+            privilege_name(*p)
+        ));
     }
-    let target_privilege = if target_ok { input.target_choice.privilege } else { None };
-    let nodes = if node_ok { input.topology.nodes_involved() } else { Vec::new() };
+    let target_privilege = if target_ok {
+        input.target_choice.privilege
+    } else {
+        None
+    };
+    let nodes = if node_ok {
+        input.topology.nodes_involved()
+    } else {
+        Vec::new()
+    };
     let target_capture = match (cfg.capture, target_privilege) {
         (false, _) => CaptureVia::None,
         (true, Some(Privilege::Capture)) => CaptureVia::Ephemeral,
@@ -179,7 +200,10 @@ mod tests {
 
     fn config() -> DoctorConfig {
         DoctorConfig {
-            target: TargetRef { kind: TargetKind::Pod, name: "web".into() },
+            target: TargetRef {
+                kind: TargetKind::Pod,
+                name: "web".into(),
+            },
             kube: Default::default(),
             output: OutputFormat::Text,
             names: vec!["kubernetes.default".into()],
@@ -206,8 +230,22 @@ mod tests {
                 ..PodInfo::default()
             },
             dns_pods: vec![
-                DnsPodInfo { namespace: "kube-system".into(), name: "coredns-a".into(), node: Some("n2".into()), phase: "Running".into(), container: "coredns".into(), ..DnsPodInfo::default() },
-                DnsPodInfo { namespace: "kube-system".into(), name: "coredns-b".into(), phase: "Running".into(), waiting_reason: Some("CrashLoopBackOff".into()), container: "coredns".into(), ..DnsPodInfo::default() },
+                DnsPodInfo {
+                    namespace: "kube-system".into(),
+                    name: "coredns-a".into(),
+                    node: Some("n2".into()),
+                    phase: "Running".into(),
+                    container: "coredns".into(),
+                    ..DnsPodInfo::default()
+                },
+                DnsPodInfo {
+                    namespace: "kube-system".into(),
+                    name: "coredns-b".into(),
+                    phase: "Running".into(),
+                    waiting_reason: Some("CrashLoopBackOff".into()),
+                    container: "coredns".into(),
+                    ..DnsPodInfo::default()
+                },
             ],
             ..Topology::default()
         }
@@ -217,7 +255,9 @@ mod tests {
         required_checks("app", Some("kube-system"), "kube-system", true)
             .into_iter()
             .map(|check: AccessCheck| AccessAnswer {
-                allowed: !deny.iter().any(|(v, r)| check.verb == *v && check.resource == *r),
+                allowed: !deny
+                    .iter()
+                    .any(|(v, r)| check.verb == *v && check.resource == *r),
                 check,
                 reason: None,
             })
@@ -225,14 +265,27 @@ mod tests {
     }
 
     fn choice(p: Option<Privilege>, rejected: &[Privilege]) -> EphemeralChoice {
-        EphemeralChoice { privilege: p, rejections: rejected.iter().map(|p| (*p, "forbidden by PodSecurity".to_string())).collect() }
+        EphemeralChoice {
+            privilege: p,
+            rejections: rejected
+                .iter()
+                .map(|p| (*p, "forbidden by PodSecurity".to_string()))
+                .collect(),
+        }
     }
 
     #[test]
     fn full_access_captures_in_the_pod() {
         let (cfg, topo, acc) = (config(), topology(), answers(&[]));
         let tc = choice(Some(Privilege::Capture), &[]);
-        let plan = decide(&PlanInput { config: &cfg, topology: &topo, access: &acc, node_namespace: "kube-system", target_choice: &tc, dns_choice: Some(&tc) });
+        let plan = decide(&PlanInput {
+            config: &cfg,
+            topology: &topo,
+            access: &acc,
+            node_namespace: "kube-system",
+            target_choice: &tc,
+            dns_choice: Some(&tc),
+        });
         assert_eq!(plan.strategy, Strategy::EphemeralCapture);
         assert_eq!(plan.nodes, vec!["n1", "n2"]);
         // The crashlooping DNS pod gets no container.
@@ -244,10 +297,23 @@ mod tests {
     fn baseline_namespace_falls_back_to_node_capture_and_says_why() {
         let (cfg, topo, acc) = (config(), topology(), answers(&[]));
         let tc = choice(Some(Privilege::ProbeOnly), &[Privilege::Capture]);
-        let plan = decide(&PlanInput { config: &cfg, topology: &topo, access: &acc, node_namespace: "kube-system", target_choice: &tc, dns_choice: None });
+        let plan = decide(&PlanInput {
+            config: &cfg,
+            topology: &topo,
+            access: &acc,
+            node_namespace: "kube-system",
+            target_choice: &tc,
+            dns_choice: None,
+        });
         assert_eq!(plan.strategy, Strategy::NodeCapture);
         assert_eq!(plan.target_capture, CaptureVia::NodeNsenter);
-        assert!(plan.reasons.iter().any(|r| r.contains("forbidden by PodSecurity")), "{:?}", plan.reasons);
+        assert!(
+            plan.reasons
+                .iter()
+                .any(|r| r.contains("forbidden by PodSecurity")),
+            "{:?}",
+            plan.reasons
+        );
     }
 
     #[test]
@@ -255,10 +321,23 @@ mod tests {
         let (cfg, topo) = (config(), topology());
         let acc = answers(&[("create", "jobs")]);
         let tc = choice(Some(Privilege::ProbeOnly), &[Privilege::Capture]);
-        let plan = decide(&PlanInput { config: &cfg, topology: &topo, access: &acc, node_namespace: "kube-system", target_choice: &tc, dns_choice: None });
+        let plan = decide(&PlanInput {
+            config: &cfg,
+            topology: &topo,
+            access: &acc,
+            node_namespace: "kube-system",
+            target_choice: &tc,
+            dns_choice: None,
+        });
         assert_eq!(plan.strategy, Strategy::ProbeOnly);
         assert!(plan.nodes.is_empty());
-        assert!(plan.reasons.iter().any(|r| r.contains("not allowed to create jobs in kube-system")), "{:?}", plan.reasons);
+        assert!(
+            plan.reasons
+                .iter()
+                .any(|r| r.contains("not allowed to create jobs in kube-system")),
+            "{:?}",
+            plan.reasons
+        );
     }
 
     #[test]
@@ -266,7 +345,14 @@ mod tests {
         let (cfg, topo) = (config(), topology());
         let acc = answers(&[("patch", "pods/ephemeralcontainers")]);
         let tc = choice(Some(Privilege::Capture), &[]);
-        let plan = decide(&PlanInput { config: &cfg, topology: &topo, access: &acc, node_namespace: "kube-system", target_choice: &tc, dns_choice: None });
+        let plan = decide(&PlanInput {
+            config: &cfg,
+            topology: &topo,
+            access: &acc,
+            node_namespace: "kube-system",
+            target_choice: &tc,
+            dns_choice: None,
+        });
         assert_eq!(plan.strategy, Strategy::ApiOnly);
     }
 }

@@ -66,3 +66,9 @@ impl Write for ReportWriter {
         }
     }
 }
+
+/// Colour on stdout only for a terminal, and never when NO_COLOR is set.
+pub fn color_enabled() -> bool {
+    use std::io::IsTerminal;
+    std::env::var_os("NO_COLOR").is_none() && io::stdout().is_terminal()
+}

@@ -6,6 +6,9 @@
 //! Run them with `cargo test -p dns-doctor-tests --test netns_probe`; they build the probe
 //! binary themselves (or use the one named by `$DNS_DOCTOR_PROBE`).
 
+/// Commands with deadlines; the environment check.
 pub mod cmd;
+/// The namespaces topology: client, node (kube-proxy style DNAT), DNS server.
 pub mod netns;
+/// The probe binary and its modes, run for real.
 pub mod probe;

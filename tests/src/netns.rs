@@ -10,8 +10,9 @@
 //! ```
 //!
 //! Every address exists only inside these namespaces; 10.96.0.10 exists nowhere, it is only
-//! a DNAT match in the node namespace, as a ClusterIP is. The node namespace has no default
-//! route, so nothing can leave towards the host's network. Namespace names carry the test
+//! a DNAT match in the node namespace, as a ClusterIP is (the service range is blackholed
+//! there). The node namespace has no default route, so nothing can leave towards the host's
+//! network. Namespace names carry the test
 //! process's PID, so leftovers of a killed run are recognised and removed by the next one.
 
 use crate::cmd::{self, Ran};
@@ -23,18 +24,30 @@ use std::sync::Once;
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// The client's (pod's) address.
 pub const CLIENT_ADDR: &str = "10.123.1.2";
+/// A global IPv6 address for the client, so that glibc's AI_ADDRCONFIG asks for AAAA
+/// records as it does in a dual-stack pod. Nothing routes it anywhere.
+pub const CLIENT_ADDR6: &str = "fd00:123:1::2";
+/// The node's address towards the client: the client's gateway.
 pub const NODE_CLIENT_SIDE: &str = "10.123.1.1";
+/// The node's address towards the server: the server's gateway.
 pub const NODE_SERVER_SIDE: &str = "10.123.2.1";
 /// The DNS server's own address: what an EndpointSlice would list.
 pub const SERVER_ADDR: &str = "10.123.2.2";
+/// The service range: blackholed in the node namespace, as on the test cluster's host, so an
+/// untranslated ClusterIP packet dies there silently (a real node would send it to its
+/// default gateway, with the same result for the client: a timeout).
+pub const SERVICE_RANGE: &str = "10.96.0.0/16";
 /// The DNS Service's ClusterIP: only a DNAT match in the node namespace.
 pub const CLUSTER_IP: &str = "10.96.0.10";
 /// What dnsmasq answers for `kubernetes.default.svc.cluster.local`.
 pub const KUBERNETES_A: &str = "10.96.0.1";
+/// What dnsmasq answers for the AAAA of `kubernetes.default.svc.cluster.local`.
 pub const KUBERNETES_AAAA: &str = "fd00:96::1";
 /// The made-up external name and its address.
 pub const EXTERNAL_NAME: &str = "external.test";
+/// What dnsmasq answers for the external name.
 pub const EXTERNAL_A: &str = "203.0.113.7";
 
 /// The client's resolv.conf, as the kubelet writes it for a pod in `default`.
@@ -117,13 +130,15 @@ impl Topology {
                      link add to-srv type veth peer name eth0 netns {srv}\n\
                      addr add {NODE_CLIENT_SIDE}/30 dev to-cli\n\
                      addr add {NODE_SERVER_SIDE}/30 dev to-srv\n\
-                     link set to-cli up\nlink set to-srv up\n"
+                     link set to-cli up\nlink set to-srv up\n\
+                     route add blackhole {SERVICE_RANGE}\n"
                 ),
             ),
             (
                 Some(cli),
                 format!(
-                    "link set lo up\naddr add {CLIENT_ADDR}/30 dev eth0\nlink set eth0 up\n\
+                    "link set lo up\naddr add {CLIENT_ADDR}/30 dev eth0\n\
+                     addr add {CLIENT_ADDR6}/64 dev eth0 nodad\nlink set eth0 up\n\
                      route add default via {NODE_CLIENT_SIDE}\n"
                 ),
             ),
@@ -145,6 +160,24 @@ impl Topology {
         }
         self.exec(node, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])
             .ok("enabling forwarding");
+        // The kernels of the node and the server answer "net unreachable" and "port
+        // unreachable" with ICMP, rate-limited per peer by default (a burst of 6, then one
+        // per second), which would turn most of a burst of probe queries into timeouts. The
+        // tests want each query's own answer. (Real nodes do limit: the plugin must expect a
+        // mix of refused and timed-out queries to a closed port.)
+        for ns in [node, srv] {
+            self.exec(
+                ns,
+                &[
+                    "sysctl",
+                    "-qw",
+                    "net.ipv4.icmp_ratelimit=0",
+                    "net.ipv4.icmp_msgs_per_sec=100000",
+                    "net.ipv4.icmp_msgs_burst=100000",
+                ],
+            )
+            .ok("lifting the ICMP rate limits");
+        }
         cmd::run_input(
             &["ip", "netns", "exec", node, "iptables-restore", "--noflush"],
             Some(KUBE_PROXY_RULES),

@@ -248,3 +248,16 @@ pub fn alive(pid: u32) -> bool {
         })
         .unwrap_or(false)
 }
+
+/// Waits until process `pid` is gone (or a zombie), at most `limit`; returns whether it went.
+/// A killed process needs a moment to finish dying (its capture ring is torn down).
+pub fn wait_gone(pid: u32, limit: Duration) -> bool {
+    let end = std::time::Instant::now() + limit;
+    while alive(pid) {
+        if std::time::Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}

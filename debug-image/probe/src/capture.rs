@@ -50,6 +50,10 @@ pub struct CaptureConfig {
     pub output: Output,
     pub duration: Duration,
     pub max_bytes: u64,
+    /// Bytes kept of each packet (tcpdump -s).
+    pub snaplen: u32,
+    /// Kernel capture ring size in KiB (tcpdump -B).
+    pub buffer_kib: u32,
     /// Stop when stdin reaches end of file (the caller's exec stream closed).
     pub stop_on_stdin_close: bool,
 }
@@ -61,8 +65,13 @@ pub fn tcpdump_argv(config: &CaptureConfig) -> Vec<String> {
         argv.extend(["nsenter", "-t", &pid.to_string(), "-n", "--"].map(String::from));
     }
     // -U and --immediate-mode: every packet reaches the pipe at once, so a stop loses nothing
-    // still sitting in a buffer. -Z root: Debian's tcpdump otherwise switches to the tcpdump
-    // user, which clears the parent-death signal and may not write where root can.
+    // still sitting in a buffer. Immediate mode gives each packet a ring frame of snaplen
+    // bytes, so the snaplen is kept moderate and the ring (-B, KiB) large enough for a
+    // burst of hundreds of queries; `-s 0` would leave about eight frames and drop packets.
+    // -Z root: Debian's tcpdump otherwise switches to the tcpdump user, which clears the
+    // parent-death signal and may not write where root can.
+    let snaplen = config.snaplen.to_string();
+    let buffer = config.buffer_kib.to_string();
     argv.extend(
         [
             "tcpdump",
@@ -72,7 +81,9 @@ pub fn tcpdump_argv(config: &CaptureConfig) -> Vec<String> {
             "--immediate-mode",
             "-n",
             "-s",
-            "0",
+            &snaplen,
+            "-B",
+            &buffer,
             "-Z",
             "root",
             "-w",
@@ -334,6 +345,8 @@ mod tests {
             output: Output::Stdout,
             duration: Duration::from_secs(5),
             max_bytes: 1000,
+            snaplen: 16384,
+            buffer_kib: 8192,
             stop_on_stdin_close: false,
         };
         let argv = tcpdump_argv(&config);

@@ -18,6 +18,7 @@ pub const EXIT_MEASURED: i32 = 0;
 /// Exit code when the probe could not run (bad arguments, tcpdump missing, ...).
 pub const EXIT_CANNOT_RUN: i32 = 2;
 
+/// The probe's command line: one subcommand per mode.
 #[derive(Debug, Parser)]
 #[command(
     name = "dns-doctor-probe",
@@ -130,6 +131,12 @@ pub struct CaptureArgs {
     /// Stop once the pcap would grow past this many bytes (it is cut between packets).
     #[arg(long, default_value_t = 64 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(24..))]
     pub max_bytes: u64,
+    /// Bytes kept of each packet (tcpdump -s). DNS messages over UDP rarely exceed 4096.
+    #[arg(long, default_value_t = 16384, value_parser = clap::value_parser!(u32).range(128..=262_144))]
+    pub snaplen: u32,
+    /// Kernel capture ring size in KiB (tcpdump -B): room for bursts at the snaplen.
+    #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u32).range(256..=262_144))]
+    pub buffer_kib: u32,
     /// Stop when stdin reaches end of file (an exec stream closing).
     #[arg(long)]
     pub stop_on_stdin_close: bool,
@@ -286,6 +293,8 @@ fn run_capture(args: CaptureArgs) -> i32 {
         output: output_target,
         duration: Duration::from_secs(args.seconds),
         max_bytes: args.max_bytes,
+        snaplen: args.snaplen,
+        buffer_kib: args.buffer_kib,
         stop_on_stdin_close: args.stop_on_stdin_close,
     };
     let progress = Arc::new(CaptureProgress::default());

@@ -21,8 +21,10 @@ pub struct NodeConfig {
     pub http_timeout: Duration,
 }
 
+/// The snapshot as filled so far; the watchdog prints a copy of it at the deadline.
 pub type SharedSnapshot = Arc<Mutex<NodeSnapshot>>;
 
+/// A snapshot with nothing taken yet, for the watchdog to print if nothing else comes.
 pub fn empty_snapshot(config: &NodeConfig) -> NodeSnapshot {
     NodeSnapshot {
         node: config.node_name.clone(),
@@ -178,10 +180,9 @@ fn http_get(key: &str, addr: SocketAddr, path: &str, timeout: Duration) -> HttpP
         let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
-        write!(
-            stream,
-            "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-        )?;
+        // One write: a request split over several segments confuses minimal servers.
+        let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes())?;
         let mut reply = Vec::new();
         // kube-proxy's answers are a few bytes; cap in case something else listens there.
         stream.take(64 * 1024).read_to_end(&mut reply)?;
@@ -234,11 +235,16 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let server = thread::spawn(move || {
             let (mut conn, _) = listener.accept().unwrap();
-            let mut request = [0u8; 512];
-            let n = conn.read(&mut request).unwrap();
+            let mut request = Vec::new();
+            let mut chunk = [0u8; 512];
+            while !request.ends_with(b"\r\n\r\n") {
+                let n = conn.read(&mut chunk).unwrap();
+                assert!(n > 0, "connection closed mid-request");
+                request.extend_from_slice(&chunk[..n]);
+            }
             conn.write_all(b"HTTP/1.1 503 Service Unavailable\r\n\r\n{\"lastUpdated\":\"x\"}")
                 .unwrap();
-            String::from_utf8_lossy(&request[..n]).into_owned()
+            String::from_utf8_lossy(&request).into_owned()
         });
         let probe = http_get("k", addr, "/healthz", Duration::from_secs(2));
         assert!(server

@@ -40,6 +40,8 @@ pub struct PodConfig {
 /// The report as filled so far; the watchdog prints a copy of it if the deadline comes first.
 pub type SharedReport = Arc<Mutex<PodReport>>;
 
+/// A report with nothing measured yet (libc `NotVisible` until detected), for the
+/// watchdog to print if the deadline comes first.
 pub fn empty_report(resolv_conf: &std::path::Path) -> PodReport {
     PodReport {
         resolv_conf: RawFile {

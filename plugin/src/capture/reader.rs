@@ -13,14 +13,16 @@ use std::io::{Cursor, Read};
 
 /// Initial read buffer; large enough for any frame of a default 256 KiB snaplen once grown.
 const INITIAL_BUFFER: usize = 64 * 1024;
-/// A block larger than this is treated as corruption rather than read into memory.
-const MAX_BLOCK: usize = 16 * 1024 * 1024;
+/// A record larger than this is treated as corruption rather than read into memory: the
+/// largest snap length tcpdump uses is 256 KiB, and growing the buffer step by step towards
+/// a bogus multi-gigabyte length would cost time on every damaged file.
+const MAX_BLOCK: usize = 1024 * 1024;
 
 /// Why a capture could not be read (or could not be read to its end).
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
     /// The underlying reader failed.
-    #[error("read failed: {0}")]
+    #[error("reading the capture failed")]
     Io(#[from] std::io::Error),
     /// The input is empty.
     #[error("the file is empty")]

@@ -413,19 +413,29 @@ impl Tracker {
             qtype,
         };
         let (lo, hi) = self.cfg.retry_window;
+        let rkey = self.hasher.hash_one((p.src.ip(), &key.qname, qtype));
         if let Some(list) = self.open.get_mut(&key) {
             if let Some(o) = list.iter_mut().find(|o| o.server == p.dst) {
                 let gap = p.time.since(o.last);
                 o.retransmissions += 1;
                 o.last = p.time;
                 self.summary.retransmissions += 1;
+                // A retry on a new socket is timed from this, the latest attempt.
+                if let Some(r) = self.recent.get_mut(&rkey) {
+                    if r.seq == o.seq {
+                        r.time = p.time;
+                    }
+                }
                 if gap >= lo && gap <= hi {
                     self.summary.patterns.five_second_retries += 1;
                     let detail = format!(
                         "re-sent {:.1} s after the previous attempt with no answer",
                         gap.as_secs_f64()
                     );
-                    let e = make_example(o, &key, detail);
+                    let mut e = make_example(o, &key, detail);
+                    // The evidence is the retry itself.
+                    e.frame = p.frame;
+                    e.time = p.time;
                     push_example(
                         &mut self.examples.five_second_retries,
                         self.cfg.max_examples,
@@ -453,7 +463,6 @@ impl Tracker {
         };
         // The same question from the same client, re-asked on a new socket or with a new
         // ID while the first attempt is still unanswered: the resolver timed out and retried.
-        let rkey = self.hasher.hash_one((p.src.ip(), &key.qname, qtype));
         if let Some(prev) = self.recent.get(&rkey) {
             let gap = p.time.since(prev.time);
             if self.live.contains(&prev.seq) && gap >= lo && gap <= hi {

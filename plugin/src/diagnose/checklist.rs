@@ -11,7 +11,7 @@ use crate::node::service::Protocol;
 use crate::topology::ClusterDnsSource;
 
 use super::check::{Check, CheckStatus};
-use super::observed::Tally;
+use super::observed::{answered_ok, Tally};
 use super::Context;
 
 fn status_of(t: &Tally) -> CheckStatus {
@@ -67,7 +67,12 @@ fn cluster_dns_ip(cx: &Context<'_>) -> Check {
     const T: &str = "The cluster DNS IP is known";
     let d = &cx.topology.cluster_dns;
     if d.ips.is_empty() {
-        return Check::new("cluster-dns-ip", T, CheckStatus::Fail, "no clusterDNS from the kubelet nor a nameserver in the pod's resolv.conf");
+        return Check::new(
+            "cluster-dns-ip",
+            T,
+            CheckStatus::Fail,
+            "no clusterDNS from the kubelet nor a nameserver in the pod's resolv.conf",
+        );
     }
     let from = match d.source {
         ClusterDnsSource::KubeletConfigz => "the kubelet's clusterDNS (configz)",
@@ -75,54 +80,128 @@ fn cluster_dns_ip(cx: &Context<'_>) -> Check {
         ClusterDnsSource::KubeDnsService => "Service kube-system/kube-dns",
         ClusterDnsSource::Unknown => "an unknown source",
     };
-    Check::new("cluster-dns-ip", T, CheckStatus::Pass, format!("{} from {from}", list(&d.ips)))
+    Check::new(
+        "cluster-dns-ip",
+        T,
+        CheckStatus::Pass,
+        format!("{} from {from}", list(&d.ips)),
+    )
 }
 
 fn dns_service(cx: &Context<'_>) -> Check {
     const T: &str = "A Service owns the cluster DNS IP";
     if cx.topology.cluster_dns.ips.is_empty() {
-        return Check::new("dns-service", T, CheckStatus::Skipped, "no cluster DNS IP to look up");
+        return Check::new(
+            "dns-service",
+            T,
+            CheckStatus::Skipped,
+            "no cluster DNS IP to look up",
+        );
     }
     match &cx.topology.dns_service {
         Some(s) => {
-            let ports: Vec<String> = s.ports.iter().map(|p| format!("{}/{}", p.port, p.protocol)).collect();
-            Check::new("dns-service", T, CheckStatus::Pass, format!("{}/{} {} ({})", s.namespace, s.name, s.cluster_ip, ports.join(",")))
+            let ports: Vec<String> = s
+                .ports
+                .iter()
+                .map(|p| format!("{}/{}", p.port, p.protocol))
+                .collect();
+            Check::new(
+                "dns-service",
+                T,
+                CheckStatus::Pass,
+                format!(
+                    "{}/{} {} ({})",
+                    s.namespace,
+                    s.name,
+                    s.cluster_ip,
+                    ports.join(",")
+                ),
+            )
         }
-        None => Check::new("dns-service", T, CheckStatus::Fail, format!("no Service has ClusterIP {}", list(&cx.topology.cluster_dns.ips))),
+        None if cx
+            .topology
+            .node_local_dns
+            .as_ref()
+            .is_some_and(|nl| cx.topology.cluster_dns.ips.contains(&nl.local_ip)) =>
+        {
+            Check::new(
+                "dns-service",
+                T,
+                CheckStatus::Skipped,
+                "the cluster DNS IP is NodeLocal DNSCache's link-local address, owned by no Service",
+            )
+        }
+        None => Check::new(
+            "dns-service",
+            T,
+            CheckStatus::Fail,
+            format!(
+                "no Service has ClusterIP {}",
+                list(&cx.topology.cluster_dns.ips)
+            ),
+        ),
     }
 }
 
 fn endpoints_present(cx: &Context<'_>) -> Check {
     const T: &str = "The DNS Service has ready endpoints";
     if cx.topology.dns_service.is_none() {
-        return Check::new("endpoints-present", T, CheckStatus::Skipped, "no DNS Service");
+        return Check::new(
+            "endpoints-present",
+            T,
+            CheckStatus::Skipped,
+            "no DNS Service",
+        );
     }
     let ready = cx.topology.ready_endpoint_ips();
-    let not_ready: Vec<IpAddr> = cx.topology.endpoints.iter().filter(|e| !e.ready).map(|e| e.ip).collect();
+    let not_ready: Vec<IpAddr> = cx
+        .topology
+        .endpoints
+        .iter()
+        .filter(|e| !e.ready)
+        .map(|e| e.ip)
+        .collect();
     let mut detail = format!("{} ready: {}", ready.len(), list(&ready));
     if !not_ready.is_empty() {
-        detail.push_str(&format!("; {} not ready: {}", not_ready.len(), list(&not_ready)));
+        detail.push_str(&format!(
+            "; {} not ready: {}",
+            not_ready.len(),
+            list(&not_ready)
+        ));
     }
     let status = match (ready.is_empty(), not_ready.is_empty()) {
         (true, _) => CheckStatus::Fail,
         (false, true) => CheckStatus::Pass,
         (false, false) => CheckStatus::Warn,
     };
-    Check::new("endpoints-present", T, status, detail.trim_end_matches(": ").to_string())
+    Check::new(
+        "endpoints-present",
+        T,
+        status,
+        detail.trim_end_matches(": ").to_string(),
+    )
 }
 
 fn dns_pods(cx: &Context<'_>) -> Check {
     const T: &str = "The DNS pods are running and ready";
     let pods = &cx.topology.dns_pods;
     if pods.is_empty() {
-        let status = if cx.topology.dns_service.is_some() { CheckStatus::Fail } else { CheckStatus::Skipped };
+        let status = if cx.topology.dns_service.is_some() {
+            CheckStatus::Fail
+        } else {
+            CheckStatus::Skipped
+        };
         return Check::new("dns-pods", T, status, "no DNS pod found");
     }
     let ready = pods.iter().filter(|p| p.ready).count();
     let restarts: u32 = pods.iter().map(|p| p.restarts).sum();
     let mut detail = format!("{ready}/{} ready, {restarts} restarts", pods.len());
     for p in pods.iter().filter(|p| !p.ready) {
-        detail.push_str(&format!("; {} {}", p.name, p.waiting_reason.as_deref().unwrap_or(&p.phase)));
+        detail.push_str(&format!(
+            "; {} {}",
+            p.name,
+            p.waiting_reason.as_deref().unwrap_or(&p.phase)
+        ));
     }
     let status = if ready == pods.len() {
         CheckStatus::Pass
@@ -141,12 +220,27 @@ fn tcp_connect(cx: &Context<'_>) -> Check {
     };
     let connects: Vec<_> = o.cluster_dns_connects().collect();
     if connects.is_empty() {
-        return Check::new("tcp-connect", T, CheckStatus::Skipped, "no TCP connect to the cluster DNS was tried");
+        return Check::new(
+            "tcp-connect",
+            T,
+            CheckStatus::Skipped,
+            "no TCP connect to the cluster DNS was tried",
+        );
     }
-    let ok = connects.iter().filter(|c| c.outcome == ConnectOutcome::Connected).count();
+    let ok = connects
+        .iter()
+        .filter(|c| c.outcome == ConnectOutcome::Connected)
+        .count();
     let parts: Vec<String> = connects
         .iter()
-        .map(|c| format!("{} {} in {:.0} ms", c.target, connect_label(c.outcome), c.latency_ms))
+        .map(|c| {
+            format!(
+                "{} {} in {:.0} ms",
+                c.target,
+                connect_label(c.outcome),
+                c.latency_ms
+            )
+        })
         .collect();
     let status = if ok == connects.len() {
         CheckStatus::Pass
@@ -163,13 +257,29 @@ fn queries(cx: &Context<'_>) -> Check {
     let Some(o) = &cx.observed else {
         return Check::new("queries", T, CheckStatus::Skipped, NO_PROBE);
     };
-    let udp = Tally::of(o.to_cluster_dns().filter(|q| q.transport == Transport::Udp && o.is_cluster_name(&q.qname)));
-    let tcp = Tally::of(o.to_cluster_dns().filter(|q| q.transport == Transport::Tcp && o.is_cluster_name(&q.qname)));
+    let udp = Tally::of(
+        o.to_cluster_dns()
+            .filter(|q| q.transport == Transport::Udp && o.is_cluster_name(&q.qname)),
+    );
+    let tcp = Tally::of(
+        o.to_cluster_dns()
+            .filter(|q| q.transport == Transport::Tcp && o.is_cluster_name(&q.qname)),
+    );
     let all = Tally::of(o.to_cluster_dns().filter(|q| o.is_cluster_name(&q.qname)));
     if all.sent == 0 {
-        return Check::new("queries", T, CheckStatus::Skipped, "no query for a cluster name was sent to the cluster DNS");
+        return Check::new(
+            "queries",
+            T,
+            CheckStatus::Skipped,
+            "no query for a cluster name was sent to the cluster DNS",
+        );
     }
-    Check::new("queries", T, status_of(&all), format!("UDP {udp}; TCP {tcp}"))
+    Check::new(
+        "queries",
+        T,
+        status_of(&all),
+        format!("UDP {udp}; TCP {tcp}"),
+    )
 }
 
 fn endpoints_direct(cx: &Context<'_>) -> Check {
@@ -179,7 +289,12 @@ fn endpoints_direct(cx: &Context<'_>) -> Check {
     };
     let per = o.per_endpoint();
     if per.is_empty() {
-        return Check::new("endpoints-direct", T, CheckStatus::Skipped, "no endpoint was queried directly");
+        return Check::new(
+            "endpoints-direct",
+            T,
+            CheckStatus::Skipped,
+            "no endpoint was queried directly",
+        );
     }
     let broken = per.iter().filter(|(_, t)| t.all_failed()).count();
     let partial = per.iter().filter(|(_, t)| !t.all_ok()).count();
@@ -200,16 +315,33 @@ fn external_name(cx: &Context<'_>) -> Check {
         return Check::new("external-name", T, CheckStatus::Skipped, NO_PROBE);
     };
     let t = o.cluster_dns_names_tally(false);
-    let names: BTreeSet<&str> = o
+    if t.sent == 0 {
+        return Check::new(
+            "external-name",
+            T,
+            CheckStatus::Skipped,
+            "no external name was queried",
+        );
+    }
+    // An NXDOMAIN for a search candidate outside the cluster domain is normal; what counts is
+    // that some external name resolved and nothing timed out or failed.
+    let resolved: BTreeSet<&str> = o
         .to_cluster_dns()
-        .filter(|q| !o.is_cluster_name(&q.qname))
+        .filter(|q| !o.is_cluster_name(&q.qname) && answered_ok(q) && !q.answers.is_empty())
         .map(|q| q.qname.as_str())
         .collect();
-    if t.sent == 0 {
-        return Check::new("external-name", T, CheckStatus::Skipped, "no external name was queried");
-    }
-    let names: Vec<&str> = names.into_iter().collect();
-    Check::new("external-name", T, status_of(&t), format!("{}: {t}", names.join(", ")))
+    let status = match (resolved.is_empty(), t.all_ok()) {
+        (false, true) => CheckStatus::Pass,
+        (false, false) => CheckStatus::Warn,
+        (true, _) => CheckStatus::Fail,
+    };
+    let resolved: Vec<&str> = resolved.into_iter().collect();
+    let detail = if resolved.is_empty() {
+        format!("no external name resolved; {t}")
+    } else {
+        format!("{} resolved; {t}", resolved.join(", "))
+    };
+    Check::new("external-name", T, status, detail)
 }
 
 fn kube_proxy(cx: &Context<'_>) -> Check {
@@ -217,10 +349,23 @@ fn kube_proxy(cx: &Context<'_>) -> Check {
     let mut problems = Vec::new();
     let mut notes = Vec::new();
     if let Some(node) = cx.topology.target.node.as_deref() {
-        match cx.topology.kube_proxy.pods.iter().find(|p| p.node.as_deref() == Some(node)) {
-            Some(p) if p.phase == "Running" && p.ready => notes.push(format!("{} running on {node}", p.name)),
-            Some(p) => problems.push(format!("{} on {node}: {}, ready {}", p.name, p.phase, p.ready)),
-            None if cx.topology.kube_proxy.pods.is_empty() => notes.push("no kube-proxy pods (another data plane?)".to_string()),
+        match cx
+            .topology
+            .kube_proxy
+            .pods
+            .iter()
+            .find(|p| p.node.as_deref() == Some(node))
+        {
+            Some(p) if p.phase == "Running" && p.ready => {
+                notes.push(format!("{} running on {node}", p.name))
+            }
+            Some(p) => problems.push(format!(
+                "{} on {node}: {}, ready {}",
+                p.name, p.phase, p.ready
+            )),
+            None if cx.topology.kube_proxy.pods.is_empty() => {
+                notes.push("no kube-proxy pods (another data plane?)".to_string())
+            }
             None => problems.push(format!("no kube-proxy pod on {node}")),
         }
     }
@@ -229,10 +374,28 @@ fn kube_proxy(cx: &Context<'_>) -> Check {
         match n.kube_proxy_hooked {
             None => notes.push(format!("{}: rules not readable", n.node)),
             Some(false) => problems.push(format!("{}: no kube-proxy rules", n.node)),
+            // Queries to a NodeLocal DNSCache address are not NATed by kube-proxy.
+            Some(true)
+                if n.translations.iter().all(|t| t.service_rule.is_none())
+                    && cx.topology.dns_service.is_none() =>
+            {
+                notes.push(format!(
+                    "{}: kube-proxy rules present; the cluster DNS IP is not a Service",
+                    n.node
+                ))
+            }
             Some(true) => {
-                let eps: BTreeSet<IpAddr> = n.endpoints_for(Protocol::Udp).iter().map(|e| e.address).collect();
+                let eps: BTreeSet<IpAddr> = n
+                    .endpoints_for(Protocol::Udp)
+                    .iter()
+                    .map(|e| e.address)
+                    .collect();
                 if eps == ready {
-                    notes.push(format!("{}: ClusterIP -> {}", n.node, list(&eps.into_iter().collect::<Vec<_>>())));
+                    notes.push(format!(
+                        "{}: ClusterIP -> {}",
+                        n.node,
+                        list(&eps.into_iter().collect::<Vec<_>>())
+                    ));
                 } else {
                     problems.push(format!(
                         "{}: ClusterIP -> [{}], EndpointSlices ready [{}]",
@@ -271,7 +434,12 @@ fn node_firewall(cx: &Context<'_>) -> Check {
     }
     if found.is_empty() {
         let names: Vec<&str> = cx.nodes.iter().map(|n| n.node).collect();
-        Check::new("node-firewall", T, CheckStatus::Pass, format!("no DROP/REJECT touching DNS on {}", names.join(", ")))
+        Check::new(
+            "node-firewall",
+            T,
+            CheckStatus::Pass,
+            format!("no DROP/REJECT touching DNS on {}", names.join(", ")),
+        )
     } else {
         Check::new("node-firewall", T, CheckStatus::Fail, found.join("; "))
     }
@@ -283,7 +451,11 @@ fn captures(cx: &Context<'_>) -> Check {
     if caps.is_empty() {
         return Check::new("captures", T, CheckStatus::Skipped, "no capture taken");
     }
-    let ok: Vec<&str> = caps.iter().filter(|c| c.error.is_none()).map(|c| c.name.as_str()).collect();
+    let ok: Vec<&str> = caps
+        .iter()
+        .filter(|c| c.error.is_none())
+        .map(|c| c.name.as_str())
+        .collect();
     let failed: Vec<String> = caps
         .iter()
         .filter_map(|c| c.error.as_ref().map(|e| format!("{}: {e}", c.name)))
@@ -311,11 +483,21 @@ fn five_second(cx: &Context<'_>) -> Check {
     let mut missing = 0u32;
     let mut any = false;
     if let Some(o) = &cx.observed {
-        for t in o.report.parallel.iter().filter(|t| t.role == ServerRole::Nameserver) {
+        for t in o
+            .report
+            .parallel
+            .iter()
+            .filter(|t| t.role == ServerRole::Nameserver)
+        {
             any = true;
             let s = &t.same_socket;
             missing += s.a_missing + s.aaaa_missing;
-            parts.push(format!("{}: {} of {} rounds lost one reply", t.server, s.a_missing + s.aaaa_missing, s.rounds));
+            parts.push(format!(
+                "{}: {} of {} rounds lost one reply",
+                t.server,
+                s.a_missing + s.aaaa_missing,
+                s.rounds
+            ));
         }
     }
     let mut conntrack_bad = false;
@@ -323,11 +505,21 @@ fn five_second(cx: &Context<'_>) -> Check {
         if let Some(d) = super::conntrack_table_near_full::stats_delta(n) {
             any = true;
             conntrack_bad |= d.insert_failed() > 0;
-            parts.push(format!("{}: insert_failed +{}, drop +{}", n.node, d.insert_failed(), d.drop()));
+            parts.push(format!(
+                "{}: insert_failed +{}, drop +{}",
+                n.node,
+                d.insert_failed(),
+                d.drop()
+            ));
         }
     }
     if !any {
-        return Check::new("five-second", T, CheckStatus::Skipped, "no parallel test nor conntrack counters");
+        return Check::new(
+            "five-second",
+            T,
+            CheckStatus::Skipped,
+            "no parallel test nor conntrack counters",
+        );
     }
     let status = if missing > 0 {
         CheckStatus::Fail

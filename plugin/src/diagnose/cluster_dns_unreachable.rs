@@ -18,7 +18,11 @@ pub fn rule(cx: &Context<'_>, found: &[Finding]) -> Option<Finding> {
     }
     let worst_found = found.iter().map(|f| f.severity).max();
     let all_failed = udp.sent + tcp.sent == failed;
-    let severity = if all_failed { Severity::Error } else { Severity::Warning };
+    let severity = if all_failed {
+        Severity::Error
+    } else {
+        Severity::Warning
+    };
     if worst_found.is_some_and(|w| w >= severity) {
         return None;
     }

@@ -1,7 +1,9 @@
 //! Rule: a node's conntrack table is nearly full; new flows (DNS queries among them) are
 //! dropped once it is.
 
-use crate::node::conntrack::{conntrack_delta, parse_conntrack_fill, parse_conntrack_stats, ConntrackDelta};
+use crate::node::conntrack::{
+    conntrack_delta, parse_conntrack_fill, parse_conntrack_stats, ConntrackDelta,
+};
 
 use super::finding::{EvidenceRef, Finding, Severity};
 use super::node_view::{
@@ -26,10 +28,13 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
     let mut worst: f64 = 0.0;
     let mut nodes = Vec::new();
     for n in &cx.nodes {
-        let (Some(count), Some(max)) = (n.file(CONNTRACK_COUNT_PATH), n.file(CONNTRACK_MAX_PATH)) else {
+        let (Some(count), Some(max)) = (n.file(CONNTRACK_COUNT_PATH), n.file(CONNTRACK_MAX_PATH))
+        else {
             continue;
         };
-        let Ok(fill) = parse_conntrack_fill(count, max) else { continue };
+        let Ok(fill) = parse_conntrack_fill(count, max) else {
+            continue;
+        };
         let Some(ratio) = fill.ratio() else { continue };
         if ratio < NEAR_FULL {
             continue;
@@ -38,7 +43,12 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
         nodes.push(n.node.to_string());
         evidence.push(EvidenceRef::new(
             n.source("nf_conntrack"),
-            format!("nf_conntrack_count {} of nf_conntrack_max {} ({:.0} %)", fill.count, fill.max, ratio * 100.0),
+            format!(
+                "nf_conntrack_count {} of nf_conntrack_max {} ({:.0} %)",
+                fill.count,
+                fill.max,
+                ratio * 100.0
+            ),
         ));
         if let Some(d) = stats_delta(n) {
             evidence.push(EvidenceRef::new(

@@ -66,7 +66,11 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
         .collect();
     for p in &failing {
         for l in p.log_lines.iter().take(3) {
-            let which = if l.previous { "previous container" } else { "current container" };
+            let which = if l.previous {
+                "previous container"
+            } else {
+                "current container"
+            };
             evidence.push(EvidenceRef::new(
                 format!("logs:{}", p.name),
                 format!("[{}] ({which}) {}", l.kind, l.line),
@@ -77,7 +81,11 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
     if let Some(f) = &forward {
         evidence.push(EvidenceRef::new(
             "api:corefile",
-            format!("server block at line {} forwards . to {}", f.line, f.describe()),
+            format!(
+                "server block at line {} forwards . to {}",
+                f.line,
+                f.describe()
+            ),
         ));
     }
     let cause = if looped {
@@ -107,7 +115,9 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
     } else {
         remediation.push("Read the DNS pods' logs (`kubectl logs --previous`) and events; fix the Corefile error or the failing upstream they name.".to_string());
     }
-    remediation.push("After the fix, delete the failing DNS pods so they restart without back-off.".to_string());
+    remediation.push(
+        "After the fix, delete the failing DNS pods so they restart without back-off.".to_string(),
+    );
 
     let all_down = failing.len() == total;
     let (id, severity) = match (crash, all_down) {
@@ -116,14 +126,15 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
         (false, true) => (ID_NOT_READY, Severity::Error),
         (false, false) => (ID_NOT_READY, Severity::Warning),
     };
-    let what = if crash { "restarting (crash loop)" } else { "not ready" };
+    let what = if crash {
+        "restarting (crash loop)"
+    } else {
+        "not ready"
+    };
     Some(Finding {
         id: id.into(),
         severity,
-        summary: format!(
-            "{} of {total} DNS pods are {what}: {cause}",
-            failing.len()
-        ),
+        summary: format!("{} of {total} DNS pods are {what}: {cause}", failing.len()),
         evidence,
         remediation,
         loss_point: None,

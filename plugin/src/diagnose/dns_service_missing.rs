@@ -15,7 +15,19 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
     if topo.gaps.iter().any(|g| g.contains("Service")) {
         return None;
     }
-    let ips: Vec<String> = topo.cluster_dns.ips.iter().map(|ip| ip.to_string()).collect();
+    // With NodeLocal DNSCache the kubelet hands out the cache's link-local address, which no
+    // Service owns by design.
+    if let Some(nl) = &topo.node_local_dns {
+        if topo.cluster_dns.ips.contains(&nl.local_ip) {
+            return None;
+        }
+    }
+    let ips: Vec<String> = topo
+        .cluster_dns
+        .ips
+        .iter()
+        .map(|ip| ip.to_string())
+        .collect();
     let ips = ips.join(", ");
     let mut evidence = vec![
         EvidenceRef::new(
@@ -28,7 +40,11 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
         EvidenceRef::new("check:dns-service", "no Service found by IP"),
     ];
     if let Some(o) = &cx.observed {
-        evidence.extend(o.to_cluster_dns().take(2).map(|q| EvidenceRef::new("probe", describe_query(q))));
+        evidence.extend(
+            o.to_cluster_dns()
+                .take(2)
+                .map(|q| EvidenceRef::new("probe", describe_query(q))),
+        );
     }
     Some(Finding {
         id: ID.into(),

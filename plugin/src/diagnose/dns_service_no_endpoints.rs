@@ -13,7 +13,10 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
     if !cx.topology.ready_endpoint_ips().is_empty() {
         return None;
     }
-    if super::dns_pods_not_ready::failing_pods(cx.topology).next().is_some() {
+    if super::dns_pods_not_ready::failing_pods(cx.topology)
+        .next()
+        .is_some()
+    {
         return None;
     }
     let not_ready = cx.topology.endpoints.iter().filter(|e| !e.ready).count();
@@ -33,7 +36,11 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
                 .map(|q| EvidenceRef::new("probe", describe_query(q))),
         );
     }
-    let selector: Vec<String> = svc.selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let selector: Vec<String> = svc
+        .selector
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
     let selector = selector.join(",");
     Some(Finding {
         id: ID.into(),

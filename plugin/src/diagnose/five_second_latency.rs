@@ -51,12 +51,22 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
         let p = &c.analysis.analysis.summary.patterns;
         if p.a_aaaa_one_missing > 0 || p.five_second_retries > 0 {
             capture_signs += p.a_aaaa_one_missing + p.five_second_retries;
+            let mut seen = Vec::new();
+            if p.a_aaaa_one_missing > 0 {
+                seen.push(format!(
+                    "{} of {} A/AAAA pairs got one reply only",
+                    p.a_aaaa_one_missing, p.a_aaaa_pairs
+                ));
+            }
+            if p.five_second_retries > 0 {
+                seen.push(format!(
+                    "{} queries retried after ~5 s",
+                    p.five_second_retries
+                ));
+            }
             evidence.push(EvidenceRef::new(
                 format!("capture:{}", c.name),
-                format!(
-                    "{} of {} A/AAAA pairs got one reply only; {} queries retried after ~5 s",
-                    p.a_aaaa_one_missing, p.a_aaaa_pairs, p.five_second_retries
-                ),
+                seen.join("; "),
             ));
             evidence.extend(
                 c.analysis
@@ -66,7 +76,12 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
                     .iter()
                     .chain(c.analysis.analysis.examples.five_second_retries.iter())
                     .take(3)
-                    .map(|e| EvidenceRef::new(format!("capture:{}", c.name), crate::capture::findings::describe(e))),
+                    .map(|e| {
+                        EvidenceRef::new(
+                            format!("capture:{}", c.name),
+                            crate::capture::findings::describe(e),
+                        )
+                    }),
             );
         }
     }
@@ -88,14 +103,38 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
             }
         }
         for r in n.dns_touching_rules() {
-            if r.rule.reasons.contains(&crate::node::firewall::TouchReason::PayloadMatch) {
+            if r.rule
+                .reasons
+                .contains(&crate::node::firewall::TouchReason::PayloadMatch)
+            {
                 evidence.push(EvidenceRef::new(
                     n.source(r.key),
-                    format!("line {}: {} (drops DNS by payload, e.g. AAAA queries)", r.rule.line, r.rule.text),
+                    format!(
+                        "line {}: {} (drops DNS by payload, e.g. AAAA queries)",
+                        r.rule.line, r.rule.text
+                    ),
                 ));
             }
         }
     }
+    let resolv = cx.observed.as_ref().and_then(|o| o.resolv_conf());
+    if let Some(r) = &resolv {
+        evidence.push(EvidenceRef::new(
+            "probe:resolv.conf",
+            format!(
+                "options: timeout {} s, attempts {}, single-request-reopen {}, use-vc {}",
+                r.timeout_secs,
+                r.attempts,
+                if r.single_request_reopen {
+                    "set"
+                } else {
+                    "not set"
+                },
+                if r.use_vc { "set" } else { "not set" },
+            ),
+        ));
+    }
+    let reopen_set = resolv.as_ref().is_some_and(|r| r.single_request_reopen);
     let libc = cx.observed.as_ref().map(|o| o.report.libc.kind);
     let libc_label = libc_name(libc);
     let mut remediation = vec![
@@ -105,6 +144,9 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
         Some(LibcKind::Musl) => {
             remediation.push("The target container uses musl: `single-request-reopen` and `use-vc` have no effect there (musl ignores them); use NodeLocal DNSCache, a cache inside the pod, or a glibc-based image.".into());
         }
+        Some(LibcKind::Glibc) if reopen_set => {
+            remediation.push("The target container uses glibc and already sets `single-request-reopen`, yet replies are lost: look for a rule dropping DNS on the node, or switch to `use-vc` (TCP).".into());
+        }
         Some(LibcKind::Glibc) => {
             remediation.push("The target container uses glibc: add dnsConfig option `single-request-reopen` (A and AAAA from separate sockets), or `use-vc` to resolve over TCP.".into());
         }
@@ -112,7 +154,9 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
             remediation.push("For glibc containers only: dnsConfig option `single-request-reopen` (or `use-vc` for TCP); musl ignores both.".into());
         }
     }
-    remediation.push("If a firewall rule drops part of the DNS traffic (e.g. AAAA queries), remove it.".into());
+    remediation.push(
+        "If a firewall rule drops part of the DNS traffic (e.g. AAAA queries), remove it.".into(),
+    );
     let severity = if probe_missing > 0 {
         Severity::Error
     } else {

@@ -28,6 +28,13 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
             format!("the same queries straight to the DNS endpoints: {direct}"),
         ));
     }
+    // Rules that do translate the ClusterIP make this a stale-rules case, not this one.
+    if cx
+        .target_node()
+        .is_some_and(|n| n.translations.iter().any(|t| !t.endpoints.is_empty()))
+    {
+        return None;
+    }
     let mut confirmed = Vec::new();
     let proxies: Vec<_> = cx
         .topology
@@ -57,18 +64,15 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
                 "no KUBE-SERVICES chain hooked into nat PREROUTING in either iptables backend: kube-proxy's rules are flushed or were never written",
             )),
             Some(true) => {
-                let missing: Vec<_> = n
+                let missing = n
                     .translations
                     .iter()
-                    .filter(|t| t.endpoints.is_empty() && t.no_endpoints_rule.is_none())
-                    .collect();
-                if !missing.is_empty() && !n.translations.iter().any(|t| !t.endpoints.is_empty()) {
-                    for t in missing {
-                        confirmed.push(EvidenceRef::new(
-                            n.source(t.key),
-                            format!("no KUBE-SERVICES rule translates {}", t.service),
-                        ));
-                    }
+                    .filter(|t| t.endpoints.is_empty() && t.no_endpoints_rule.is_none());
+                for t in missing {
+                    confirmed.push(EvidenceRef::new(
+                        n.source(t.key),
+                        format!("no kube-proxy rule translates {}", t.service),
+                    ));
                 }
             }
             None => {}
@@ -76,11 +80,14 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
         if let Some(h) = n.http(super::node_view::HEALTHZ_KEY) {
             if h.status != Some(200) {
                 confirmed.push(EvidenceRef::new(
-                    n.source("healthz"),
+                    n.source(super::node_view::HEALTHZ_KEY),
                     format!(
                         "kube-proxy {} answered {}",
                         h.url,
-                        h.status.map_or_else(|| h.error.clone().unwrap_or_else(|| "nothing".into()), |s| format!("HTTP {s}"))
+                        h.status.map_or_else(
+                            || h.error.clone().unwrap_or_else(|| "nothing".into()),
+                            |s| format!("HTTP {s}")
+                        )
                     ),
                 ));
             }

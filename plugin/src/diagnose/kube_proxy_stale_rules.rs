@@ -29,8 +29,14 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
             if programmed == ready {
                 continue;
             }
-            let extra: Vec<String> = programmed.difference(&ready).map(|i| i.to_string()).collect();
-            let missing: Vec<String> = ready.difference(&programmed).map(|i| i.to_string()).collect();
+            let extra: Vec<String> = programmed
+                .difference(&ready)
+                .map(|i| i.to_string())
+                .collect();
+            let missing: Vec<String> = ready
+                .difference(&programmed)
+                .map(|i| i.to_string())
+                .collect();
             stale_anywhere |= !extra.is_empty();
             if !nodes.contains(&n.node) {
                 nodes.push(n.node);
@@ -40,10 +46,16 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
                 detail.push_str(&format!(" {} [{}]", e.address, e.source));
             }
             if !extra.is_empty() {
-                detail.push_str(&format!("; not ready endpoints in the EndpointSlices: {}", extra.join(", ")));
+                detail.push_str(&format!(
+                    "; not ready endpoints in the EndpointSlices: {}",
+                    extra.join(", ")
+                ));
             }
             if !missing.is_empty() {
-                detail.push_str(&format!("; ready endpoints without a rule: {}", missing.join(", ")));
+                detail.push_str(&format!(
+                    "; ready endpoints without a rule: {}",
+                    missing.join(", ")
+                ));
             }
             let key = n
                 .translations
@@ -59,13 +71,25 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
     let ready_list: Vec<String> = ready.iter().map(|i| i.to_string()).collect();
     evidence.push(EvidenceRef::new(
         "api",
-        format!("ready endpoints in the EndpointSlices: {}", ready_list.join(", ")),
+        format!(
+            "ready endpoints in the EndpointSlices: {}",
+            ready_list.join(", ")
+        ),
     ));
     for n in &nodes {
-        for p in cx.topology.kube_proxy.pods.iter().filter(|p| p.node.as_deref() == Some(*n)) {
+        for p in cx
+            .topology
+            .kube_proxy
+            .pods
+            .iter()
+            .filter(|p| p.node.as_deref() == Some(*n))
+        {
             evidence.push(EvidenceRef::new(
                 "api",
-                format!("kube-proxy pod {} on {n}: phase {}, ready {}, {} restarts", p.name, p.phase, p.ready, p.restarts),
+                format!(
+                    "kube-proxy pod {} on {n}: phase {}, ready {}, {} restarts",
+                    p.name, p.phase, p.ready, p.restarts
+                ),
             ));
         }
     }

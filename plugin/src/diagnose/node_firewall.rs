@@ -30,7 +30,10 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
         for r in n.dns_touching_rules() {
             rules.push(EvidenceRef::new(
                 n.source(r.key),
-                format!("line {} ({} {}): {}", r.rule.line, r.rule.table, r.rule.chain, r.rule.text),
+                format!(
+                    "line {} ({} {}): {}",
+                    r.rule.line, r.rule.table, r.rule.chain, r.rule.text
+                ),
             ));
         }
         for (key, p) in n.drop_policies() {
@@ -59,6 +62,23 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
             format!("capture:{name}"),
             format!("{count} of {total} lost queries were last seen at {name}, none of them at a DNS pod"),
         ));
+        let examples = cx
+            .correlation
+            .iter()
+            .flat_map(|c| c.lost.iter())
+            .filter(|l| l.last_seen_at == name)
+            .take(3);
+        for l in examples {
+            if let Some(s) = l.sightings.last() {
+                evidence.push(EvidenceRef::new(
+                    format!("capture:{name}"),
+                    format!(
+                        "id {} {} {} at {}: {} -> {}, no answer",
+                        l.id, l.qtype, l.qname, s.time, s.client, s.server
+                    ),
+                ));
+            }
+        }
     }
     let with_rule = !rules.is_empty();
     evidence.extend(rules);

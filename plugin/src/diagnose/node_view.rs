@@ -21,13 +21,15 @@ use crate::topology::Topology;
 
 /// Command keys of the node probe for the two iptables backends.
 pub const IPTABLES_KEYS: [&str; 2] = ["iptables-legacy-save", "iptables-nft-save"];
-pub const NFT_RULESET_KEY: &str = "nft-ruleset";
+/// The same for IPv6, read when the cluster DNS has an IPv6 address.
+pub const IP6TABLES_KEYS: [&str; 2] = ["ip6tables-legacy-save", "ip6tables-nft-save"];
+pub const NFT_RULESET_KEY: &str = "nft-list-ruleset";
 pub const IPVSADM_KEY: &str = "ipvsadm";
 pub const CONNTRACK_BEFORE_KEY: &str = "conntrack-stats-before";
 pub const CONNTRACK_AFTER_KEY: &str = "conntrack-stats-after";
 pub const CONNTRACK_COUNT_PATH: &str = "/proc/sys/net/netfilter/nf_conntrack_count";
 pub const CONNTRACK_MAX_PATH: &str = "/proc/sys/net/netfilter/nf_conntrack_max";
-pub const HEALTHZ_KEY: &str = "healthz";
+pub const HEALTHZ_KEY: &str = "kube-proxy-healthz";
 
 /// What one data plane dump says about one DNS service port.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,7 +87,11 @@ impl DnsTargets {
         }
         let service_ports = cluster_ips
             .iter()
-            .flat_map(|ip| ports.iter().map(|(p, proto)| ServicePort::new(*ip, *p, *proto)))
+            .flat_map(|ip| {
+                ports
+                    .iter()
+                    .map(|(p, proto)| ServicePort::new(*ip, *p, *proto))
+            })
             .collect();
         // Without the cluster's CIDRs, the addresses known to be in them stand for them: a
         // rule on 10.244.0.0/24 still overlaps the pod 10.244.0.5/32.
@@ -121,8 +127,14 @@ impl<'a> NodeView<'a> {
             firewall: Vec::new(),
             drop_policies: Vec::new(),
         };
-        for key in IPTABLES_KEYS {
-            let Some(out) = view.command(key) else { continue };
+        let v6 = targets.service_ports.iter().any(|p| p.ip.is_ipv6());
+        let keys = IPTABLES_KEYS
+            .iter()
+            .chain(IP6TABLES_KEYS.iter().filter(|_| v6));
+        for &key in keys {
+            let Some(out) = view.command(key) else {
+                continue;
+            };
             let Ok(save) = parse_iptables_save(&out.stdout) else {
                 continue;
             };
@@ -224,7 +236,9 @@ impl<'a> NodeView<'a> {
         }
         self.kube_proxy_hooked = Some(true);
         for sp in &targets.service_ports {
-            let Some(svc) = table.service(sp) else { continue };
+            let Some(svc) = table.service(sp) else {
+                continue;
+            };
             self.translations.push(Translation {
                 key: IPVSADM_KEY,
                 service: *sp,

@@ -12,9 +12,10 @@ pub const ID: &str = "nodelocaldns-not-answering";
 pub fn rule(cx: &Context<'_>) -> Option<Finding> {
     let nl = cx.topology.node_local_dns.as_ref()?;
     let local: IpAddr = nl.local_ip;
-    let via_local = cx.observed.as_ref().map(|o| {
-        Tally::of(o.report.queries.iter().filter(|q| q.server.ip() == local))
-    });
+    let via_local = cx
+        .observed
+        .as_ref()
+        .map(|o| Tally::of(o.report.queries.iter().filter(|q| q.server.ip() == local)));
     let not_ready = nl.ready < nl.desired;
     let failing = via_local.is_some_and(|t| t.all_failed());
     if !failing && !not_ready {
@@ -28,7 +29,10 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
         ),
     )];
     if let Some(t) = via_local.filter(|t| t.sent > 0) {
-        evidence.push(EvidenceRef::new("check:queries", format!("queries to {local}: {t}")));
+        evidence.push(EvidenceRef::new(
+            "check:queries",
+            format!("queries to {local}: {t}"),
+        ));
     }
     Some(Finding {
         id: ID.into(),

@@ -8,6 +8,7 @@ use dns_doctor_probe::schema::{
     ConnectOutcome, PodReport, QueryOutcome, QueryResult, ServerRole, TcpConnect, Transport,
 };
 
+use crate::dns_config::resolv_conf::{parse_resolv_conf, ResolvConf};
 use crate::topology::Topology;
 
 /// Counts of probe queries by how they ended.
@@ -102,6 +103,15 @@ impl<'a> Observed<'a> {
         cluster_dns_ips(self.topology)
     }
 
+    /// The pod's resolv.conf, parsed, when the probe could read it.
+    pub fn resolv_conf(&self) -> Option<ResolvConf> {
+        self.report
+            .resolv_conf
+            .content
+            .as_deref()
+            .map(parse_resolv_conf)
+    }
+
     /// True for names inside the cluster domain (e.g. `kubernetes.default.svc.cluster.local.`).
     pub fn is_cluster_name(&self, qname: &str) -> bool {
         let domain = if self.topology.cluster_dns.domain.is_empty() {
@@ -160,7 +170,12 @@ impl<'a> Observed<'a> {
             }
         }
         ips.into_iter()
-            .map(|ip| (ip, Tally::of(self.to_endpoints().filter(|q| q.server.ip() == ip))))
+            .map(|ip| {
+                (
+                    ip,
+                    Tally::of(self.to_endpoints().filter(|q| q.server.ip() == ip)),
+                )
+            })
             .collect()
     }
 

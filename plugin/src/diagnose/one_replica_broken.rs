@@ -33,7 +33,10 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
             )
         })
         .collect();
-    let names: Vec<String> = broken.iter().map(|(ip, _)| format!("{} ({ip})", name_of(ip))).collect();
+    let names: Vec<String> = broken
+        .iter()
+        .map(|(ip, _)| format!("{} ({ip})", name_of(ip)))
+        .collect();
     Some(Finding {
         id: ID.into(),
         severity: Severity::Error,

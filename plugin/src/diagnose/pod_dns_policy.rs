@@ -11,7 +11,12 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
     let t = &cx.topology.target;
     let cluster_ips = super::observed::cluster_dns_ips(cx.topology);
     let mut cluster_like: Vec<String> = cluster_ips.iter().map(|i| i.to_string()).collect();
-    cluster_like.extend(cx.topology.node_local_dns.iter().map(|n| n.local_ip.to_string()));
+    cluster_like.extend(
+        cx.topology
+            .node_local_dns
+            .iter()
+            .map(|n| n.local_ip.to_string()),
+    );
     let why = match (t.dns_policy.as_str(), t.host_network) {
         ("Default", _) => "dnsPolicy Default: the pod uses its node's resolv.conf, not the cluster DNS".to_string(),
         ("ClusterFirst", true) => "hostNetwork with dnsPolicy ClusterFirst: Kubernetes falls back to the node's resolv.conf (ClusterFirstWithHostNet is needed)".to_string(),
@@ -44,7 +49,11 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
             "check:queries",
             format!(
                 "cluster names via the pod's own nameservers: {}",
-                if cluster_names_fail { "not resolved" } else { "resolved" }
+                if cluster_names_fail {
+                    "not resolved"
+                } else {
+                    "resolved"
+                }
             ),
         ));
     }

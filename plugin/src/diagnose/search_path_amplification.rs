@@ -35,6 +35,12 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
             )
         })
         .collect();
+    if let Some(r) = o.resolv_conf() {
+        evidence.push(EvidenceRef::new(
+            "probe:resolv.conf",
+            format!("ndots {}, search {}", r.ndots, r.search.join(" ")),
+        ));
+    }
     if let Some(c) = cx.pod_capture() {
         let p = &c.analysis.analysis.summary.patterns;
         if p.search_path_lookups > 0 {

@@ -13,8 +13,8 @@ use dns_doctor_probe::schema::{
 
 use crate::evidence::{Evidence, NodeEvidence, UpstreamProbe};
 use crate::topology::{
-    ClusterDns, ClusterDnsSource, DnsPodInfo, EndpointInfo, KubeProxyInfo, KubeProxyPod,
-    PodInfo, ServiceInfo, ServicePort, Topology,
+    ClusterDns, ClusterDnsSource, DnsPodInfo, EndpointInfo, KubeProxyInfo, KubeProxyPod, PodInfo,
+    ServiceInfo, ServicePort, Topology,
 };
 
 use super::{diagnose, Diagnosis, DiagnosisInput};
@@ -39,8 +39,9 @@ pub const IPT_AAAA_DROP: &str =
     include_str!("../../tests/fixtures/node/iptables-legacy-aaaa-drop.txt");
 pub const NFT_KUBE_PROXY_HEALTHY: &str =
     include_str!("../../tests/fixtures/node/nft-kube-proxy-healthy.txt");
-pub const CONNTRACK_BEFORE: &str =
-    include_str!("../../tests/fixtures/node/conntrack-S-before.txt");
+pub const NFT_KUBE_PROXY_NODE_FIREWALL: &str =
+    include_str!("../../tests/fixtures/node/nft-kube-proxy-node-firewall.txt");
+pub const CONNTRACK_BEFORE: &str = include_str!("../../tests/fixtures/node/conntrack-S-before.txt");
 pub const CONNTRACK_AFTER: &str = include_str!("../../tests/fixtures/node/conntrack-S-after.txt");
 
 pub fn ip(s: &str) -> IpAddr {
@@ -115,7 +116,17 @@ impl Scenario {
     }
 }
 
-pub fn query(server: &str, role: ServerRole, transport: Transport, qname: &str, qtype: &str, id: u16) -> QueryResult {
+/// What the test cluster's CoreDNS answers: the two real names resolve (A records; AAAA
+/// empty), every other search candidate is NXDOMAIN.
+pub fn query(
+    server: &str,
+    role: ServerRole,
+    transport: Transport,
+    qname: &str,
+    qtype: &str,
+    id: u16,
+) -> QueryResult {
+    let exists = qname == CLUSTER_NAME || qname == EXTERNAL_NAME;
     let answers = match (qname, qtype) {
         (CLUSTER_NAME, "A") => vec!["A 10.96.0.1".to_string()],
         (EXTERNAL_NAME, "A") => vec!["A 192.0.2.10".to_string()],
@@ -130,12 +141,29 @@ pub fn query(server: &str, role: ServerRole, transport: Transport, qname: &str, 
         id,
         source_port: Some(40000 + id),
         outcome: QueryOutcome::Answered,
-        rcode: Some("NOERROR".into()),
+        rcode: Some(if exists { "NOERROR" } else { "NXDOMAIN" }.into()),
         answers,
         truncated: false,
         latency_ms: 0.8,
         error: None,
     }
+}
+
+/// The search candidates of the two names under the pod's resolv.conf (ndots 5).
+pub fn candidates() -> Vec<(&'static str, Vec<String>)> {
+    let suffixes = [
+        "default.svc.cluster.local.",
+        "svc.cluster.local.",
+        "cluster.local.",
+    ];
+    ["kubernetes.default", "external.test"]
+        .into_iter()
+        .map(|name| {
+            let mut c: Vec<String> = suffixes.iter().map(|s| format!("{name}.{s}")).collect();
+            c.push(format!("{name}."));
+            (name, c)
+        })
+        .collect()
 }
 
 pub fn command(key: &str, stdout: &str) -> CommandOutput {
@@ -170,18 +198,24 @@ fn parallel(server: &str) -> ParallelTest {
 }
 
 fn healthy_probe() -> PodReport {
+    // Like the probe: every candidate of every name, to the nameserver and to each
+    // endpoint, over UDP and TCP, A and AAAA.
     let mut queries = Vec::new();
     let mut id = 1;
-    for transport in [Transport::Udp, Transport::Tcp] {
-        for name in [CLUSTER_NAME, EXTERNAL_NAME] {
-            for qtype in ["A", "AAAA"] {
-                queries.push(query(CLUSTER_IP, ServerRole::Nameserver, transport, name, qtype, id));
-                id += 1;
+    for (server, role) in [
+        (CLUSTER_IP, ServerRole::Nameserver),
+        (EP_A, ServerRole::Endpoint),
+        (EP_B, ServerRole::Endpoint),
+    ] {
+        for (_, names) in candidates() {
+            for qname in &names {
+                for transport in [Transport::Udp, Transport::Tcp] {
+                    for qtype in ["A", "AAAA"] {
+                        queries.push(query(server, role, transport, qname, qtype, id));
+                        id += 1;
+                    }
+                }
             }
-        }
-        for ep in [EP_A, EP_B] {
-            queries.push(query(ep, ServerRole::Endpoint, transport, CLUSTER_NAME, "A", id));
-            id += 1;
         }
     }
     let connect = |target: &str, role| TcpConnect {
@@ -210,30 +244,20 @@ fn healthy_probe() -> PodReport {
             connect(EP_B, ServerRole::Endpoint),
         ],
         queries,
-        search_expansion: vec![
-            SearchExpansion {
-                name: "kubernetes.default".into(),
-                candidates: vec![
-                    "kubernetes.default.default.svc.cluster.local.".into(),
-                    "kubernetes.default.svc.cluster.local.".into(),
-                    "kubernetes.default.cluster.local.".into(),
-                    "kubernetes.default.".into(),
-                ],
-                first_answer_index: Some(1),
-                queries_per_lookup: 4,
-            },
-            SearchExpansion {
-                name: "external.test".into(),
-                candidates: vec![
-                    "external.test.default.svc.cluster.local.".into(),
-                    "external.test.svc.cluster.local.".into(),
-                    "external.test.cluster.local.".into(),
-                    "external.test.".into(),
-                ],
-                first_answer_index: Some(3),
-                queries_per_lookup: 8,
-            },
-        ],
+        search_expansion: candidates()
+            .into_iter()
+            .map(|(name, candidates)| {
+                let first = candidates
+                    .iter()
+                    .position(|c| c == CLUSTER_NAME || c == EXTERNAL_NAME);
+                SearchExpansion {
+                    name: name.to_string(),
+                    queries_per_lookup: 2 * first.map_or(candidates.len(), |i| i + 1) as u32,
+                    first_answer_index: first,
+                    candidates,
+                }
+            })
+            .collect(),
         parallel: vec![parallel(CLUSTER_IP)],
     }
 }
@@ -244,6 +268,9 @@ fn node_snapshot(node: &str) -> NodeSnapshot {
         commands: vec![
             command("iptables-legacy-save", IPT_HEALTHY),
             command("iptables-nft-save", ""),
+            command("ip6tables-legacy-save", ""),
+            command("ip6tables-nft-save", ""),
+            command("nft-list-ruleset", ""),
             command("conntrack-stats-before", CONNTRACK_BEFORE),
             command("conntrack-stats-after", CONNTRACK_AFTER),
         ],
@@ -259,13 +286,22 @@ fn node_snapshot(node: &str) -> NodeSnapshot {
                 error: None,
             },
         ],
-        http: vec![dns_doctor_probe::schema::HttpProbe {
-            key: "healthz".into(),
-            url: "http://127.0.0.1:10256/healthz".into(),
-            status: Some(200),
-            body: Some("{}".into()),
-            error: None,
-        }],
+        http: vec![
+            dns_doctor_probe::schema::HttpProbe {
+                key: "kube-proxy-healthz".into(),
+                url: "http://127.0.0.1:10256/healthz".into(),
+                status: Some(200),
+                body: Some("{}".into()),
+                error: None,
+            },
+            dns_doctor_probe::schema::HttpProbe {
+                key: "kube-proxy-mode".into(),
+                url: "http://127.0.0.1:10249/proxyMode".into(),
+                status: Some(200),
+                body: Some("iptables".into()),
+                error: None,
+            },
+        ],
         conntrack_window_ms: 2000,
     }
 }
@@ -353,8 +389,22 @@ pub fn healthy() -> Scenario {
     };
     let mut upstream = healthy_probe();
     upstream.queries = vec![
-        query(UPSTREAM, ServerRole::Upstream, Transport::Udp, EXTERNAL_NAME, "A", 900),
-        query(UPSTREAM, ServerRole::Upstream, Transport::Tcp, EXTERNAL_NAME, "A", 901),
+        query(
+            UPSTREAM,
+            ServerRole::Upstream,
+            Transport::Udp,
+            EXTERNAL_NAME,
+            "A",
+            900,
+        ),
+        query(
+            UPSTREAM,
+            ServerRole::Upstream,
+            Transport::Tcp,
+            EXTERNAL_NAME,
+            "A",
+            901,
+        ),
     ];
     upstream.tcp_connects.clear();
     upstream.parallel.clear();

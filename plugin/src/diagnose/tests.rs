@@ -24,11 +24,15 @@ fn problems(d: &Diagnosis) -> Vec<(&str, Severity)> {
 }
 
 fn top(d: &Diagnosis) -> &Finding {
-    d.root_cause().unwrap_or_else(|| panic!("no problem found; findings: {:?}", d.findings))
+    d.root_cause()
+        .unwrap_or_else(|| panic!("no problem found; findings: {:?}", d.findings))
 }
 
 fn check<'d>(d: &'d Diagnosis, id: &str) -> &'d Check {
-    d.checklist.iter().find(|c| c.id == id).expect("check present")
+    d.checklist
+        .iter()
+        .find(|c| c.id == id)
+        .expect("check present")
 }
 
 fn evidence_text(f: &Finding) -> String {
@@ -53,7 +57,12 @@ fn healthy_cluster_has_no_warning_or_error_and_every_check_passes() {
             c.detail
         );
     }
-    assert_eq!(check(&d, "kube-proxy").status, CheckStatus::Pass, "{}", check(&d, "kube-proxy").detail);
+    assert_eq!(
+        check(&d, "kube-proxy").status,
+        CheckStatus::Pass,
+        "{}",
+        check(&d, "kube-proxy").detail
+    );
     assert_eq!(check(&d, "node-firewall").status, CheckStatus::Pass);
     assert_eq!(check(&d, "five-second").status, CheckStatus::Pass);
     // The default search path is reported, as information only.
@@ -65,10 +74,15 @@ fn healthy_cluster_has_no_warning_or_error_and_every_check_passes() {
 fn healthy_cluster_with_nft_kube_proxy_is_clean() {
     let mut s = healthy();
     s.set_node_command("iptables-legacy-save", "");
-    s.set_node_command("nft-ruleset", NFT_KUBE_PROXY_HEALTHY);
+    s.set_node_command(node_view::NFT_RULESET_KEY, NFT_KUBE_PROXY_HEALTHY);
     let d = s.diagnose();
     assert_eq!(problems(&d), vec![]);
-    assert_eq!(check(&d, "kube-proxy").status, CheckStatus::Pass, "{}", check(&d, "kube-proxy").detail);
+    assert_eq!(
+        check(&d, "kube-proxy").status,
+        CheckStatus::Pass,
+        "{}",
+        check(&d, "kube-proxy").detail
+    );
 }
 
 fn coredns_down() -> Scenario {
@@ -78,9 +92,14 @@ fn coredns_down() -> Scenario {
     s.set_node_command("iptables-legacy-save", IPT_NO_ENDPOINTS);
     // kube-proxy's REJECT answers with ICMP port unreachable / RST.
     s.set_queries(is_cluster_dns, QueryOutcome::Refused, None);
-    s.set_connects(|c| c.role == ServerRole::Nameserver, ConnectOutcome::Refused);
+    s.set_connects(
+        |c| c.role == ServerRole::Nameserver,
+        ConnectOutcome::Refused,
+    );
     s.probe().queries.retain(|q| q.role != ServerRole::Endpoint);
-    s.probe().tcp_connects.retain(|c| c.role != ServerRole::Endpoint);
+    s.probe()
+        .tcp_connects
+        .retain(|c| c.role != ServerRole::Endpoint);
     s
 }
 
@@ -110,7 +129,9 @@ fn dns_service_missing_when_no_service_owns_the_ip() {
 fn dns_service_missing_is_not_claimed_when_services_could_not_be_listed() {
     let mut s = coredns_down();
     s.topology.dns_service = None;
-    s.topology.gaps.push("cannot list Services in all namespaces: forbidden".into());
+    s.topology
+        .gaps
+        .push("cannot list Services in all namespaces: forbidden".into());
     let d = s.diagnose();
     assert!(!ids(&d).contains(&dns_service_missing::ID));
     // The probe still shows the failure.
@@ -120,16 +141,21 @@ fn dns_service_missing_is_not_claimed_when_services_could_not_be_listed() {
 #[test]
 fn crashloop_with_forwarding_loop_names_the_loop_and_its_fix() {
     let mut s = healthy();
-    s.topology.corefile = s
-        .topology
-        .corefile
-        .as_ref()
-        .map(|c| c.replace(&format!("forward . {UPSTREAM}"), "forward . /etc/resolv.conf"));
+    s.topology.corefile = s.topology.corefile.as_ref().map(|c| {
+        c.replace(
+            &format!("forward . {UPSTREAM}"),
+            "forward . /etc/resolv.conf",
+        )
+    });
     for p in &mut s.topology.dns_pods {
         p.ready = false;
         p.restarts = 4;
         p.waiting_reason = Some("CrashLoopBackOff".into());
-        p.last_termination = Some(Termination { reason: "Error".into(), exit_code: 1, message: None });
+        p.last_termination = Some(Termination {
+            reason: "Error".into(),
+            exit_code: 1,
+            message: None,
+        });
         p.log_lines.push(LogLine {
             kind: "forwarding-loop".into(),
             line: "[FATAL] plugin/loop: Loop (127.0.0.1:41315 -> :53) detected for zone \".\", see https://coredns.io/plugins/loop#troubleshooting. Query: \"HINFO 3161394461339880371.4366402768497767271.\"".into(),
@@ -141,7 +167,11 @@ fn crashloop_with_forwarding_loop_names_the_loop_and_its_fix() {
     }
     s.set_node_command("iptables-legacy-save", IPT_NO_ENDPOINTS);
     s.set_queries(is_cluster_dns, QueryOutcome::Refused, None);
-    s.set_queries(|q| q.role == ServerRole::Endpoint, QueryOutcome::Refused, None);
+    s.set_queries(
+        |q| q.role == ServerRole::Endpoint,
+        QueryOutcome::Refused,
+        None,
+    );
     let d = s.diagnose();
     let f = top(&d);
     assert_eq!(f.id, dns_pods_not_ready::ID_CRASHLOOP, "{:?}", ids(&d));
@@ -149,8 +179,16 @@ fn crashloop_with_forwarding_loop_names_the_loop_and_its_fix() {
     assert!(f.summary.contains("forwarding loop"), "{}", f.summary);
     assert!(evidence_text(f).contains("Loop (127.0.0.1:41315 -> :53) detected"));
     assert!(f.remediation[0].contains("forward"), "{:?}", f.remediation);
-    assert!(evidence_text(f).contains("forwards . to /etc/resolv.conf"), "{}", evidence_text(f));
-    assert!(f.remediation[0].contains("replace it with the real upstream"), "{:?}", f.remediation);
+    assert!(
+        evidence_text(f).contains("forwards . to /etc/resolv.conf"),
+        "{}",
+        evidence_text(f)
+    );
+    assert!(
+        f.remediation[0].contains("replace it with the real upstream"),
+        "{:?}",
+        f.remediation
+    );
     // No endpoints is a consequence here, not a second root cause.
     assert!(!ids(&d).contains(&dns_service_no_endpoints::ID));
 }
@@ -183,15 +221,57 @@ fn kube_proxy_down_names_kube_proxy_with_rule_and_pod_evidence() {
     s.evidence.nodes[0].snapshot.http[0].status = None;
     s.evidence.nodes[0].snapshot.http[0].error = Some("connection refused".into());
     s.set_queries(is_cluster_dns, QueryOutcome::TimedOut, None);
-    s.set_connects(|c| c.role == ServerRole::Nameserver, ConnectOutcome::TimedOut);
+    s.set_connects(
+        |c| c.role == ServerRole::Nameserver,
+        ConnectOutcome::TimedOut,
+    );
     let d = s.diagnose();
     let f = top(&d);
     assert_eq!(f.id, kube_proxy_not_translating::ID, "{:?}", ids(&d));
     let ev = evidence_text(f);
     assert!(ev.contains("no KUBE-SERVICES chain"), "{ev}");
     assert!(ev.contains("kube-proxy-x7k2p"), "{ev}");
-    assert!(ev.contains("straight to the DNS endpoints: 4/4 answered"), "{ev}");
+    assert!(ev.contains("node:node-1/kube-proxy-healthz"), "{ev}");
+    assert!(
+        ev.contains("straight to the DNS endpoints: 64/64 answered"),
+        "{ev}"
+    );
     assert_eq!(check(&d, "kube-proxy").status, CheckStatus::Fail);
+}
+
+#[test]
+fn stale_rules_with_every_clusterip_query_failing_is_still_stale_rules() {
+    // Both DNS pods were replaced while kube-proxy was stopped: the rules point at neither.
+    let mut s = healthy();
+    for (e, new_ip) in s
+        .topology
+        .endpoints
+        .iter_mut()
+        .zip(["10.244.0.8", "10.244.0.9"])
+    {
+        e.ip = ip(new_ip);
+    }
+    s.topology.kube_proxy.pods[0].phase = "Failed".into();
+    s.topology.kube_proxy.pods[0].ready = false;
+    s.evidence.nodes[0].snapshot.http[0].status = None;
+    for q in s
+        .probe()
+        .queries
+        .iter_mut()
+        .filter(|q| q.role == ServerRole::Endpoint)
+    {
+        q.server = sock(if q.server.ip() == ip(EP_A) {
+            "10.244.0.8"
+        } else {
+            "10.244.0.9"
+        });
+    }
+    s.set_queries(is_cluster_dns, QueryOutcome::TimedOut, None);
+    let d = s.diagnose();
+    assert_eq!(top(&d).id, kube_proxy_stale_rules::ID, "{:?}", ids(&d));
+    assert!(
+        evidence_text(top(&d)).contains("kube-proxy pod kube-proxy-x7k2p on node-1: phase Failed")
+    );
 }
 
 #[test]
@@ -213,21 +293,40 @@ fn stale_rules_are_found_by_comparing_dnat_targets_with_endpointslices() {
     s.topology.endpoints[0].pod = Some("kube-system/coredns-c".into());
     s.topology.dns_pods[0].ip = Some(ip("10.244.0.4"));
     s.topology.kube_proxy.pods[0].ready = false;
-    s.set_queries(|q| is_cluster_dns(q) && q.id % 2 == 0, QueryOutcome::TimedOut, None);
+    s.set_queries(
+        |q| is_cluster_dns(q) && q.id % 2 == 0,
+        QueryOutcome::TimedOut,
+        None,
+    );
     let d = s.diagnose();
     let f = top(&d);
     assert_eq!(f.id, kube_proxy_stale_rules::ID, "{:?}", ids(&d));
+    assert!(
+        !ids(&d).contains(&kube_proxy_not_translating::ID),
+        "{:?}",
+        ids(&d)
+    );
     assert_eq!(f.severity, Severity::Error);
     let ev = evidence_text(f);
-    assert!(ev.contains("not ready endpoints in the EndpointSlices: 10.244.0.2"), "{ev}");
-    assert!(ev.contains("ready endpoints without a rule: 10.244.0.4"), "{ev}");
+    assert!(
+        ev.contains("not ready endpoints in the EndpointSlices: 10.244.0.2"),
+        "{ev}"
+    );
+    assert!(
+        ev.contains("ready endpoints without a rule: 10.244.0.4"),
+        "{ev}"
+    );
     assert!(ev.contains("node:node-1/iptables-legacy-save"), "{ev}");
 }
 
 fn node_firewall() -> Scenario {
     let mut s = healthy();
     s.set_node_command("iptables-legacy-save", IPT_NODE_FIREWALL);
-    s.set_queries(|q| q.role != ServerRole::Upstream, QueryOutcome::TimedOut, None);
+    s.set_queries(
+        |q| q.role != ServerRole::Upstream,
+        QueryOutcome::TimedOut,
+        None,
+    );
     s.set_connects(|_| true, ConnectOutcome::TimedOut);
     s
 }
@@ -238,14 +337,40 @@ fn node_firewall_names_the_rule_line() {
     let f = top(&d);
     assert_eq!(f.id, node_firewall::ID, "{:?}", ids(&d));
     let ev = evidence_text(f);
-    assert!(ev.contains("NODE-FIREWALL -d 10.244.0.0/24 -p udp -m udp --dport 53 -j DROP"), "{ev}");
+    assert!(
+        ev.contains("NODE-FIREWALL -d 10.244.0.0/24 -p udp -m udp --dport 53 -j DROP"),
+        "{ev}"
+    );
     assert!(f.remediation.iter().any(|r| r.contains("security groups")));
     assert_eq!(check(&d, "node-firewall").status, CheckStatus::Fail);
 }
 
+#[test]
+fn node_firewall_in_an_nft_table_next_to_nft_kube_proxy() {
+    let mut s = node_firewall();
+    s.set_node_command("iptables-legacy-save", "");
+    s.set_node_command(node_view::NFT_RULESET_KEY, NFT_KUBE_PROXY_NODE_FIREWALL);
+    let d = s.diagnose();
+    let f = top(&d);
+    assert_eq!(f.id, node_firewall::ID, "{:?}", ids(&d));
+    let ev = evidence_text(f);
+    assert!(ev.contains("node:node-1/nft-list-ruleset"), "{ev}");
+    assert!(ev.contains("ip daddr 10.244.0.0/24 udp dport 53"), "{ev}");
+    // kube-proxy's own drop of unallocated ClusterIPs is not a firewall finding.
+    assert!(!ev.contains("unallocated ClusterIPs"), "{ev}");
+    assert_eq!(
+        check(&d, "kube-proxy").status,
+        CheckStatus::Pass,
+        "{}",
+        check(&d, "kube-proxy").detail
+    );
+}
+
 fn analysis(unanswered: u64) -> CaptureAnalysis {
-    let mut summary = crate::capture::Summary::default();
-    summary.unanswered_transactions = unanswered;
+    let summary = crate::capture::Summary {
+        unanswered_transactions: unanswered,
+        ..Default::default()
+    };
     CaptureAnalysis {
         analysis: crate::capture::Analysis {
             summary,
@@ -289,9 +414,21 @@ fn security_group_case_uses_the_loss_point_from_captures() {
     let node = analysis(2);
     let dns = analysis(0);
     let points = [
-        PointAnalysis { name: "pod-web-0", kind: CaptureKind::Pod, analysis: &pod },
-        PointAnalysis { name: "node-node-1", kind: CaptureKind::Node, analysis: &node },
-        PointAnalysis { name: "dns-coredns-a", kind: CaptureKind::DnsPod, analysis: &dns },
+        PointAnalysis {
+            name: "pod-web-0",
+            kind: CaptureKind::Pod,
+            analysis: &pod,
+        },
+        PointAnalysis {
+            name: "node-node-1",
+            kind: CaptureKind::Node,
+            analysis: &node,
+        },
+        PointAnalysis {
+            name: "dns-coredns-a",
+            kind: CaptureKind::DnsPod,
+            analysis: &dns,
+        },
     ];
     let correlation = Correlation {
         lost: vec![
@@ -309,6 +446,11 @@ fn security_group_case_uses_the_loss_point_from_captures() {
     let f = top(&d);
     assert_eq!(f.id, node_firewall::ID, "{:?}", ids(&d));
     assert_eq!(f.loss_point.as_deref(), Some("node-node-1"));
+    assert!(
+        evidence_text(f).contains("id 7 A kubernetes.default.svc.cluster.local. at 2025-11-24T16:00:00.000041Z: 10.244.0.5:40001 -> 10.96.0.10:53, no answer"),
+        "{}",
+        evidence_text(f)
+    );
     assert!(f.summary.contains("security group"), "{}", f.summary);
     assert_eq!(d.lost_queries.len(), 2);
     let l = &d.lost_queries[0];
@@ -319,16 +461,87 @@ fn security_group_case_uses_the_loss_point_from_captures() {
 }
 
 #[test]
+fn five_second_stalls_seen_only_in_the_pod_capture_are_a_warning() {
+    let mut s = healthy();
+    s.probe().parallel.clear();
+    s.probe().libc.kind = LibcKind::Musl;
+    let mut pod = analysis(3);
+    let p = &mut pod.analysis.summary.patterns;
+    p.a_aaaa_pairs = 10;
+    p.a_aaaa_one_missing = 3;
+    p.five_second_retries = 3;
+    let points = [PointAnalysis {
+        name: "pod-web-0",
+        kind: CaptureKind::Pod,
+        analysis: &pod,
+    }];
+    let d = diagnose(&DiagnosisInput {
+        topology: &s.topology,
+        evidence: &s.evidence,
+        captures: &points,
+        correlation: None,
+    });
+    let f = top(&d);
+    assert_eq!(f.id, five_second_latency::ID, "{:?}", ids(&d));
+    assert_eq!(f.severity, Severity::Warning);
+    assert!(evidence_text(f).contains("capture:pod-web-0: 3 of 10 A/AAAA pairs got one reply only; 3 queries retried after ~5 s"), "{}", evidence_text(f));
+    assert!(f.summary.contains("musl"));
+}
+
+/// The capture helper's real capture (plugin/tests/fixtures/captures/make-fixtures.sh,
+/// scenario 3): glibc's getent with every AAAA query dropped by an iptables rule.
+#[test]
+fn real_capture_of_glibc_aaaa_stall_is_five_second_latency() {
+    let pcap: &[u8] = include_bytes!("../../tests/fixtures/captures/glibc-aaaa-dropped.pcap");
+    let mut transactions = Vec::new();
+    let pod =
+        crate::capture::analyze_capture(pcap, Default::default(), Default::default(), &mut |t| {
+            transactions.push(t)
+        })
+        .expect("the fixture is a capture");
+    let mut s = healthy();
+    s.probe().parallel.clear();
+    let points = [PointAnalysis {
+        name: "pod-web-0",
+        kind: CaptureKind::Pod,
+        analysis: &pod,
+    }];
+    let d = diagnose(&DiagnosisInput {
+        topology: &s.topology,
+        evidence: &s.evidence,
+        captures: &points,
+        correlation: None,
+    });
+    let f = top(&d);
+    assert_eq!(f.id, five_second_latency::ID, "{:?}", ids(&d));
+    let ev = evidence_text(f);
+    assert!(ev.contains("capture:pod-web-0: "), "{ev}");
+    assert!(ev.contains("queries retried after ~5 s"), "{ev}");
+    assert!(ev.contains("AAAA? web.example.test."), "{ev}");
+    assert!(!transactions.is_empty());
+}
+
+#[test]
 fn udp_blocked_when_udp_times_out_and_tcp_answers() {
     let mut s = healthy();
     s.set_node_command("iptables-legacy-save", IPT_UDP_BLOCKED);
-    s.set_queries(|q| q.transport == Transport::Udp && q.role != ServerRole::Upstream, QueryOutcome::TimedOut, None);
+    s.set_queries(
+        |q| q.transport == Transport::Udp && q.role != ServerRole::Upstream,
+        QueryOutcome::TimedOut,
+        None,
+    );
     let d = s.diagnose();
     let f = top(&d);
     assert_eq!(f.id, udp_blocked::ID, "{:?}", ids(&d));
     let ev = evidence_text(f);
-    assert!(ev.contains("UDP to the cluster DNS: 0/4 answered (4 timed out)"), "{ev}");
-    assert!(ev.contains("TCP to the cluster DNS: 4/4 answered"), "{ev}");
+    assert!(
+        ev.contains("UDP to the cluster DNS: 0/16 answered (16 timed out)"),
+        "{ev}"
+    );
+    assert!(
+        ev.contains("TCP to the cluster DNS: 16/16 answered"),
+        "{ev}"
+    );
     assert!(ev.contains("\"block udp dns\" -j DROP"), "{ev}");
     assert!(!ids(&d).contains(&node_firewall::ID));
 }
@@ -336,7 +549,11 @@ fn udp_blocked_when_udp_times_out_and_tcp_answers() {
 #[test]
 fn upstream_down_when_cluster_names_resolve_and_external_fail() {
     let mut s = healthy();
-    s.set_queries(|q| is_cluster_dns(q) && q.qname == EXTERNAL_NAME, QueryOutcome::Answered, Some("SERVFAIL"));
+    s.set_queries(
+        |q| is_cluster_dns(q) && q.qname == EXTERNAL_NAME,
+        QueryOutcome::Answered,
+        Some("SERVFAIL"),
+    );
     for q in &mut s.evidence.upstream_probes[0].report.queries {
         q.outcome = QueryOutcome::TimedOut;
         q.rcode = None;
@@ -352,10 +569,35 @@ fn upstream_down_when_cluster_names_resolve_and_external_fail() {
     let ev = evidence_text(f);
     assert!(ev.contains("probe:upstream:kube-system/coredns-a"), "{ev}");
     assert!(ev.contains("i/o timeout"), "{ev}");
-    assert!(ev.contains("the Corefile forwards . to 10.200.0.2:53"), "{ev}");
-    assert!(f.summary.contains("upstream DNS server fails"), "{}", f.summary);
+    assert!(
+        ev.contains("the Corefile forwards . to 10.200.0.2:53"),
+        "{ev}"
+    );
+    assert!(
+        f.summary.contains("upstream DNS server fails"),
+        "{}",
+        f.summary
+    );
     assert_eq!(check(&d, "external-name").status, CheckStatus::Fail);
     assert_eq!(check(&d, "queries").status, CheckStatus::Pass);
+}
+
+#[test]
+fn upstream_timeouts_for_every_forwarded_name() {
+    let mut s = healthy();
+    s.set_queries(
+        |q| q.role != ServerRole::Upstream && !q.qname.ends_with(".cluster.local."),
+        QueryOutcome::TimedOut,
+        None,
+    );
+    let d = s.diagnose();
+    assert_eq!(top(&d).id, upstream_failing::ID, "{:?}", ids(&d));
+    // The upstream probe answered: the DNS pods reach it, so the forwarding is suspect.
+    assert!(
+        top(&d).summary.contains("forwarding is broken"),
+        "{}",
+        top(&d).summary
+    );
 }
 
 fn aaaa_drop(libc: LibcKind) -> Scenario {
@@ -375,11 +617,26 @@ fn aaaa_drop_names_five_second_latency_for_glibc() {
     let d = aaaa_drop(LibcKind::Glibc).diagnose();
     let f = top(&d);
     assert_eq!(f.id, five_second_latency::ID, "{:?}", ids(&d));
-    assert!(f.summary.contains("6 of 20 parallel A/AAAA rounds lost one reply"), "{}", f.summary);
+    assert!(
+        f.summary
+            .contains("6 of 20 parallel A/AAAA rounds lost one reply"),
+        "{}",
+        f.summary
+    );
     assert!(f.summary.contains("glibc"));
-    assert!(f.remediation.iter().any(|r| r.contains("NodeLocal DNSCache")));
-    assert!(f.remediation.iter().any(|r| r.contains("glibc: add dnsConfig option `single-request-reopen`")));
-    assert!(evidence_text(f).contains("hex-string"), "{}", evidence_text(f));
+    assert!(f
+        .remediation
+        .iter()
+        .any(|r| r.contains("NodeLocal DNSCache")));
+    assert!(f
+        .remediation
+        .iter()
+        .any(|r| r.contains("glibc: add dnsConfig option `single-request-reopen`")));
+    assert!(
+        evidence_text(f).contains("hex-string"),
+        "{}",
+        evidence_text(f)
+    );
     assert_eq!(check(&d, "five-second").status, CheckStatus::Fail);
 }
 
@@ -390,7 +647,10 @@ fn aaaa_drop_on_musl_says_single_request_reopen_does_nothing() {
     assert_eq!(f.id, five_second_latency::ID);
     assert!(f.summary.contains("musl"));
     let r = f.remediation.join("\n");
-    assert!(r.contains("uses musl: `single-request-reopen` and `use-vc` have no effect"), "{r}");
+    assert!(
+        r.contains("uses musl: `single-request-reopen` and `use-vc` have no effect"),
+        "{r}"
+    );
     assert!(!r.contains("glibc: add"), "{r}");
 }
 
@@ -399,7 +659,11 @@ fn conntrack_insert_failures_are_evidence_for_five_second_latency() {
     let mut s = aaaa_drop(LibcKind::Glibc);
     s.set_node_command("conntrack-stats-after", "cpu=0   \tfound=0 invalid=8 insert=3 insert_failed=17 drop=17 early_drop=0 error=0 search_restart=0 clash_resolve=0 chaintoolong=0 \ncpu=1   \tfound=0 invalid=0 insert=0 insert_failed=0 drop=0 early_drop=0 error=0 search_restart=0 clash_resolve=0 chaintoolong=0 \n");
     let d = s.diagnose();
-    assert!(evidence_text(top(&d)).contains("insert_failed +17, drop +17"), "{}", evidence_text(top(&d)));
+    assert!(
+        evidence_text(top(&d)).contains("insert_failed +17, drop +17"),
+        "{}",
+        evidence_text(top(&d))
+    );
 }
 
 #[test]
@@ -420,6 +684,12 @@ fn search_path_amplification_warns_beyond_the_kubernetes_default() {
     assert_eq!(f.id, search_path_amplification::ID);
     assert_eq!(f.severity, Severity::Warning);
     assert!(f.summary.contains("costs 12 queries"));
+    assert!(
+        evidence_text(f)
+            .contains("ndots 5, search default.svc.cluster.local svc.cluster.local cluster.local"),
+        "{}",
+        evidence_text(f)
+    );
     assert!(f.remediation.iter().any(|r| r.contains("trailing dot")));
     assert!(f.remediation.iter().any(|r| r.contains("ndots")));
 }
@@ -427,14 +697,83 @@ fn search_path_amplification_warns_beyond_the_kubernetes_default() {
 #[test]
 fn truncated_answers_with_tcp_blocked() {
     let mut s = healthy();
-    for q in s.probe().queries.iter_mut().filter(|q| q.transport == Transport::Udp && q.qname == EXTERNAL_NAME) {
+    for q in s
+        .probe()
+        .queries
+        .iter_mut()
+        .filter(|q| q.transport == Transport::Udp && q.qname == EXTERNAL_NAME)
+    {
         q.truncated = true;
     }
-    s.set_queries(|q| q.transport == Transport::Tcp && q.role != ServerRole::Upstream, QueryOutcome::TimedOut, None);
+    s.set_queries(
+        |q| q.transport == Transport::Tcp && q.role != ServerRole::Upstream,
+        QueryOutcome::TimedOut,
+        None,
+    );
     let d = s.diagnose();
     let f = top(&d);
     assert_eq!(f.id, truncated_no_tcp::ID, "{:?}", ids(&d));
     assert!(f.remediation[0].contains("TCP port 53"));
+}
+
+#[test]
+fn truncated_answers_in_a_capture_are_an_error_once_a_tcp_retry_failed() {
+    let s = healthy();
+    let mut pod = analysis(0);
+    pod.analysis.summary.patterns.truncated_no_tcp = 2;
+    let run = |pod: &CaptureAnalysis| {
+        let points = [PointAnalysis {
+            name: "pod-web-0",
+            kind: CaptureKind::Pod,
+            analysis: pod,
+        }];
+        diagnose(&DiagnosisInput {
+            topology: &s.topology,
+            evidence: &s.evidence,
+            captures: &points,
+            correlation: None,
+        })
+    };
+    let d = run(&pod);
+    assert_eq!(top(&d).id, truncated_no_tcp::ID, "{:?}", ids(&d));
+    assert_eq!(top(&d).severity, Severity::Warning);
+    pod.analysis.summary.patterns.truncated_tcp_failed = 1;
+    let d = run(&pod);
+    assert_eq!(top(&d).id, truncated_no_tcp::ID, "{:?}", ids(&d));
+    assert_eq!(top(&d).severity, Severity::Error);
+    assert!(evidence_text(top(&d)).contains("TCP retry failed 1, never tried 2"));
+}
+
+/// The capture helper's real capture (make-fixtures.sh, scenario 5): a truncated answer
+/// fetched over TCP, then one whose TCP retry is rejected.
+#[test]
+fn real_capture_of_a_rejected_tcp_retry_is_truncated_no_tcp() {
+    let pcap: &[u8] = include_bytes!("../../tests/fixtures/captures/truncated.pcap");
+    let pod =
+        crate::capture::analyze_capture(pcap, Default::default(), Default::default(), &mut |_| {})
+            .expect("the fixture is a capture");
+    let s = healthy();
+    let points = [PointAnalysis {
+        name: "pod-web-0",
+        kind: CaptureKind::Pod,
+        analysis: &pod,
+    }];
+    let d = diagnose(&DiagnosisInput {
+        topology: &s.topology,
+        evidence: &s.evidence,
+        captures: &points,
+        correlation: None,
+    });
+    let f = top(&d);
+    assert_eq!(f.id, truncated_no_tcp::ID, "{:?}", ids(&d));
+    assert_eq!(f.severity, Severity::Warning);
+    // The rejected retry never carried a DNS message: the capture sees no TCP query for it.
+    assert!(
+        evidence_text(f)
+            .contains("2 truncated answers: TCP retry failed 0, never tried 1, succeeded 1"),
+        "{}",
+        evidence_text(f)
+    );
 }
 
 #[test]
@@ -460,7 +799,12 @@ fn nodelocaldns_not_answering() {
         ready: 1,
         local_ip: ip("169.254.20.10"),
     });
-    for q in s.probe().queries.iter_mut().filter(|q| q.role == ServerRole::Nameserver) {
+    for q in s
+        .probe()
+        .queries
+        .iter_mut()
+        .filter(|q| q.role == ServerRole::Nameserver)
+    {
         q.server = sock("169.254.20.10");
         q.outcome = QueryOutcome::TimedOut;
         q.rcode = None;
@@ -472,6 +816,37 @@ fn nodelocaldns_not_answering() {
 }
 
 #[test]
+fn nodelocaldns_address_as_cluster_dns_is_not_a_missing_service() {
+    let mut s = healthy();
+    s.topology.node_local_dns = Some(NodeLocalDnsInfo {
+        namespace: "kube-system".into(),
+        name: "node-local-dns".into(),
+        desired: 1,
+        ready: 1,
+        local_ip: ip("169.254.20.10"),
+    });
+    s.topology.cluster_dns.ips = vec![ip("169.254.20.10")];
+    s.topology.dns_service = None;
+    for q in s
+        .probe()
+        .queries
+        .iter_mut()
+        .filter(|q| q.role == ServerRole::Nameserver)
+    {
+        q.server = sock("169.254.20.10");
+    }
+    let d = s.diagnose();
+    assert_eq!(problems(&d), vec![], "{:#?}", d.findings);
+    assert_eq!(check(&d, "dns-service").status, CheckStatus::Skipped);
+    assert_eq!(
+        check(&d, "kube-proxy").status,
+        CheckStatus::Pass,
+        "{}",
+        check(&d, "kube-proxy").detail
+    );
+}
+
+#[test]
 fn dns_policy_none_with_foreign_nameserver() {
     let mut s = healthy();
     s.topology.target.dns_policy = "None".into();
@@ -480,7 +855,12 @@ fn dns_policy_none_with_foreign_nameserver() {
         searches: Vec::new(),
         options: Vec::new(),
     });
-    for q in s.probe().queries.iter_mut().filter(|q| q.role == ServerRole::Nameserver) {
+    for q in s
+        .probe()
+        .queries
+        .iter_mut()
+        .filter(|q| q.role == ServerRole::Nameserver)
+    {
         q.server = sock(UPSTREAM);
         if q.qname == CLUSTER_NAME {
             q.rcode = Some("NXDOMAIN".into());
@@ -509,11 +889,19 @@ fn host_network_with_cluster_first_is_flagged() {
 fn one_replica_broken_names_the_pod() {
     let mut s = healthy();
     s.set_queries(|q| q.server.ip() == ip(EP_B), QueryOutcome::TimedOut, None);
-    s.set_queries(|q| is_cluster_dns(q) && q.id % 2 == 0, QueryOutcome::TimedOut, None);
+    s.set_queries(
+        |q| is_cluster_dns(q) && q.id % 2 == 0,
+        QueryOutcome::TimedOut,
+        None,
+    );
     let d = s.diagnose();
     let f = top(&d);
     assert_eq!(f.id, one_replica_broken::ID, "{:?}", ids(&d));
-    assert!(f.summary.contains("kube-system/coredns-b (10.244.0.3)"), "{}", f.summary);
+    assert!(
+        f.summary.contains("kube-system/coredns-b (10.244.0.3)"),
+        "{}",
+        f.summary
+    );
     assert_eq!(check(&d, "endpoints-direct").status, CheckStatus::Warn);
 }
 
@@ -521,8 +909,16 @@ fn one_replica_broken_names_the_pod() {
 fn no_endpoints_comes_before_udp_timeouts() {
     let mut s = coredns_down();
     // TCP is refused by kube-proxy's REJECT while UDP times out.
-    s.set_queries(|q| is_cluster_dns(q) && q.transport == Transport::Udp, QueryOutcome::TimedOut, None);
-    s.set_queries(|q| is_cluster_dns(q) && q.transport == Transport::Tcp, QueryOutcome::Answered, Some("NOERROR"));
+    s.set_queries(
+        |q| is_cluster_dns(q) && q.transport == Transport::Udp,
+        QueryOutcome::TimedOut,
+        None,
+    );
+    s.set_queries(
+        |q| is_cluster_dns(q) && q.transport == Transport::Tcp,
+        QueryOutcome::Answered,
+        Some("NOERROR"),
+    );
     s.set_connects(|_| true, ConnectOutcome::Connected);
     let d = s.diagnose();
     assert!(ids(&d).contains(&udp_blocked::ID), "{:?}", ids(&d));
@@ -584,7 +980,12 @@ fn every_priority_id_is_unique_and_findings_use_known_ids() {
     for id in PRIORITY {
         assert!(seen.insert(*id), "duplicate {id}");
     }
-    for s in [coredns_down(), node_firewall(), aaaa_drop(LibcKind::Musl), healthy()] {
+    for s in [
+        coredns_down(),
+        node_firewall(),
+        aaaa_drop(LibcKind::Musl),
+        healthy(),
+    ] {
         for f in s.diagnose().findings {
             assert!(PRIORITY.contains(&f.id.as_str()), "unknown id {}", f.id);
             assert!(!f.evidence.is_empty(), "{} has no evidence", f.id);

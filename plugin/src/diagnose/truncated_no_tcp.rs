@@ -12,7 +12,12 @@ pub const ID: &str = "truncated-no-tcp";
 pub fn rule(cx: &Context<'_>) -> Option<Finding> {
     let mut evidence = Vec::new();
     if let Some(o) = &cx.observed {
-        for q in o.report.queries.iter().filter(|q| q.transport == Transport::Udp && q.truncated) {
+        for q in o
+            .report
+            .queries
+            .iter()
+            .filter(|q| q.transport == Transport::Udp && q.truncated)
+        {
             let tcp_ok = o.report.queries.iter().any(|t| {
                 t.transport == Transport::Tcp
                     && t.server == q.server
@@ -25,15 +30,24 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
                     o.report
                         .queries
                         .iter()
-                        .filter(|t| t.transport == Transport::Tcp && t.server == q.server && t.qname == q.qname)
+                        .filter(|t| {
+                            t.transport == Transport::Tcp
+                                && t.server == q.server
+                                && t.qname == q.qname
+                        })
                         .take(1)
                         .map(|t| EvidenceRef::new("probe", describe_query(t))),
                 );
             }
         }
     }
+    // A TCP retry that failed proves it; no TCP query after a truncated answer usually means
+    // the connection never opened (RST or timeout before any DNS message), but could also be
+    // a client that does not retry, so it alone is a warning.
+    let mut proven = !evidence.is_empty();
     for c in cx.captures {
         let p = &c.analysis.analysis.summary.patterns;
+        proven |= p.truncated_tcp_failed > 0;
         if p.truncated_tcp_failed + p.truncated_no_tcp > 0 {
             evidence.push(EvidenceRef::new(
                 format!("capture:{}", c.name),
@@ -52,7 +66,11 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
     }
     Some(Finding {
         id: ID.into(),
-        severity: Severity::Error,
+        severity: if proven {
+            Severity::Error
+        } else {
+            Severity::Warning
+        },
         summary: "truncated UDP answers cannot be fetched over TCP: TCP port 53 is blocked, so large answers never arrive".into(),
         evidence,
         remediation: vec![

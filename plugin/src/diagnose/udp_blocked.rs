@@ -12,7 +12,7 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
     let o = cx.observed.as_ref()?;
     let udp = o.cluster_dns_tally(Transport::Udp);
     let tcp = o.cluster_dns_tally(Transport::Tcp);
-    if !udp.all_failed() || tcp.ok == 0 || udp.refused > 0 && udp.timed_out == 0 {
+    if !udp.all_failed() || tcp.ok == 0 {
         return None;
     }
     if o.cluster_dns_tcp_connects_ok() == Some(false) {
@@ -29,7 +29,8 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
             "TCP connect to port 53 succeeds",
         ));
     }
-    let ep_udp = super::observed::Tally::of(o.to_endpoints().filter(|q| q.transport == Transport::Udp));
+    let ep_udp =
+        super::observed::Tally::of(o.to_endpoints().filter(|q| q.transport == Transport::Udp));
     if ep_udp.sent > 0 {
         evidence.push(EvidenceRef::new(
             "check:endpoints-direct",
@@ -40,7 +41,10 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
     for n in &cx.nodes {
         for r in n.dns_touching_rules() {
             if r.rule.text.contains("udp") {
-                evidence.push(EvidenceRef::new(n.source(r.key), format!("line {}: {}", r.rule.line, r.rule.text)));
+                evidence.push(EvidenceRef::new(
+                    n.source(r.key),
+                    format!("line {}: {}", r.rule.line, r.rule.text),
+                ));
                 loss_point.get_or_insert_with(|| format!("node {}", n.node));
             }
         }

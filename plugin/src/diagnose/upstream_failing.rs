@@ -4,7 +4,7 @@
 use dns_doctor_probe::schema::ServerRole;
 
 use super::finding::{EvidenceRef, Finding, Severity};
-use super::observed::{describe_query, Tally};
+use super::observed::{answered_ok, describe_query, Tally};
 use super::Context;
 
 pub const ID: &str = "upstream-failing";
@@ -13,16 +13,28 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
     let o = cx.observed.as_ref()?;
     let cluster = o.cluster_dns_names_tally(true);
     let external = o.cluster_dns_names_tally(false);
-    if cluster.ok == 0 || !external.all_failed() {
+    // Names outside the cluster domain are forwarded upstream. Some of them may still get a
+    // cached NXDOMAIN; none resolving and most failing is the upstream's signature.
+    let resolved = o
+        .to_cluster_dns()
+        .filter(|q| !o.is_cluster_name(&q.qname))
+        .any(|q| answered_ok(q) && !q.answers.is_empty());
+    if cluster.ok == 0 || resolved || external.sent == 0 || external.failed() * 2 < external.sent {
         return None;
     }
     let mut evidence = vec![
-        EvidenceRef::new("check:queries", format!("cluster names via the cluster DNS: {cluster}")),
-        EvidenceRef::new("check:external-name", format!("external names via the cluster DNS: {external}")),
+        EvidenceRef::new(
+            "check:queries",
+            format!("cluster names via the cluster DNS: {cluster}"),
+        ),
+        EvidenceRef::new(
+            "check:external-name",
+            format!("external names via the cluster DNS: {external}"),
+        ),
     ];
     evidence.extend(
         o.to_cluster_dns()
-            .filter(|q| !o.is_cluster_name(&q.qname))
+            .filter(|q| !o.is_cluster_name(&q.qname) && !answered_ok(q))
             .take(2)
             .map(|q| EvidenceRef::new("probe", describe_query(q))),
     );
@@ -34,14 +46,24 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
     }
     let mut upstream_failed = None;
     for u in &cx.evidence.upstream_probes {
-        let t = Tally::of(u.report.queries.iter().filter(|q| q.role == ServerRole::Upstream));
+        let t = Tally::of(
+            u.report
+                .queries
+                .iter()
+                .filter(|q| q.role == ServerRole::Upstream),
+        );
         if t.sent == 0 {
             continue;
         }
         upstream_failed = Some(upstream_failed.unwrap_or(true) && t.all_failed());
         let servers: Vec<String> = {
             let mut s: Vec<String> = Vec::new();
-            for q in u.report.queries.iter().filter(|q| q.role == ServerRole::Upstream) {
+            for q in u
+                .report
+                .queries
+                .iter()
+                .filter(|q| q.role == ServerRole::Upstream)
+            {
                 let a = q.server.to_string();
                 if !s.contains(&a) {
                     s.push(a);
@@ -51,11 +73,19 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
         };
         evidence.push(EvidenceRef::new(
             format!("probe:upstream:{}", u.dns_pod),
-            format!("upstream {} queried from the DNS pod's network: {t}", servers.join(", ")),
+            format!(
+                "upstream {} queried from the DNS pod's network: {t}",
+                servers.join(", ")
+            ),
         ));
     }
     for p in &cx.topology.dns_pods {
-        for l in p.log_lines.iter().filter(|l| l.kind.starts_with("upstream")).take(2) {
+        for l in p
+            .log_lines
+            .iter()
+            .filter(|l| l.kind.starts_with("upstream"))
+            .take(2)
+        {
             evidence.push(EvidenceRef::new(format!("logs:{}", p.name), l.line.clone()));
         }
     }

@@ -189,7 +189,10 @@ pub fn pod_info(pod: &Pod) -> PodInfo {
         phase: pod_phase(pod),
         ready: pod_ready(pod),
         host_network: spec.host_network.unwrap_or(false),
-        dns_policy: spec.dns_policy.clone().unwrap_or_else(|| "ClusterFirst".into()),
+        dns_policy: spec
+            .dns_policy
+            .clone()
+            .unwrap_or_else(|| "ClusterFirst".into()),
         dns_config: spec.dns_config.as_ref().map(|c| PodDnsConfig {
             nameservers: c.nameservers.clone().unwrap_or_default(),
             searches: c.searches.clone().unwrap_or_default(),
@@ -314,9 +317,16 @@ async fn find_dns_service(
     let services = match all.list(&ListParams::default()).await {
         Ok(list) => list.items,
         Err(e) => {
-            gaps.push(format!("cannot list Services in all namespaces: {e}; trying kube-system/kube-dns"));
+            gaps.push(format!(
+                "cannot list Services in all namespaces: {e}; trying kube-system/kube-dns"
+            ));
             let ks: Api<Service> = Api::namespaced(client.clone(), "kube-system");
-            ks.get_opt("kube-dns").await.ok().flatten().into_iter().collect()
+            ks.get_opt("kube-dns")
+                .await
+                .ok()
+                .flatten()
+                .into_iter()
+                .collect()
         }
     };
     services
@@ -342,8 +352,12 @@ pub fn service_info(s: &Service) -> Option<ServiceInfo> {
                 port: u16::try_from(p.port).unwrap_or(0),
                 protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
                 target_port: p.target_port.as_ref().map(|t| match t {
-                    k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(i) => i.to_string(),
-                    k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(s) => s.clone(),
+                    k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(i) => {
+                        i.to_string()
+                    }
+                    k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(s) => {
+                        s.clone()
+                    }
                 }),
             })
             .collect(),
@@ -356,7 +370,11 @@ pub fn service_info(s: &Service) -> Option<ServiceInfo> {
     })
 }
 
-async fn endpoints(client: &Client, svc: &ServiceInfo, gaps: &mut Vec<String>) -> Vec<EndpointInfo> {
+async fn endpoints(
+    client: &Client,
+    svc: &ServiceInfo,
+    gaps: &mut Vec<String>,
+) -> Vec<EndpointInfo> {
     let api: Api<EndpointSlice> = Api::namespaced(client.clone(), &svc.namespace);
     let lp = ListParams::default().labels(&format!("kubernetes.io/service-name={}", svc.name));
     match api.list(&lp).await {
@@ -399,13 +417,17 @@ pub fn endpoint_infos(slices: &[EndpointSlice]) -> Vec<EndpointInfo> {
                     ready,
                     serving: cond.serving.unwrap_or(ready),
                     terminating: cond.terminating.unwrap_or(false),
-                    pod: ep.target_ref.as_ref().filter(|r| r.kind.as_deref() == Some("Pod")).map(|r| {
-                        format!(
-                            "{}/{}",
-                            r.namespace.clone().unwrap_or_default(),
-                            r.name.clone().unwrap_or_default()
-                        )
-                    }),
+                    pod: ep
+                        .target_ref
+                        .as_ref()
+                        .filter(|r| r.kind.as_deref() == Some("Pod"))
+                        .map(|r| {
+                            format!(
+                                "{}/{}",
+                                r.namespace.clone().unwrap_or_default(),
+                                r.name.clone().unwrap_or_default()
+                            )
+                        }),
                     node: ep.node_name.clone(),
                 });
                 for p in &ports {
@@ -444,7 +466,10 @@ async fn dns_pods(
         let Some((ns, name)) = ep.pod.as_deref().and_then(|p| p.split_once('/')) else {
             continue;
         };
-        if pods.iter().any(|p| p.metadata.name.as_deref() == Some(name)) {
+        if pods
+            .iter()
+            .any(|p| p.metadata.name.as_deref() == Some(name))
+        {
             continue;
         }
         let api: Api<Pod> = Api::namespaced(client.clone(), ns);
@@ -540,7 +565,9 @@ pub fn scan_dns_log(text: &str, previous: bool) -> Vec<LogLine> {
             "connection-refused"
         } else if lower.contains("no such host") || lower.contains("servfail") {
             "upstream-error"
-        } else if lower.contains("[fatal]") || lower.contains("plugin/") && lower.contains("[error]") {
+        } else if lower.contains("[fatal]")
+            || lower.contains("plugin/") && lower.contains("[error]")
+        {
             "error"
         } else {
             continue;
@@ -649,7 +676,9 @@ async fn node_local_dns(client: &Client, gaps: &mut Vec<String>) -> Option<NodeL
     {
         Ok(l) => l,
         Err(e) => {
-            gaps.push(format!("cannot list DaemonSets to look for NodeLocal DNSCache: {e}"));
+            gaps.push(format!(
+                "cannot list DaemonSets to look for NodeLocal DNSCache: {e}"
+            ));
             return None;
         }
     };
@@ -674,7 +703,9 @@ async fn node_local_dns(client: &Client, gaps: &mut Vec<String>) -> Option<NodeL
 
 /// node-cache's `-localip 169.254.20.10,10.96.0.10`: the first address.
 fn local_ip_from_args(args: &[String]) -> Option<IpAddr> {
-    let pos = args.iter().position(|a| a == "-localip" || a == "--localip")?;
+    let pos = args
+        .iter()
+        .position(|a| a == "-localip" || a == "--localip")?;
     args.get(pos + 1)?.split(',').next()?.trim().parse().ok()
 }
 
@@ -704,25 +735,39 @@ mod tests {
 ";
         let lines = scan_dns_log(log, true);
         let kinds: Vec<&str> = lines.iter().map(|l| l.kind.as_str()).collect();
-        assert_eq!(kinds, vec!["forwarding-loop", "upstream-timeout", "upstream-timeout"]);
+        assert_eq!(
+            kinds,
+            vec!["forwarding-loop", "upstream-timeout", "upstream-timeout"]
+        );
         assert!(lines.iter().all(|l| l.previous));
         assert!(scan_dns_log("[INFO] plugin/reload: ok\n", false).is_empty());
     }
 
     #[test]
     fn kube_proxy_mode_from_config() {
-        assert_eq!(kube_proxy_mode("apiVersion: x\nmode: \"nftables\"\n"), "nftables");
+        assert_eq!(
+            kube_proxy_mode("apiVersion: x\nmode: \"nftables\"\n"),
+            "nftables"
+        );
         assert_eq!(kube_proxy_mode("mode: \"\"\n"), "");
         assert_eq!(kube_proxy_mode("clusterCIDR: 10.244.0.0/16\n"), "");
     }
 
     #[test]
     fn node_cache_local_ip() {
-        let args: Vec<String> = ["-localip", "169.254.20.11,10.96.0.10", "-conf", "/etc/Corefile"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        assert_eq!(local_ip_from_args(&args), Some("169.254.20.11".parse().unwrap()));
+        let args: Vec<String> = [
+            "-localip",
+            "169.254.20.11,10.96.0.10",
+            "-conf",
+            "/etc/Corefile",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(
+            local_ip_from_args(&args),
+            Some("169.254.20.11".parse().unwrap())
+        );
     }
 
     #[test]
@@ -742,7 +787,10 @@ mod tests {
         assert_eq!(eps.len(), 2);
         assert!(eps[0].ready && !eps[1].ready);
         assert_eq!(eps[0].pod.as_deref(), Some("kube-system/coredns-1"));
-        assert_eq!(eps[0].ports, vec![("UDP".to_string(), 53), ("TCP".to_string(), 53)]);
+        assert_eq!(
+            eps[0].ports,
+            vec![("UDP".to_string(), 53), ("TCP".to_string(), 53)]
+        );
     }
 
     #[test]

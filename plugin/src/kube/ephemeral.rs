@@ -175,9 +175,15 @@ pub async fn inject(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ContainerState {
     Running,
-    Terminated { reason: String, exit_code: i32 },
+    Terminated {
+        reason: String,
+        exit_code: i32,
+    },
     /// Waiting with a reason that will not resolve by itself (ErrImagePull, ...).
-    Stuck { reason: String, message: String },
+    Stuck {
+        reason: String,
+        message: String,
+    },
     Pending,
     /// The pod is gone or no longer has the container.
     Gone,
@@ -237,9 +243,8 @@ pub async fn wait_running(
 ) -> Result<(), KubeError> {
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let cname = name.to_string();
-    let cond = move |p: Option<&Pod>| {
-        !matches!(container_state(p, &cname), ContainerState::Pending)
-    };
+    let cond =
+        move |p: Option<&Pod>| !matches!(container_state(p, &cname), ContainerState::Pending);
     let waited = tokio::time::timeout(timeout, await_condition(api, pod, cond)).await;
     let pod_now = match waited {
         Err(_) => {
@@ -283,7 +288,14 @@ mod tests {
 
     #[test]
     fn capture_container_asks_for_raw_and_admin_only() {
-        let c = container_spec("dns-doctor-ab12", "ab12", "img:1", "app", Privilege::Capture, Duration::from_secs(90));
+        let c = container_spec(
+            "dns-doctor-ab12",
+            "ab12",
+            "img:1",
+            "app",
+            Privilege::Capture,
+            Duration::from_secs(90),
+        );
         let cmd = c.command.unwrap();
         assert_eq!(cmd[1..], ["hold", "--seconds", "90", "--run", "ab12"]);
         assert_eq!(c.target_container_name.as_deref(), Some("app"));
@@ -293,7 +305,14 @@ mod tests {
 
     #[test]
     fn restricted_container_meets_pod_security_restricted() {
-        let c = container_spec("n", "r", "img", "app", Privilege::Restricted, Duration::from_secs(1));
+        let c = container_spec(
+            "n",
+            "r",
+            "img",
+            "app",
+            Privilege::Restricted,
+            Duration::from_secs(1),
+        );
         let sc = c.security_context.unwrap();
         assert_eq!(sc.run_as_non_root, Some(true));
         assert_eq!(sc.allow_privilege_escalation, Some(false));
@@ -314,14 +333,31 @@ mod tests {
     #[test]
     fn states_are_classified() {
         let running = pod_with(serde_json::json!({"running": {}}));
-        assert_eq!(container_state(Some(&running), "dbg"), ContainerState::Running);
-        assert_eq!(container_state(Some(&running), "other"), ContainerState::Pending);
-        let pull = pod_with(serde_json::json!({"waiting": {"reason": "ErrImagePull", "message": "not found"}}));
-        assert!(matches!(container_state(Some(&pull), "dbg"), ContainerState::Stuck { reason, .. } if reason == "ErrImagePull"));
+        assert_eq!(
+            container_state(Some(&running), "dbg"),
+            ContainerState::Running
+        );
+        assert_eq!(
+            container_state(Some(&running), "other"),
+            ContainerState::Pending
+        );
+        let pull = pod_with(
+            serde_json::json!({"waiting": {"reason": "ErrImagePull", "message": "not found"}}),
+        );
+        assert!(
+            matches!(container_state(Some(&pull), "dbg"), ContainerState::Stuck { reason, .. } if reason == "ErrImagePull")
+        );
         let creating = pod_with(serde_json::json!({"waiting": {"reason": "ContainerCreating"}}));
-        assert_eq!(container_state(Some(&creating), "dbg"), ContainerState::Pending);
-        let done = pod_with(serde_json::json!({"terminated": {"exitCode": 0, "reason": "Completed"}}));
-        assert!(matches!(container_state(Some(&done), "dbg"), ContainerState::Terminated { exit_code: 0, .. }));
+        assert_eq!(
+            container_state(Some(&creating), "dbg"),
+            ContainerState::Pending
+        );
+        let done =
+            pod_with(serde_json::json!({"terminated": {"exitCode": 0, "reason": "Completed"}}));
+        assert!(matches!(
+            container_state(Some(&done), "dbg"),
+            ContainerState::Terminated { exit_code: 0, .. }
+        ));
         assert_eq!(container_state(None, "dbg"), ContainerState::Gone);
     }
 }

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use dns_doctor_probe::schema::{CaptureSummary, ProbeOutput};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::AttachParams;
 use kube::{Api, Client};
-use k8s_openapi::api::core::v1::Pod;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -60,12 +60,21 @@ pub async fn run(
     timeout: Duration,
 ) -> Result<ExecOutput, KubeError> {
     let api: Api<Pod> = Api::namespaced(client.clone(), &target.namespace);
-    let what = format!("exec {} in {target}", argv.first().cloned().unwrap_or_default());
+    let what = format!(
+        "exec {} in {target}",
+        argv.first().cloned().unwrap_or_default()
+    );
     let work = async {
         let mut proc = api
-            .exec(&target.pod, argv.to_vec(), &attach_params(&target.container))
+            .exec(
+                &target.pod,
+                argv.to_vec(),
+                &attach_params(&target.container),
+            )
             .await
-            .map_err(|e| KubeError::from_api(what.clone(), "create", "pods/exec", &target.namespace, e))?;
+            .map_err(|e| {
+                KubeError::from_api(what.clone(), "create", "pods/exec", &target.namespace, e)
+            })?;
         let mut out = proc.stdout().expect("stdout was requested");
         let mut err = proc.stderr().expect("stderr was requested");
         let status = proc.take_status();
@@ -91,14 +100,20 @@ pub async fn run(
     };
     tokio::time::timeout(timeout, work)
         .await
-        .map_err(|_| KubeError::Timeout { what: what.clone(), timeout })?
+        .map_err(|_| KubeError::Timeout {
+            what: what.clone(),
+            timeout,
+        })?
 }
 
 fn status_text(s: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Status) -> String {
     if s.status.as_deref() == Some("Success") {
         "Success".into()
     } else {
-        s.message.clone().or_else(|| s.reason.clone()).unwrap_or_default()
+        s.message
+            .clone()
+            .or_else(|| s.reason.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -121,16 +136,20 @@ pub async fn run_probe(
 
 /// Parse the probe's stdout, checking the schema version. Pure.
 pub fn parse_probe_output(stdout: &[u8]) -> Result<ProbeOutput, String> {
-    let value: serde_json::Value = serde_json::from_slice(stdout)
-        .map_err(|e| format!("printed no JSON document ({e})"))?;
-    let version = value.get("schema_version").and_then(|v| v.as_u64()).unwrap_or(0);
+    let value: serde_json::Value =
+        serde_json::from_slice(stdout).map_err(|e| format!("printed no JSON document ({e})"))?;
+    let version = value
+        .get("schema_version")
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0);
     if version != u64::from(dns_doctor_probe::schema::SCHEMA_VERSION) {
         return Err(format!(
             "speaks schema version {version}, this plugin reads version {}; use a debug image matching the plugin (--image)",
             dns_doctor_probe::schema::SCHEMA_VERSION
         ));
     }
-    serde_json::from_value(value).map_err(|e| format!("printed a document this plugin cannot read ({e})"))
+    serde_json::from_value(value)
+        .map_err(|e| format!("printed a document this plugin cannot read ({e})"))
 }
 
 /// A capture streaming into a local file.
@@ -161,9 +180,15 @@ pub async fn start_capture(
     let api: Api<Pod> = Api::namespaced(client.clone(), &target.namespace);
     let what = format!("capture {name} in {target}");
     let mut proc = api
-        .exec(&target.pod, argv.to_vec(), &attach_params(&target.container))
+        .exec(
+            &target.pod,
+            argv.to_vec(),
+            &attach_params(&target.container),
+        )
         .await
-        .map_err(|e| KubeError::from_api(what.clone(), "create", "pods/exec", &target.namespace, e))?;
+        .map_err(|e| {
+            KubeError::from_api(what.clone(), "create", "pods/exec", &target.namespace, e)
+        })?;
     let out_file = create_private(file).await.map_err(|e| KubeError::Other {
         what: what.clone(),
         message: format!("cannot create {}: {e}", file.display()),

@@ -2,7 +2,7 @@
 //! simultaneous captures streamed back, probes and node snapshots. Then cleanup, on every
 //! path out (success, error, interruption), bounded in time.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -84,42 +84,98 @@ pub async fn execute(input: &ExecuteInput<'_>) -> Result<Evidence, ExecuteError>
 }
 
 fn probe_argv(run_id: &str, mode: &str, args: impl IntoIterator<Item = String>) -> Vec<String> {
-    let mut v = vec![PROBE_BIN.to_string(), mode.to_string(), "--run".into(), run_id.to_string()];
+    let mut v = vec![
+        PROBE_BIN.to_string(),
+        mode.to_string(),
+        "--run".into(),
+        run_id.to_string(),
+    ];
     v.extend(args);
     v
 }
 
-async fn measure(input: &ExecuteInput<'_>, started: &mut Started, evidence: &mut Evidence) -> Result<(), KubeError> {
-    let ExecuteInput { client, config, topology, plan, run_id, .. } = *input;
+async fn measure(
+    input: &ExecuteInput<'_>,
+    started: &mut Started,
+    evidence: &mut Evidence,
+) -> Result<(), KubeError> {
+    let ExecuteInput {
+        client,
+        config,
+        topology,
+        plan,
+        run_id,
+        ..
+    } = *input;
     let lifetime = config.timeout + Duration::from_secs(30);
     let container_name = format!("dns-doctor-{run_id}");
 
     (input.progress)("starting probe containers and node pods");
     // Node Jobs first: they take longest to schedule.
     for (i, node) in plan.nodes.iter().enumerate() {
-        let job = node_pod::job_spec(&format!("dns-doctor-{run_id}-{i}"), &plan.node_namespace, run_id, node, &config.image, lifetime);
+        let job = node_pod::job_spec(
+            &format!("dns-doctor-{run_id}-{i}"),
+            &plan.node_namespace,
+            run_id,
+            node,
+            &config.image,
+            lifetime,
+        );
         match node_pod::create(client, &job).await {
             Ok(()) => started.jobs_created = true,
-            Err(e) => evidence.step_errors.push(StepError { step: format!("node pod on {node}"), error: e.to_string() }),
+            Err(e) => evidence.step_errors.push(StepError {
+                step: format!("node pod on {node}"),
+                error: e.to_string(),
+            }),
         }
     }
 
     // Ephemeral containers: the target first (a failure there is fatal), then the DNS pods.
     let mut injections: Vec<(String, String, String, ephemeral::Privilege)> = Vec::new();
     if let Some(p) = plan.target_privilege {
-        let c = topology.target.containers.first().cloned().unwrap_or_default();
-        injections.push((topology.target.namespace.clone(), topology.target.name.clone(), c, p));
+        let c = topology
+            .target
+            .containers
+            .first()
+            .cloned()
+            .unwrap_or_default();
+        injections.push((
+            topology.target.namespace.clone(),
+            topology.target.name.clone(),
+            c,
+            p,
+        ));
     }
     for d in &plan.dns_pods {
-        injections.push((d.namespace.clone(), d.name.clone(), d.container.clone(), d.privilege));
+        injections.push((
+            d.namespace.clone(),
+            d.name.clone(),
+            d.container.clone(),
+            d.privilege,
+        ));
     }
     let results: Vec<(usize, Result<(), KubeError>)> = stream::iter(injections.iter().enumerate())
         .map(|(i, (ns, pod, target_c, privilege))| {
-            let spec = ephemeral::container_spec(&container_name, run_id, &config.image, target_c, *privilege, lifetime);
+            let spec = ephemeral::container_spec(
+                &container_name,
+                run_id,
+                &config.image,
+                target_c,
+                *privilege,
+                lifetime,
+            );
             async move {
                 let r = async {
                     ephemeral::inject(client, ns, pod, &spec).await?;
-                    ephemeral::wait_running(client, ns, pod, &spec.name, &config.image, START_TIMEOUT).await
+                    ephemeral::wait_running(
+                        client,
+                        ns,
+                        pod,
+                        &spec.name,
+                        &config.image,
+                        START_TIMEOUT,
+                    )
+                    .await
                 }
                 .await;
                 (i, r)
@@ -135,12 +191,20 @@ async fn measure(input: &ExecuteInput<'_>, started: &mut Started, evidence: &mut
     sorted.sort_by_key(|(i, _)| *i);
     for (i, r) in sorted {
         let (ns, pod, _, _) = &injections[i];
-        let target = ExecTarget { namespace: ns.clone(), pod: pod.clone(), container: container_name.clone() };
+        let target = ExecTarget {
+            namespace: ns.clone(),
+            pod: pod.clone(),
+            container: container_name.clone(),
+        };
         let is_target = plan.target_privilege.is_some() && i == 0;
         match r {
             Ok(()) => {
                 started.containers.push((target.clone(), true));
-                evidence.ephemeral_containers.push(EphemeralLeft { pod: format!("{ns}/{pod}"), container: container_name.clone(), terminated: false });
+                evidence.ephemeral_containers.push(EphemeralLeft {
+                    pod: format!("{ns}/{pod}"),
+                    container: container_name.clone(),
+                    terminated: false,
+                });
                 if is_target {
                     target_exec = Some(target);
                 } else {
@@ -149,14 +213,24 @@ async fn measure(input: &ExecuteInput<'_>, started: &mut Started, evidence: &mut
             }
             Err(e) => {
                 // Added but not running still leaves an entry in the spec.
-                if !matches!(e, KubeError::Forbidden { .. } | KubeError::AdmissionRejected { .. }) {
-                    evidence.ephemeral_containers.push(EphemeralLeft { pod: format!("{ns}/{pod}"), container: container_name.clone(), terminated: false });
+                if !matches!(
+                    e,
+                    KubeError::Forbidden { .. } | KubeError::AdmissionRejected { .. }
+                ) {
+                    evidence.ephemeral_containers.push(EphemeralLeft {
+                        pod: format!("{ns}/{pod}"),
+                        container: container_name.clone(),
+                        terminated: false,
+                    });
                     started.containers.push((target, false));
                 }
                 if is_target {
                     fatal = Some(e);
                 } else {
-                    evidence.step_errors.push(StepError { step: format!("probe container in {ns}/{pod}"), error: e.to_string() });
+                    evidence.step_errors.push(StepError {
+                        step: format!("probe container in {ns}/{pod}"),
+                        error: e.to_string(),
+                    });
                 }
             }
         }
@@ -167,21 +241,40 @@ async fn measure(input: &ExecuteInput<'_>, started: &mut Started, evidence: &mut
 
     // Node pods: wait until they run.
     if started.jobs_created {
-        let waits: Vec<(String, Result<String, KubeError>)> = stream::iter(plan.nodes.iter().enumerate())
-            .map(|(i, node)| async move {
-                let job = format!("dns-doctor-{run_id}-{i}");
-                (node.clone(), node_pod::wait_running(client, &plan.node_namespace, &job, node, &config.image, START_TIMEOUT).await)
-            })
-            .buffer_unordered(CONCURRENCY)
-            .collect()
-            .await;
+        let waits: Vec<(String, Result<String, KubeError>)> =
+            stream::iter(plan.nodes.iter().enumerate())
+                .map(|(i, node)| async move {
+                    let job = format!("dns-doctor-{run_id}-{i}");
+                    (
+                        node.clone(),
+                        node_pod::wait_running(
+                            client,
+                            &plan.node_namespace,
+                            &job,
+                            node,
+                            &config.image,
+                            START_TIMEOUT,
+                        )
+                        .await,
+                    )
+                })
+                .buffer_unordered(CONCURRENCY)
+                .collect()
+                .await;
         for (node, r) in waits {
             match r {
                 Ok(pod) => started.node_pods.push((
                     node,
-                    ExecTarget { namespace: plan.node_namespace.clone(), pod, container: node_pod::CONTAINER.into() },
+                    ExecTarget {
+                        namespace: plan.node_namespace.clone(),
+                        pod,
+                        container: node_pod::CONTAINER.into(),
+                    },
                 )),
-                Err(e) => evidence.step_errors.push(StepError { step: format!("node pod on {node}"), error: e.to_string() }),
+                Err(e) => evidence.step_errors.push(StepError {
+                    step: format!("node pod on {node}"),
+                    error: e.to_string(),
+                }),
             }
         }
         started.node_pods.sort_by(|a, b| a.0.cmp(&b.0));
@@ -193,46 +286,97 @@ async fn measure(input: &ExecuteInput<'_>, started: &mut Started, evidence: &mut
         (input.progress)("starting captures");
         let secs = config.capture_seconds.to_string();
         let cap_args = |extra: Vec<String>| {
-            let mut a = vec!["--output".into(), "-".into(), "--seconds".into(), secs.clone(), "--max-bytes".into(), CAPTURE_MAX_BYTES.to_string(), "--interface".into(), "any".into()];
+            let mut a = vec![
+                "--output".into(),
+                "-".into(),
+                "--seconds".into(),
+                secs.clone(),
+                "--max-bytes".into(),
+                CAPTURE_MAX_BYTES.to_string(),
+                "--interface".into(),
+                "any".into(),
+            ];
             a.extend(extra);
             probe_argv(run_id, "capture", a)
         };
         let mut to_start: Vec<(ExecTarget, String, CaptureKind, Vec<String>)> = Vec::new();
         match (plan.target_capture, &target_exec) {
             (CaptureVia::Ephemeral, Some(t)) => {
-                to_start.push((t.clone(), format!("pod-{}", topology.target.name), CaptureKind::Pod, cap_args(vec![])));
+                to_start.push((
+                    t.clone(),
+                    format!("pod-{}", topology.target.name),
+                    CaptureKind::Pod,
+                    cap_args(vec![]),
+                ));
             }
             (CaptureVia::NodeNsenter, _) => {
                 let node = topology.target.node.clone().unwrap_or_default();
                 match started.node_pods.iter().find(|(n, _)| *n == node) {
-                    Some((_, np)) => match find_pod_pid(client, np, run_id, &topology.target.uid).await {
-                        Ok(pid) => to_start.push((np.clone(), format!("pod-{}", topology.target.name), CaptureKind::Pod, cap_args(vec!["--netns-pid".into(), pid.to_string()]))),
-                        Err(e) => evidence.step_errors.push(StepError { step: "capture in the target pod via its node".into(), error: e.to_string() }),
-                    },
-                    None => evidence.step_errors.push(StepError { step: "capture in the target pod via its node".into(), error: format!("no node pod runs on {node}") }),
+                    Some((_, np)) => {
+                        match find_pod_pid(client, np, run_id, &topology.target.uid).await {
+                            Ok(pid) => to_start.push((
+                                np.clone(),
+                                format!("pod-{}", topology.target.name),
+                                CaptureKind::Pod,
+                                cap_args(vec!["--netns-pid".into(), pid.to_string()]),
+                            )),
+                            Err(e) => evidence.step_errors.push(StepError {
+                                step: "capture in the target pod via its node".into(),
+                                error: e.to_string(),
+                            }),
+                        }
+                    }
+                    None => evidence.step_errors.push(StepError {
+                        step: "capture in the target pod via its node".into(),
+                        error: format!("no node pod runs on {node}"),
+                    }),
                 }
             }
             _ => {}
         }
         for (i, t) in &dns_execs {
             if plan.dns_pods[*i].capture {
-                to_start.push((t.clone(), format!("dns-{}", plan.dns_pods[*i].name), CaptureKind::DnsPod, cap_args(vec![])));
+                to_start.push((
+                    t.clone(),
+                    format!("dns-{}", plan.dns_pods[*i].name),
+                    CaptureKind::DnsPod,
+                    cap_args(vec![]),
+                ));
             }
         }
         for (node, t) in &started.node_pods {
-            to_start.push((t.clone(), format!("node-{node}"), CaptureKind::Node, cap_args(vec![])));
+            to_start.push((
+                t.clone(),
+                format!("node-{node}"),
+                CaptureKind::Node,
+                cap_args(vec![]),
+            ));
         }
         for (target, name, kind, argv) in to_start {
             let file = input.capture_dir.join(format!("{}.pcap", sanitize(&name)));
             match exec::start_capture(client, &target, &name, &argv, &file).await {
                 Ok(c) => captures.push((c, kind)),
-                Err(e) => evidence.step_errors.push(StepError { step: format!("capture {name}"), error: e.to_string() }),
+                Err(e) => evidence.step_errors.push(StepError {
+                    step: format!("capture {name}"),
+                    error: e.to_string(),
+                }),
             }
         }
-        let ready: Vec<bool> = futures::future::join_all(captures.iter_mut().map(|(c, _)| c.wait_ready(READY_TIMEOUT))).await;
+        let ready: Vec<bool> = futures::future::join_all(
+            captures
+                .iter_mut()
+                .map(|(c, _)| c.wait_ready(READY_TIMEOUT)),
+        )
+        .await;
         for ((c, _), ok) in captures.iter().zip(ready) {
             if !ok {
-                evidence.step_errors.push(StepError { step: format!("capture {}", c.name), error: format!("tcpdump did not report listening within {}s", READY_TIMEOUT.as_secs()) });
+                evidence.step_errors.push(StepError {
+                    step: format!("capture {}", c.name),
+                    error: format!(
+                        "tcpdump did not report listening within {}s",
+                        READY_TIMEOUT.as_secs()
+                    ),
+                });
             }
         }
     }
@@ -249,17 +393,37 @@ async fn measure(input: &ExecuteInput<'_>, started: &mut Started, evidence: &mut
         for ep in &topology.endpoints {
             args.extend(["--endpoint".into(), ep.ip.to_string()]);
         }
-        args.extend(["--parallel-rounds".into(), config.parallel_rounds.to_string()]);
-        args.extend(["--deadline-secs".into(), probe_timeout.as_secs().saturating_sub(5).max(10).to_string()]);
+        args.extend([
+            "--parallel-rounds".into(),
+            config.parallel_rounds.to_string(),
+        ]);
+        args.extend([
+            "--deadline-secs".into(),
+            probe_timeout
+                .as_secs()
+                .saturating_sub(5)
+                .max(10)
+                .to_string(),
+        ]);
         Some(exec::run_probe(client, t, &probe_argv(run_id, "pod", args), probe_timeout).await)
     };
-    let node_probes = futures::future::join_all(started.node_pods.iter().map(|(node, t)| async move {
-        let args = vec!["--node-name".into(), node.clone()];
-        (node.clone(), exec::run_probe(client, t, &probe_argv(run_id, "node", args), probe_timeout).await)
-    }));
-    let external: Vec<String> = config.names.iter().filter(|n| !is_cluster_name(n, &topology.cluster_dns.domain)).cloned().collect();
+    let node_probes =
+        futures::future::join_all(started.node_pods.iter().map(|(node, t)| async move {
+            let args = vec!["--node-name".into(), node.clone()];
+            (
+                node.clone(),
+                exec::run_probe(client, t, &probe_argv(run_id, "node", args), probe_timeout).await,
+            )
+        }));
+    let external: Vec<String> = config
+        .names
+        .iter()
+        .filter(|n| !is_cluster_name(n, &topology.cluster_dns.domain))
+        .cloned()
+        .collect();
     // Nothing to ask the upstream when every name is a cluster name.
-    let upstream_targets: &[(usize, ExecTarget)] = if external.is_empty() { &[] } else { &dns_execs };
+    let upstream_targets: &[(usize, ExecTarget)] =
+        if external.is_empty() { &[] } else { &dns_execs };
     let upstream_probes = futures::future::join_all(upstream_targets.iter().map(|(i, t)| {
         let external = external.clone();
         async move {
@@ -279,34 +443,65 @@ async fn measure(input: &ExecuteInput<'_>, started: &mut Started, evidence: &mut
             }
             args.extend(["--parallel-rounds".into(), "0".into()]);
             args.extend(["--deadline-secs".into(), "30".into()]);
-            (format!("{}/{}", plan.dns_pods[*i].namespace, plan.dns_pods[*i].name), exec::run_probe(client, t, &probe_argv(run_id, "pod", args), Duration::from_secs(40)).await)
+            (
+                format!("{}/{}", plan.dns_pods[*i].namespace, plan.dns_pods[*i].name),
+                exec::run_probe(
+                    client,
+                    t,
+                    &probe_argv(run_id, "pod", args),
+                    Duration::from_secs(40),
+                )
+                .await,
+            )
         }
     }));
-    let (pod_result, node_results, upstream_results) = tokio::join!(pod_probe, node_probes, upstream_probes);
+    let (pod_result, node_results, upstream_results) =
+        tokio::join!(pod_probe, node_probes, upstream_probes);
     match pod_result {
         Some(Ok(out)) => match out.result {
             ProbeResult::Pod(r) => evidence.pod_probe = Some(r),
-            other => evidence.step_errors.push(StepError { step: "pod probe".into(), error: format!("unexpected document {other:?}") }),
+            other => evidence.step_errors.push(StepError {
+                step: "pod probe".into(),
+                error: format!("unexpected document {other:?}"),
+            }),
         },
-        Some(Err(e)) => evidence.step_errors.push(StepError { step: "pod probe".into(), error: e.to_string() }),
+        Some(Err(e)) => evidence.step_errors.push(StepError {
+            step: "pod probe".into(),
+            error: e.to_string(),
+        }),
         None => {}
     }
     for (node, r) in node_results {
         match r {
             Ok(out) => match out.result {
                 ProbeResult::Node(snapshot) => evidence.nodes.push(NodeEvidence { node, snapshot }),
-                _ => evidence.step_errors.push(StepError { step: format!("node snapshot {node}"), error: "unexpected probe document".into() }),
+                _ => evidence.step_errors.push(StepError {
+                    step: format!("node snapshot {node}"),
+                    error: "unexpected probe document".into(),
+                }),
             },
-            Err(e) => evidence.step_errors.push(StepError { step: format!("node snapshot {node}"), error: e.to_string() }),
+            Err(e) => evidence.step_errors.push(StepError {
+                step: format!("node snapshot {node}"),
+                error: e.to_string(),
+            }),
         }
     }
     for (pod, r) in upstream_results {
         match r {
             Ok(out) => match out.result {
-                ProbeResult::Pod(report) => evidence.upstream_probes.push(UpstreamProbe { dns_pod: pod, report }),
-                _ => evidence.step_errors.push(StepError { step: format!("upstream probe in {pod}"), error: "unexpected probe document".into() }),
+                ProbeResult::Pod(report) => evidence.upstream_probes.push(UpstreamProbe {
+                    dns_pod: pod,
+                    report,
+                }),
+                _ => evidence.step_errors.push(StepError {
+                    step: format!("upstream probe in {pod}"),
+                    error: "unexpected probe document".into(),
+                }),
             },
-            Err(e) => evidence.step_errors.push(StepError { step: format!("upstream probe in {pod}"), error: e.to_string() }),
+            Err(e) => evidence.step_errors.push(StepError {
+                step: format!("upstream probe in {pod}"),
+                error: e.to_string(),
+            }),
         }
     }
 
@@ -316,12 +511,25 @@ async fn measure(input: &ExecuteInput<'_>, started: &mut Started, evidence: &mut
         // A second of grace lets late replies and retransmissions land in the pcaps.
         tokio::time::sleep(Duration::from_secs(1)).await;
         let mut stopped: Vec<&ExecTarget> = Vec::new();
-        let all_targets: Vec<&ExecTarget> = started.containers.iter().filter(|(_, ok)| *ok).map(|(t, _)| t).chain(started.node_pods.iter().map(|(_, t)| t)).collect();
+        let all_targets: Vec<&ExecTarget> = started
+            .containers
+            .iter()
+            .filter(|(_, ok)| *ok)
+            .map(|(t, _)| t)
+            .chain(started.node_pods.iter().map(|(_, t)| t))
+            .collect();
         for t in all_targets {
             if !stopped.contains(&t) {
-                let argv = probe_argv(run_id, "stop", ["--only".to_string(), "capture".to_string()]);
+                let argv = probe_argv(
+                    run_id,
+                    "stop",
+                    ["--only".to_string(), "capture".to_string()],
+                );
                 if let Err(e) = exec::run(client, t, &argv, Duration::from_secs(10)).await {
-                    evidence.step_errors.push(StepError { step: format!("stop capture in {t}"), error: e.to_string() });
+                    evidence.step_errors.push(StepError {
+                        step: format!("stop capture in {t}"),
+                        error: e.to_string(),
+                    });
                 }
                 stopped.push(t);
             }
@@ -334,7 +542,14 @@ async fn measure(input: &ExecuteInput<'_>, started: &mut Started, evidence: &mut
         }))
         .await;
         for (name, kind, file, r) in results {
-            evidence.captures.push(CapturePoint { name, kind, file: (r.bytes > 0).then_some(file), bytes: r.bytes, summary: r.summary, error: r.error });
+            evidence.captures.push(CapturePoint {
+                name,
+                kind,
+                file: (r.bytes > 0).then_some(file),
+                bytes: r.bytes,
+                summary: r.summary,
+                error: r.error,
+            });
         }
     }
     Ok(())
@@ -342,22 +557,38 @@ async fn measure(input: &ExecuteInput<'_>, started: &mut Started, evidence: &mut
 
 /// Find a process of the target pod on its node, for nsenter, by the pod UID in
 /// /proc/<pid>/cgroup (works for any runtime, cgroup version and driver).
-async fn find_pod_pid(client: &Client, node_pod: &ExecTarget, run_id: &str, uid: &str) -> Result<u32, KubeError> {
+async fn find_pod_pid(
+    client: &Client,
+    node_pod: &ExecTarget,
+    run_id: &str,
+    uid: &str,
+) -> Result<u32, KubeError> {
     let argv = probe_argv(run_id, "find-pod", ["--uid".to_string(), uid.to_string()]);
     let out = exec::run(client, node_pod, &argv, Duration::from_secs(15)).await?;
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| KubeError::Other { what: "find the target pod's processes on its node".into(), message: e.to_string() })?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| KubeError::Other {
+            what: "find the target pod's processes on its node".into(),
+            message: e.to_string(),
+        })?;
     v.get("pids")
         .and_then(|p| p.as_array())
         .and_then(|a| a.iter().filter_map(|x| x.as_u64()).next())
         .and_then(|p| u32::try_from(p).ok())
-        .ok_or_else(|| KubeError::Other { what: "find the target pod's processes on its node".into(), message: format!("no process of pod UID {uid} found") })
+        .ok_or_else(|| KubeError::Other {
+            what: "find the target pod's processes on its node".into(),
+            message: format!("no process of pod UID {uid} found"),
+        })
 }
 
 /// Whether a name is expected to be answered by the cluster DNS itself (a Service name)
 /// rather than forwarded upstream.
 pub fn is_cluster_name(name: &str, domain: &str) -> bool {
     let n = name.trim_end_matches('.');
-    let domain = if domain.is_empty() { "cluster.local" } else { domain };
+    let domain = if domain.is_empty() {
+        "cluster.local"
+    } else {
+        domain
+    };
     // Service names are written `svc`, `svc.ns`, `svc.ns.svc` or fully qualified; a
     // two-label name in the namespaces every cluster has is a Service too.
     !n.contains('.')
@@ -369,36 +600,56 @@ pub fn is_cluster_name(name: &str, domain: &str) -> bool {
 }
 
 fn sanitize(name: &str) -> String {
-    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_' { c } else { '_' }).collect()
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// Stop everything this run started. Bounded: whatever is not done in time is left to the
 /// containers' own deadlines and the Jobs' TTL.
 async fn clean_up(input: &ExecuteInput<'_>, started: &Started, evidence: &mut Evidence) {
     let work = async {
-        let stops = futures::future::join_all(
-            started
-                .containers
-                .iter()
-                .filter(|(_, ok)| *ok)
-                .map(|(t, _)| async move { (t, cleanup::stop_run_in(input.client, t, input.run_id, Duration::from_secs(10)).await) }),
-        )
+        let stops = futures::future::join_all(started.containers.iter().filter(|(_, ok)| *ok).map(
+            |(t, _)| async move {
+                (
+                    t,
+                    cleanup::stop_run_in(input.client, t, input.run_id, Duration::from_secs(10))
+                        .await,
+                )
+            },
+        ))
         .await;
         for (t, r) in stops {
             if let Err(e) = r {
-                evidence.step_errors.push(StepError { step: format!("stop probe container in {t}"), error: e.to_string() });
+                evidence.step_errors.push(StepError {
+                    step: format!("stop probe container in {t}"),
+                    error: e.to_string(),
+                });
             }
         }
         if started.jobs_created {
-            if let Err(e) = cleanup::delete_run_jobs(input.client, &input.plan.node_namespace, input.run_id).await {
-                evidence.step_errors.push(StepError { step: "delete node pods".into(), error: e.to_string() });
+            if let Err(e) =
+                cleanup::delete_run_jobs(input.client, &input.plan.node_namespace, input.run_id)
+                    .await
+            {
+                evidence.step_errors.push(StepError {
+                    step: "delete node pods".into(),
+                    error: e.to_string(),
+                });
             }
         }
         // Confirm the ephemeral containers exited: they stay in the spec, but must not run.
         let deadline = Instant::now() + Duration::from_secs(10);
         for left in evidence.ephemeral_containers.iter_mut() {
             let (ns, pod) = left.pod.split_once('/').unwrap_or_default();
-            left.terminated = wait_terminated(input.client, ns, pod, &left.container, deadline).await;
+            left.terminated =
+                wait_terminated(input.client, ns, pod, &left.container, deadline).await;
         }
     };
     if tokio::time::timeout(CLEANUP_TIMEOUT, work).await.is_err() {
@@ -406,12 +657,20 @@ async fn clean_up(input: &ExecuteInput<'_>, started: &Started, evidence: &mut Ev
     }
 }
 
-async fn wait_terminated(client: &Client, ns: &str, pod: &str, container: &str, deadline: Instant) -> bool {
+async fn wait_terminated(
+    client: &Client,
+    ns: &str,
+    pod: &str,
+    container: &str,
+    deadline: Instant,
+) -> bool {
     let api: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::namespaced(client.clone(), ns);
     loop {
         match api.get_opt(pod).await {
             Ok(p) => match ephemeral::container_state(p.as_ref(), container) {
-                ephemeral::ContainerState::Terminated { .. } | ephemeral::ContainerState::Gone => return true,
+                ephemeral::ContainerState::Terminated { .. } | ephemeral::ContainerState::Gone => {
+                    return true
+                }
                 _ => {}
             },
             Err(_) => return false,
@@ -423,21 +682,13 @@ async fn wait_terminated(client: &Client, ns: &str, pod: &str, container: &str, 
     }
 }
 
-/// Upstream resolvers from Corefile forward targets that are addresses (not files).
-pub fn upstream_addrs(targets: &[String]) -> Vec<SocketAddr> {
-    targets
-        .iter()
-        .filter_map(|t| {
-            let t = t.trim_start_matches("dns://");
-            t.parse::<SocketAddr>().ok().or_else(|| t.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)))
-        })
-        .collect()
-}
-
 /// Private temporary directory for captures when no bundle directory was asked for.
 pub fn private_temp_dir(run_id: &str) -> std::io::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("dns-doctor-{run_id}"));
-    std::fs::DirBuilder::new().mode(0o700).recursive(true).create(&dir)?;
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .recursive(true)
+        .create(&dir)?;
     Ok(dir)
 }
 
@@ -448,16 +699,12 @@ mod tests {
     #[test]
     fn cluster_names_are_told_from_external_ones() {
         assert!(is_cluster_name("kubernetes.default", "cluster.local"));
-        assert!(is_cluster_name("kubernetes.default.svc.cluster.local.", "cluster.local"));
+        assert!(is_cluster_name(
+            "kubernetes.default.svc.cluster.local.",
+            "cluster.local"
+        ));
         assert!(is_cluster_name("web.shop.svc", "cluster.local"));
         assert!(!is_cluster_name("external.test", "cluster.local"));
         assert!(!is_cluster_name("kubernetes.io", "cluster.local"));
-    }
-
-    #[test]
-    fn upstreams_from_forward_targets() {
-        let t = vec!["10.253.0.2".to_string(), "/etc/resolv.conf".into(), "1.2.3.4:5353".into(), "dns://9.9.9.9".into()];
-        let u = upstream_addrs(&t);
-        assert_eq!(u.iter().map(|s| s.to_string()).collect::<Vec<_>>(), vec!["10.253.0.2:53", "1.2.3.4:5353", "9.9.9.9:53"]);
     }
 }

@@ -57,7 +57,9 @@ pub enum KubeError {
         name: String,
         namespace: String,
     },
-    #[error("pod {namespace}/{name} is {phase}, not Running: DNS can only be examined in a running pod")]
+    #[error(
+        "pod {namespace}/{name} is {phase}, not Running: DNS can only be examined in a running pod"
+    )]
     PodNotRunning {
         namespace: String,
         name: String,
@@ -114,7 +116,13 @@ impl KubeError {
     }
 
     /// Classify an API error for an action, so 403 and 404 get their own advice.
-    pub fn from_api(what: impl Into<String>, verb: &str, resource: &str, namespace: &str, err: ::kube::Error) -> Self {
+    pub fn from_api(
+        what: impl Into<String>,
+        verb: &str,
+        resource: &str,
+        namespace: &str,
+        err: ::kube::Error,
+    ) -> Self {
         let what = what.into();
         if let ::kube::Error::Api(status) = &err {
             match status.code {
@@ -127,14 +135,21 @@ impl KubeError {
                         message: status.message.clone(),
                     }
                 }
-                404 if resource == "pods/ephemeralcontainers" && status.message.contains("the server could not find the requested resource") => {
+                404 if resource == "pods/ephemeralcontainers"
+                    && status
+                        .message
+                        .contains("the server could not find the requested resource") =>
+                {
                     return Self::EphemeralUnsupported
                 }
                 _ => {}
             }
         }
         if is_connect_error(&err) {
-            return Self::Unreachable { server: what, source: err };
+            return Self::Unreachable {
+                server: what,
+                source: err,
+            };
         }
         Self::Api { what, source: err }
     }
@@ -152,7 +167,10 @@ pub fn api_group_of(resource: &str) -> &'static str {
 }
 
 fn is_connect_error(err: &::kube::Error) -> bool {
-    matches!(err, ::kube::Error::HyperError(_) | ::kube::Error::Service(_))
+    matches!(
+        err,
+        ::kube::Error::HyperError(_) | ::kube::Error::Service(_)
+    )
 }
 
 /// Build a client from kubeconfig, honouring --kubeconfig, KUBECONFIG and --context.
@@ -174,12 +192,21 @@ pub async fn connect(opts: &KubeOptions) -> Result<(Client, String), KubeError> 
         None => Config::from_kubeconfig(&options).await,
     }
     .map_err(|e| KubeError::Kubeconfig {
-        path: opts.kubeconfig.clone().or_else(|| std::env::var_os("KUBECONFIG").map(PathBuf::from)),
+        path: opts
+            .kubeconfig
+            .clone()
+            .or_else(|| std::env::var_os("KUBECONFIG").map(PathBuf::from)),
         source: Box::new(e),
     })?;
-    let namespace = opts.namespace.clone().unwrap_or_else(|| config.default_namespace.clone());
+    let namespace = opts
+        .namespace
+        .clone()
+        .unwrap_or_else(|| config.default_namespace.clone());
     let server = config.cluster_url.to_string();
-    let client = Client::try_from(config).map_err(|e| KubeError::Unreachable { server: server.clone(), source: e })?;
+    let client = Client::try_from(config).map_err(|e| KubeError::Unreachable {
+        server: server.clone(),
+        source: e,
+    })?;
     // One cheap call up front, so an unreachable cluster is reported as such and early.
     client
         .apiserver_version()
@@ -191,5 +218,7 @@ pub async fn connect(opts: &KubeOptions) -> Result<(Client, String), KubeError> 
 /// A short random suffix for object names, unique per run.
 pub fn run_id(rng: &mut impl rand::Rng) -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    (0..6).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+    (0..6)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
 }

@@ -33,7 +33,10 @@ pub fn job_spec(
     let labels: BTreeMap<String, String> = [
         (MANAGED_BY_LABEL.to_string(), MANAGED_BY_VALUE.to_string()),
         (RUN_LABEL.to_string(), run_id.to_string()),
-        ("app.kubernetes.io/name".to_string(), "dns-doctor-node".to_string()),
+        (
+            "app.kubernetes.io/name".to_string(),
+            "dns-doctor-node".to_string(),
+        ),
     ]
     .into();
     let secs = i64::try_from(lifetime.as_secs().max(1)).unwrap_or(i64::MAX);
@@ -97,7 +100,10 @@ pub async fn create(client: &Client, job: &Job) -> Result<(), KubeError> {
         .map(|_| ())
         .map_err(|e| {
             KubeError::from_api(
-                format!("create node Job {}", job.metadata.name.clone().unwrap_or_default()),
+                format!(
+                    "create node Job {}",
+                    job.metadata.name.clone().unwrap_or_default()
+                ),
                 "create",
                 "jobs",
                 &ns,
@@ -137,7 +143,10 @@ pub fn pod_state(pod: Option<&Pod>) -> ContainerState {
     }
     if let Some(w) = &state.waiting {
         let reason = w.reason.clone().unwrap_or_default();
-        if reason.contains("ImagePull") || reason.contains("ErrImage") || reason.starts_with("CreateContainer") {
+        if reason.contains("ImagePull")
+            || reason.contains("ErrImage")
+            || reason.starts_with("CreateContainer")
+        {
             return ContainerState::Stuck {
                 reason,
                 message: w.message.clone().unwrap_or_default(),
@@ -163,14 +172,22 @@ pub async fn wait_running(
     // The pod's name is not known until the Job controller creates it.
     let pod_name = loop {
         let list = api.list(&lp).await.map_err(|e| {
-            KubeError::from_api(format!("list pods of Job {job_name}"), "list", "pods", namespace, e)
+            KubeError::from_api(
+                format!("list pods of Job {job_name}"),
+                "list",
+                "pods",
+                namespace,
+                e,
+            )
         })?;
         if let Some(p) = list.items.into_iter().find_map(|p| p.metadata.name) {
             break p;
         }
         if tokio::time::Instant::now() >= deadline {
             return Err(KubeError::Timeout {
-                what: format!("the node pod of Job {namespace}/{job_name} being created on node {node}"),
+                what: format!(
+                    "the node pod of Job {namespace}/{job_name} being created on node {node}"
+                ),
                 timeout,
             });
         }
@@ -178,7 +195,8 @@ pub async fn wait_running(
     };
     let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
     let cond = |p: Option<&Pod>| !matches!(pod_state(p), ContainerState::Pending);
-    let waited = tokio::time::timeout(remaining, await_condition(api.clone(), &pod_name, cond)).await;
+    let waited =
+        tokio::time::timeout(remaining, await_condition(api.clone(), &pod_name, cond)).await;
     let pod = match waited {
         Err(_) => {
             let why = api
@@ -239,21 +257,37 @@ mod tests {
 
     #[test]
     fn job_is_pinned_bounded_and_labelled() {
-        let job = job_spec("dns-doctor-node-x", "kube-system", "abc123", "worker-1", "img:1", Duration::from_secs(100));
+        let job = job_spec(
+            "dns-doctor-node-x",
+            "kube-system",
+            "abc123",
+            "worker-1",
+            "img:1",
+            Duration::from_secs(100),
+        );
         let labels = job.metadata.labels.clone().unwrap();
         assert_eq!(labels[MANAGED_BY_LABEL], MANAGED_BY_VALUE);
         assert_eq!(labels[RUN_LABEL], "abc123");
         let spec = job.spec.unwrap();
         assert_eq!(spec.active_deadline_seconds, Some(130));
-        assert_eq!(spec.ttl_seconds_after_finished, Some(TTL_AFTER_FINISHED_SECS));
+        assert_eq!(
+            spec.ttl_seconds_after_finished,
+            Some(TTL_AFTER_FINISHED_SECS)
+        );
         assert_eq!(spec.backoff_limit, Some(0));
         let pod = spec.template.spec.unwrap();
         assert_eq!(pod.node_name.as_deref(), Some("worker-1"));
         assert_eq!(pod.host_network, Some(true));
         assert_eq!(pod.host_pid, Some(true));
-        assert_eq!(pod.tolerations.unwrap()[0].operator.as_deref(), Some("Exists"));
+        assert_eq!(
+            pod.tolerations.unwrap()[0].operator.as_deref(),
+            Some("Exists")
+        );
         let c = &pod.containers[0];
         assert_eq!(c.security_context.as_ref().unwrap().privileged, Some(true));
-        assert_eq!(c.command.as_ref().unwrap()[1..], ["hold", "--seconds", "100", "--run", "abc123"]);
+        assert_eq!(
+            c.command.as_ref().unwrap()[1..],
+            ["hold", "--seconds", "100", "--run", "abc123"]
+        );
     }
 }

@@ -55,24 +55,67 @@ pub fn required_checks(
     node_checks: bool,
 ) -> Vec<AccessCheck> {
     let mut checks = vec![
-        AccessCheck::new("patch", "pods/ephemeralcontainers", Some(target_ns), "add the probe container to the target pod"),
-        AccessCheck::new("create", "pods/exec", Some(target_ns), "run the probe in the target pod"),
+        AccessCheck::new(
+            "patch",
+            "pods/ephemeralcontainers",
+            Some(target_ns),
+            "add the probe container to the target pod",
+        ),
+        AccessCheck::new(
+            "create",
+            "pods/exec",
+            Some(target_ns),
+            "run the probe in the target pod",
+        ),
     ];
     if let Some(ns) = dns_ns {
-        checks.push(AccessCheck::new("patch", "pods/ephemeralcontainers", Some(ns), "add probe containers to the DNS pods"));
-        checks.push(AccessCheck::new("create", "pods/exec", Some(ns), "query the upstream from the DNS pods"));
+        checks.push(AccessCheck::new(
+            "patch",
+            "pods/ephemeralcontainers",
+            Some(ns),
+            "add probe containers to the DNS pods",
+        ));
+        checks.push(AccessCheck::new(
+            "create",
+            "pods/exec",
+            Some(ns),
+            "query the upstream from the DNS pods",
+        ));
     }
     if node_checks {
-        checks.push(AccessCheck::new("create", "jobs", Some(node_ns), "start node-debug pods"));
-        checks.push(AccessCheck::new("delete", "jobs", Some(node_ns), "remove node-debug pods"));
-        checks.push(AccessCheck::new("list", "pods", Some(node_ns), "find the node-debug pods"));
-        checks.push(AccessCheck::new("create", "pods/exec", Some(node_ns), "read rules and counters on the nodes"));
+        checks.push(AccessCheck::new(
+            "create",
+            "jobs",
+            Some(node_ns),
+            "start node-debug pods",
+        ));
+        checks.push(AccessCheck::new(
+            "delete",
+            "jobs",
+            Some(node_ns),
+            "remove node-debug pods",
+        ));
+        checks.push(AccessCheck::new(
+            "list",
+            "pods",
+            Some(node_ns),
+            "find the node-debug pods",
+        ));
+        checks.push(AccessCheck::new(
+            "create",
+            "pods/exec",
+            Some(node_ns),
+            "read rules and counters on the nodes",
+        ));
     }
     checks
 }
 
 /// Ask the API server about each permission.
-pub async fn check_access(client: &Client, checks: &[AccessCheck]) -> Result<Vec<AccessAnswer>, KubeError> {
+pub async fn check_access(
+    client: &Client,
+    checks: &[AccessCheck],
+) -> Result<Vec<AccessAnswer>, KubeError> {
     let api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
     let mut answers = Vec::with_capacity(checks.len());
     for check in checks {
@@ -94,9 +137,18 @@ pub async fn check_access(client: &Client, checks: &[AccessCheck]) -> Result<Vec
             },
             ..SelfSubjectAccessReview::default()
         };
-        let result = api.create(&PostParams::default(), &review).await.map_err(|e| {
-            KubeError::from_api("ask for access (SelfSubjectAccessReview)", "create", "selfsubjectaccessreviews", "", e)
-        })?;
+        let result = api
+            .create(&PostParams::default(), &review)
+            .await
+            .map_err(|e| {
+                KubeError::from_api(
+                    "ask for access (SelfSubjectAccessReview)",
+                    "create",
+                    "selfsubjectaccessreviews",
+                    "",
+                    e,
+                )
+            })?;
         let status = result.status.unwrap_or_default();
         answers.push(AccessAnswer {
             check: check.clone(),
@@ -142,7 +194,14 @@ pub async fn choose_ephemeral(
         if privilege.can_capture() && !want_capture {
             continue;
         }
-        let spec = ephemeral::container_spec("dns-doctor-dryrun", "dryrun", image, target_container, privilege, Duration::from_secs(1));
+        let spec = ephemeral::container_spec(
+            "dns-doctor-dryrun",
+            "dryrun",
+            image,
+            target_container,
+            privilege,
+            Duration::from_secs(1),
+        );
         match ephemeral::dry_run(client, namespace, pod, &spec).await? {
             None => {
                 return Ok(EphemeralChoice {
@@ -168,9 +227,12 @@ mod tests {
         let without = required_checks("app", Some("kube-system"), "kube-system", false);
         assert!(without.iter().all(|c| c.resource != "jobs"));
         let with = required_checks("app", Some("kube-system"), "kube-system", true);
-        assert!(with.iter().any(|c| c.verb == "create" && c.resource == "jobs"));
         assert!(with
             .iter()
-            .any(|c| c.resource == "pods/ephemeralcontainers" && c.namespace.as_deref() == Some("app")));
+            .any(|c| c.verb == "create" && c.resource == "jobs"));
+        assert!(with
+            .iter()
+            .any(|c| c.resource == "pods/ephemeralcontainers"
+                && c.namespace.as_deref() == Some("app")));
     }
 }

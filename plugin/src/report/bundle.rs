@@ -3,7 +3,7 @@
 //! snapshots, report.json and report.txt. Captures contain names and addresses, so the
 //! directory is 0700 and every file 0600.
 
-use std::fs::{DirBuilder, OpenOptions, Permissions};
+use std::fs::{DirBuilder, File, OpenOptions, Permissions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -51,13 +51,14 @@ pub fn create_dir(dir: &Path) -> Result<(), BundleError> {
         })
 }
 
-/// Writes one file with mode 0600, replacing an existing one.
-pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), BundleError> {
+/// Creates (or truncates) a file with mode 0600 for writing, e.g. a pcap streamed into the
+/// bundle.
+pub fn create_private_file(path: &Path) -> Result<File, BundleError> {
     let err = |source| BundleError::Write {
         path: path.to_path_buf(),
         source,
     };
-    let mut f = OpenOptions::new()
+    let f = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
@@ -65,8 +66,19 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), BundleError> {
         .open(path)
         .map_err(err)?;
     // `mode` applies only to a newly created file; an older one may be wider.
-    f.set_permissions(Permissions::from_mode(0o600)).map_err(err)?;
-    f.write_all(bytes).map_err(err)
+    f.set_permissions(Permissions::from_mode(0o600))
+        .map_err(err)?;
+    Ok(f)
+}
+
+/// Writes one file with mode 0600, replacing an existing one.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), BundleError> {
+    create_private_file(path)?
+        .write_all(bytes)
+        .map_err(|source| BundleError::Write {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// A file-name-safe form of a node name, command key or path: only `[A-Za-z0-9._-]`, and
@@ -75,7 +87,13 @@ pub fn safe_name(s: &str) -> String {
     let cleaned: String = s
         .trim_start_matches('/')
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if cleaned.is_empty() || cleaned.chars().all(|c| c == '.') {
         format!("_{cleaned}")
@@ -85,7 +103,8 @@ pub fn safe_name(s: &str) -> String {
 }
 
 fn json<T: serde::Serialize>(what: &'static str, v: &T) -> Result<Vec<u8>, BundleError> {
-    let mut bytes = serde_json::to_vec_pretty(v).map_err(|source| BundleError::Serialize { what, source })?;
+    let mut bytes =
+        serde_json::to_vec_pretty(v).map_err(|source| BundleError::Serialize { what, source })?;
     bytes.push(b'\n');
     Ok(bytes)
 }
@@ -114,18 +133,32 @@ pub fn write_bundle(
         let node_dir = dir.join("nodes").join(safe_name(&n.node));
         create_dir(&node_dir)?;
         for c in &n.snapshot.commands {
-            put(node_dir.join(format!("{}.txt", safe_name(&c.key))), c.stdout.as_bytes())?;
+            put(
+                node_dir.join(format!("{}.txt", safe_name(&c.key))),
+                c.stdout.as_bytes(),
+            )?;
             if !c.stderr.is_empty() {
-                put(node_dir.join(format!("{}.stderr.txt", safe_name(&c.key))), c.stderr.as_bytes())?;
+                put(
+                    node_dir.join(format!("{}.stderr.txt", safe_name(&c.key))),
+                    c.stderr.as_bytes(),
+                )?;
             }
         }
-        let readable: Vec<_> = n.snapshot.files.iter().filter(|f| f.content.is_some()).collect();
+        let readable: Vec<_> = n
+            .snapshot
+            .files
+            .iter()
+            .filter(|f| f.content.is_some())
+            .collect();
         if !readable.is_empty() {
             let files_dir = node_dir.join("files");
             create_dir(&files_dir)?;
             for f in readable {
                 let content = f.content.as_deref().unwrap_or_default();
-                put(files_dir.join(format!("{}.txt", safe_name(&f.path))), content.as_bytes())?;
+                put(
+                    files_dir.join(format!("{}.txt", safe_name(&f.path))),
+                    content.as_bytes(),
+                )?;
             }
         }
     }

@@ -7,14 +7,27 @@ use crate::diagnose::PacketLadder;
 const TIME_WIDTH: usize = 12;
 
 fn column_width(points: &[String]) -> usize {
-    points.iter().map(|p| p.chars().count()).max().unwrap_or(0).max(8) + 3
+    points
+        .iter()
+        .map(|p| p.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(8)
+        + 3
 }
 
 fn center(col: usize, width: usize) -> usize {
     TIME_WIDTH + col * width + width / 2
 }
 
-fn row(time: &str, cells: &[(usize, char)], fill: Option<(usize, usize)>, width: usize, n: usize, note: &str) -> String {
+fn row(
+    time: &str,
+    cells: &[(usize, char)],
+    fill: Option<(usize, usize)>,
+    width: usize,
+    n: usize,
+    note: &str,
+) -> String {
     let mut line: Vec<char> = vec![' '; TIME_WIDTH + n * width];
     for (i, ch) in time.chars().take(TIME_WIDTH - 1).enumerate() {
         line[i] = ch;
@@ -58,15 +71,30 @@ pub fn render(l: &PacketLadder) -> Vec<String> {
             }
         }
     }
-    out.push(header.into_iter().collect::<String>().trim_end().to_string());
+    out.push(
+        header
+            .into_iter()
+            .collect::<String>()
+            .trim_end()
+            .to_string(),
+    );
     let col_of = |point: &str| l.points.iter().position(|p| p == point);
     let mut prev: Option<usize> = None;
     for s in &l.seen {
-        let Some(col) = col_of(&s.point) else { continue };
+        let Some(col) = col_of(&s.point) else {
+            continue;
+        };
         let marker = if s.answered { 'A' } else { '*' };
         let note = format!("{} -> {}", s.client, s.server);
         let fill = prev.filter(|p| *p < col).map(|p| (p, col));
-        out.push(row(&format!("+{:.3}ms", s.offset_ms), &[(col, marker)], fill, width, n, &note));
+        out.push(row(
+            &format!("+{:.3}ms", s.offset_ms),
+            &[(col, marker)],
+            fill,
+            width,
+            n,
+            &note,
+        ));
         prev = Some(col);
     }
     let last = col_of(&l.last_point);
@@ -82,7 +110,14 @@ pub fn render(l: &PacketLadder) -> Vec<String> {
         _ => None,
     };
     match x_col {
-        Some(c) => out.push(row("", &[(c, 'X')], last.map(|p| (p, c)), width, n, &lost_note)),
+        Some(c) => out.push(row(
+            "",
+            &[(c, 'X')],
+            last.map(|p| (p, c)),
+            width,
+            n,
+            &lost_note,
+        )),
         None => out.push(row("", &[], None, width, n, &format!("X {lost_note}"))),
     }
     out

@@ -114,6 +114,8 @@ pub struct RunInfo {
     /// Why that plan (what preflight allowed or refused).
     pub strategy_reason: String,
     pub timings: Timings,
+    /// The evidence bundle directory, when one is written.
+    pub bundle_dir: Option<String>,
 }
 
 /// The whole report, as written by `-o json|yaml` and into report.json.
@@ -142,10 +144,18 @@ pub struct Report {
     /// Discovery steps that could not be done, and why.
     #[serde(default)]
     pub discovery_gaps: Vec<String>,
+    /// The evidence bundle directory (pcaps, node snapshots, report.json), if written.
+    #[serde(default)]
+    pub bundle_dir: Option<String>,
 }
 
 impl Report {
-    pub fn new(topology: &Topology, evidence: &Evidence, diagnosis: Diagnosis, run: RunInfo) -> Self {
+    pub fn new(
+        topology: &Topology,
+        evidence: &Evidence,
+        diagnosis: Diagnosis,
+        run: RunInfo,
+    ) -> Self {
         let verdict = if diagnosis.has_problems() {
             Verdict::ProblemsFound
         } else if evidence.pod_probe.is_none() {
@@ -213,6 +223,7 @@ impl Report {
             timings: run.timings,
             step_errors: evidence.step_errors.clone(),
             discovery_gaps: topology.gaps.clone(),
+            bundle_dir: run.bundle_dir,
         }
     }
 }

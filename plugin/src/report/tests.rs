@@ -22,6 +22,7 @@ fn run_info() -> RunInfo {
             total_ms: 9_412,
             time_to_verdict_ms: 8_730,
         },
+        bundle_dir: Some("dns-doctor-web-0-20261125T165500".into()),
     }
 }
 
@@ -68,7 +69,11 @@ fn firewall_report() -> Report {
     let mut s = healthy();
     with_captures(&mut s);
     s.set_node_command("iptables-legacy-save", IPT_NODE_FIREWALL);
-    s.set_queries(|q| q.role != ServerRole::Upstream, QueryOutcome::TimedOut, None);
+    s.set_queries(
+        |q| q.role != ServerRole::Upstream,
+        QueryOutcome::TimedOut,
+        None,
+    );
     s.set_connects(|_| true, ConnectOutcome::TimedOut);
     s.evidence.step_errors.push(StepError {
         step: "capture dns-coredns-b".into(),
@@ -103,9 +108,21 @@ fn firewall_report() -> Report {
     };
     let (pod, node, dns) = (analysis(1), analysis(1), analysis(0));
     let points = [
-        PointAnalysis { name: "pod-web-0", kind: CaptureKind::Pod, analysis: &pod },
-        PointAnalysis { name: "node-node-1", kind: CaptureKind::Node, analysis: &node },
-        PointAnalysis { name: "dns-coredns-a", kind: CaptureKind::DnsPod, analysis: &dns },
+        PointAnalysis {
+            name: "pod-web-0",
+            kind: CaptureKind::Pod,
+            analysis: &pod,
+        },
+        PointAnalysis {
+            name: "node-node-1",
+            kind: CaptureKind::Node,
+            analysis: &node,
+        },
+        PointAnalysis {
+            name: "dns-coredns-a",
+            kind: CaptureKind::DnsPod,
+            analysis: &dns,
+        },
     ];
     let d = diagnose(&DiagnosisInput {
         topology: &s.topology,
@@ -137,7 +154,10 @@ fn firewall_report_text() {
     assert_eq!(r.exit_code, 1);
     let t = text(&r, false);
     // The verdict comes first, the root cause right under it.
-    assert!(t.starts_with("dns-doctor DNS for pod default/web-0: PROBLEMS FOUND\n"), "{t}");
+    assert!(
+        t.starts_with("dns-doctor DNS for pod default/web-0: PROBLEMS FOUND\n"),
+        "{t}"
+    );
     let findings = t.find("FINDINGS").unwrap();
     let checklist = t.find("RUNBOOK CHECKLIST").unwrap();
     let ladder = t.find("LOST QUERIES").unwrap();
@@ -194,6 +214,7 @@ fn json_has_the_documented_top_level_fields() {
         "timings",
         "step_errors",
         "discovery_gaps",
+        "bundle_dir",
     ] {
         assert!(keys.contains(&k), "missing {k} in {keys:?}");
     }
@@ -228,7 +249,10 @@ fn ladder_marks_where_the_query_died() {
     assert_eq!(lines.len(), 4, "{lines:#?}");
     assert!(lines[0].contains("pod-web-0") && lines[0].contains("dns-coredns-a"));
     assert!(lines[1].starts_with("+0.000ms"));
-    assert!(lines[2].starts_with("+0.038ms") && lines[2].contains("->*"), "{lines:#?}");
+    assert!(
+        lines[2].starts_with("+0.038ms") && lines[2].contains("->*"),
+        "{lines:#?}"
+    );
     // The X sits under the DNS pod column: the query never got there.
     let x = lines[3].find('X').unwrap();
     let col = lines[0].find("dns-coredns-a").unwrap();
@@ -242,7 +266,8 @@ fn bundle_files_are_private() {
     let r = healthy_report();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("bundle");
-    let written = bundle::write_bundle(&dir, &s.topology, &s.evidence, &r, &text(&r, false)).unwrap();
+    let written =
+        bundle::write_bundle(&dir, &s.topology, &s.evidence, &r, &text(&r, false)).unwrap();
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&dir), 0o700);
     assert_eq!(mode(&dir.join("nodes").join("node-1")), 0o700);
@@ -262,7 +287,10 @@ fn bundle_files_are_private() {
         "nodes/node-1/conntrack-stats-before.txt",
         "nodes/node-1/files/proc_sys_net_netfilter_nf_conntrack_count.txt",
     ] {
-        assert!(names.iter().any(|n| n == want), "missing {want} in {names:?}");
+        assert!(
+            names.iter().any(|n| n == want),
+            "missing {want} in {names:?}"
+        );
     }
     let dump = std::fs::read_to_string(dir.join("nodes/node-1/iptables-legacy-save.txt")).unwrap();
     assert_eq!(dump, crate::diagnose::testkit::IPT_HEALTHY);
@@ -270,7 +298,11 @@ fn bundle_files_are_private() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
     assert_eq!(back, r);
     // Writing again over an older, wider file leaves it private.
-    std::fs::set_permissions(dir.join("report.txt"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(
+        dir.join("report.txt"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
     bundle::write_bundle(&dir, &s.topology, &s.evidence, &r, "again").unwrap();
     assert_eq!(mode(&dir.join("report.txt")), 0o600);
 }

@@ -84,13 +84,21 @@ pub fn render_text(report: &Report, out: &mut dyn Write, color: bool) -> io::Res
     writeln!(
         out,
         "  cluster DNS: {} ({}), Service {}, ready endpoints [{}]",
-        if ips.is_empty() { "unknown".to_string() } else { ips.join(", ") },
+        if ips.is_empty() {
+            "unknown".to_string()
+        } else {
+            ips.join(", ")
+        },
         dns.source,
         dns.service.as_deref().unwrap_or("none"),
         eps.join(", ")
     )?;
     if !report.strategy.is_empty() {
-        writeln!(out, "  strategy: {} ({})", report.strategy, report.strategy_reason)?;
+        writeln!(
+            out,
+            "  strategy: {} ({})",
+            report.strategy, report.strategy_reason
+        )?;
     }
 
     writeln!(out)?;
@@ -99,7 +107,14 @@ pub fn render_text(report: &Report, out: &mut dyn Write, color: bool) -> io::Res
         writeln!(out, "  none")?;
     }
     for (i, f) in report.findings.iter().enumerate() {
-        writeln!(out, "  {}. {} {}  [{}]", i + 1, p.severity(f.severity), f.summary, f.id)?;
+        writeln!(
+            out,
+            "  {}. {} {}  [{}]",
+            i + 1,
+            p.severity(f.severity),
+            f.summary,
+            f.id
+        )?;
         if !f.evidence.is_empty() {
             writeln!(out, "     evidence:")?;
             for e in &f.evidence {
@@ -171,7 +186,10 @@ pub fn render_text(report: &Report, out: &mut dyn Write, color: bool) -> io::Res
                     "  {} ({kind}): {} bytes{}",
                     c.name,
                     c.bytes,
-                    c.file.as_deref().map(|f| format!(", {f}")).unwrap_or_default()
+                    c.file
+                        .as_deref()
+                        .map(|f| format!(", {f}"))
+                        .unwrap_or_default()
                 )?,
             }
         }
@@ -180,9 +198,16 @@ pub fn render_text(report: &Report, out: &mut dyn Write, color: bool) -> io::Res
     if !report.ephemeral_containers.is_empty() {
         writeln!(out)?;
         writeln!(out, "{}", p.wrap(BOLD, "LEFT IN POD SPECS"))?;
-        writeln!(out, "  ephemeral containers cannot be removed from a pod; these stay in the spec:")?;
+        writeln!(
+            out,
+            "  ephemeral containers cannot be removed from a pod; these stay in the spec:"
+        )?;
         for e in &report.ephemeral_containers {
-            let state = if e.terminated { "exited" } else { "NOT confirmed exited" };
+            let state = if e.terminated {
+                "exited"
+            } else {
+                "NOT confirmed exited"
+            };
             writeln!(out, "  {} in {}: {state}", e.container, e.pod)?;
         }
     }
@@ -199,6 +224,9 @@ pub fn render_text(report: &Report, out: &mut dyn Write, color: bool) -> io::Res
     }
 
     writeln!(out)?;
+    if let Some(dir) = &report.bundle_dir {
+        writeln!(out, "evidence bundle: {dir}")?;
+    }
     writeln!(
         out,
         "verdict after {:.1} s, total {:.1} s; dns-doctor {}, report schema {}",

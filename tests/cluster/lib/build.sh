@@ -72,7 +72,7 @@ mmdebstrap_tar() {
 			--dpkgopt='path-exclude=/usr/share/doc/*' \
 			--dpkgopt='path-exclude=/usr/share/locale/*' \
 			--aptopt='Acquire::Languages "none"' \
-			--customize-hook='rm -rf "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/*' \
+			--customize-hook="rm -rf \"\$1\"/var/cache/apt/* \"\$1\"/var/lib/apt/lists/*" \
 			bookworm "$out.tmp" \
 			"deb $DEBIAN_MIRROR bookworm main" \
 			"deb $DEBIAN_MIRROR bookworm-updates main" \
@@ -153,7 +153,7 @@ build_images() {
 	mkdir -p "$CACHE_DIR/images" "$CACHE_DIR/tmp"
 	local list=$CACHE_DIR/current-images.tmp
 	: >"$list"
-	local debug_ref probe dbg_rootfs glibc_rootfs key out l1 l2 l3 dir
+	local debug_ref probe dbg_rootfs glibc_rootfs key out l1 l2 dir
 	debug_ref=$(debug_image_ref)
 	probe=$(probe_binary)
 

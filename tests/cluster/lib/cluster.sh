@@ -113,8 +113,12 @@ cluster_healthy() {
 
 # Waits until cluster_healthy holds, printing progress; dies with logs on timeout.
 wait_cluster_healthy() {
-	local timeout=$1 deadline=$((SECONDS + $1)) why=""
+	local timeout=$1 deadline=$((SECONDS + $1)) why="" last=""
 	while ! why=$(cluster_healthy 2>&1); do
+		if [[ $why != "$last" ]]; then
+			log "waiting: $why"
+			last=$why
+		fi
 		if ((SECONDS >= deadline)); then
 			log "not healthy after ${timeout}s: $why"
 			kc get nodes,pods -A -o wide >&2 || true

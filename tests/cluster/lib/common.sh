@@ -1,11 +1,11 @@
 # Shared settings and helpers for the test-cluster scripts. Sourced, never run.
 # shellcheck shell=bash
+# shellcheck disable=SC2034 # settings used by the scripts that source this file
 
 CLUSTER_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 REPO_DIR=$(cd "$CLUSTER_DIR/../.." && pwd)
 
 K8S_VERSION=v1.34.4
-ETCD_VERSION=v3.6.4 # what k8s.io/kubernetes v1.34.4 requires; checked by build.sh
 COREDNS_VERSION=v1.12.4
 PAUSE_IMAGE=registry.k8s.io/pause:3.10.1
 COREDNS_IMAGE=registry.k8s.io/coredns/coredns:$COREDNS_VERSION

@@ -28,6 +28,11 @@ start_apiserver() {
 		--kubelet-client-key="$PKI_DIR/apiserver-kubelet-client.key" \
 		--kubelet-certificate-authority="$PKI_DIR/ca.crt" \
 		--kubelet-preferred-address-types=InternalIP \
+		--requestheader-client-ca-file="$PKI_DIR/front-proxy-ca.crt" \
+		--requestheader-allowed-names=front-proxy-client \
+		--requestheader-username-headers=X-Remote-User \
+		--requestheader-group-headers=X-Remote-Group \
+		--requestheader-extra-headers-prefix=X-Remote-Extra- \
 		--service-account-issuer=https://kubernetes.default.svc.cluster.local \
 		--service-account-key-file="$PKI_DIR/sa.pub" \
 		--service-account-signing-key-file="$PKI_DIR/sa.key" \
@@ -84,6 +89,9 @@ state = "$RUN_DIR/containerd/state"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "$PAUSE_IMAGE"
   enable_selinux = false
+  # This VM grants root no CAP_SYS_RESOURCE, so negative oom_score_adj values
+  # (which the kubelet asks for critical pods) fail in runc; clamp them instead.
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"

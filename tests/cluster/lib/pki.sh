@@ -63,6 +63,14 @@ ensure_pki() {
 			-addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
 			-out "$PKI_DIR/ca.crt" 2>/dev/null
 	fi
+	# Front-proxy CA: only so that delegated authentication in the controller
+	# manager and scheduler finds the request-header CA it looks for.
+	if [[ ! -s $PKI_DIR/front-proxy-ca.crt ]]; then
+		openssl ecparam -name prime256v1 -genkey -noout -out "$PKI_DIR/front-proxy-ca.key" 2>/dev/null
+		openssl req -x509 -new -key "$PKI_DIR/front-proxy-ca.key" -subj "/CN=dns-doctor-front-proxy-ca" -days 30 \
+			-addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
+			-out "$PKI_DIR/front-proxy-ca.crt" 2>/dev/null
+	fi
 	issue_cert apiserver kube-apiserver "" server \
 		"DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:$API_SERVICE_IP,IP:$NODE_IP"
 	issue_cert apiserver-kubelet-client kube-apiserver-kubelet-client system:masters client ""

@@ -1,0 +1,108 @@
+//! Following lost queries across capture points (pod, node, DNS pod) through DNAT and SNAT.
+
+mod capture_support;
+
+use capture_support::packet;
+use dns_doctor::capture::correlate::{correlate, CapturePoint, CorrelateConfig, MatchKind};
+use dns_doctor::capture::{DnsPacket, Tracker, TrackerConfig, Transport};
+
+const UDP: Transport = Transport::Udp;
+const NOERROR: Option<(u8, bool)> = Some((0, false));
+
+/// The transactions of one point. Each capture runs on for a minute after the packets
+/// given, so that unanswered queries are lost rather than still in flight at its end.
+fn point(name: &str, packets: &[DnsPacket]) -> CapturePoint {
+    let mut t = Tracker::new(TrackerConfig::default());
+    let mut transactions = Vec::new();
+    let (c, s) = ("10.244.0.9:42000", "10.96.0.10:53");
+    let tail = [
+        packet(60_000.0, c, s, UDP, 99, "end.test.", 1, None),
+        packet(60_001.0, s, c, UDP, 99, "end.test.", 1, NOERROR),
+    ];
+    for p in packets.iter().chain(&tail) {
+        t.observe(p, &mut |tx| transactions.push(tx));
+    }
+    t.finish(&mut |tx| transactions.push(tx));
+    CapturePoint {
+        name: name.to_string(),
+        transactions,
+    }
+}
+
+#[test]
+fn lost_queries_are_followed_to_the_last_point_that_saw_them() {
+    let pod = "10.244.0.5:41000";
+    let vip = "10.96.0.10:53";
+    let ep = "10.244.0.7:53";
+    let snat = "10.244.0.1:61000";
+    // The node's clock is 300 ms ahead of the pod's.
+    let skew = 300.0;
+    let pod_side = point(
+        "pod",
+        &[
+            packet(0.0, pod, vip, UDP, 1, "ok.test.", 1, None),
+            packet(2.0, vip, pod, UDP, 1, "ok.test.", 1, NOERROR),
+            packet(10.0, pod, vip, UDP, 2, "dies-on-node.test.", 1, None),
+            packet(20.0, pod, vip, UDP, 3, "answer-lost.test.", 1, None),
+            packet(30.0, pod, vip, UDP, 4, "snat.test.", 1, None),
+            packet(40.0, pod, vip, UDP, 5, "never-left.test.", 1, None),
+            packet(9000.0, pod, vip, UDP, 6, "late.test.", 1, None),
+        ],
+    );
+    let node = point(
+        "node:eth0",
+        &[
+            packet(skew + 0.5, pod, ep, UDP, 1, "ok.test.", 1, None),
+            packet(skew + 1.5, ep, pod, UDP, 1, "ok.test.", 1, NOERROR),
+            packet(skew + 10.5, pod, ep, UDP, 2, "dies-on-node.test.", 1, None),
+            packet(skew + 20.5, pod, ep, UDP, 3, "answer-lost.test.", 1, None),
+            packet(skew + 30.5, snat, ep, UDP, 4, "snat.test.", 1, None),
+        ],
+    );
+    let dns_pod = point(
+        "dns-pod:coredns-1",
+        &[
+            packet(skew + 0.7, pod, ep, UDP, 1, "ok.test.", 1, None),
+            packet(skew + 1.2, ep, pod, UDP, 1, "ok.test.", 1, NOERROR),
+            packet(skew + 20.7, pod, ep, UDP, 3, "answer-lost.test.", 1, None),
+            packet(skew + 21.0, ep, pod, UDP, 3, "answer-lost.test.", 1, NOERROR),
+        ],
+    );
+    let c = correlate(&[pod_side, node, dns_pod], CorrelateConfig::default());
+    let by_name = |n: &str| c.lost.iter().find(|l| l.qname == n).unwrap_or_else(|| panic!("{n} not lost"));
+    assert!(c.lost.iter().all(|l| l.qname != "ok.test."));
+    assert_eq!(c.lost.len(), 5, "{:#?}", c.lost);
+
+    let l = by_name("dies-on-node.test.");
+    assert_eq!(l.last_seen_at, "node:eth0");
+    assert_eq!(l.answered_at, None);
+    let points: Vec<&str> = l.sightings.iter().map(|s| s.point.as_str()).collect();
+    assert_eq!(points, ["pod", "node:eth0"]);
+    assert_eq!(l.sightings[1].server, ep.parse().unwrap());
+
+    let l = by_name("answer-lost.test.");
+    assert_eq!(l.last_seen_at, "dns-pod:coredns-1");
+    assert_eq!(l.answered_at.as_deref(), Some("dns-pod:coredns-1"));
+
+    let l = by_name("snat.test.");
+    assert_eq!(l.last_seen_at, "node:eth0");
+    assert_eq!(l.sightings[1].matched_by, MatchKind::Snat);
+
+    assert_eq!(by_name("never-left.test.").last_seen_at, "pod");
+    assert_eq!(by_name("late.test.").sightings.len(), 1);
+
+    let counts: Vec<(&str, u64)> = c.lost_by_last_point.iter().map(|(p, n)| (p.as_str(), *n)).collect();
+    assert_eq!(counts, [("pod", 2), ("node:eth0", 2), ("dns-pod:coredns-1", 1)]);
+}
+
+#[test]
+fn sightings_outside_the_window_are_different_queries() {
+    let pod = "10.244.0.5:41000";
+    let vip = "10.96.0.10:53";
+    let a = point("pod", &[packet(0.0, pod, vip, UDP, 7, "x.test.", 1, None)]);
+    // Same ID and question, 10 s later elsewhere: a different query.
+    let b = point("node", &[packet(10_000.0, pod, vip, UDP, 7, "x.test.", 1, None)]);
+    let c = correlate(&[a, b], CorrelateConfig::default());
+    assert_eq!(c.lost.len(), 2);
+    assert!(c.lost.iter().all(|l| l.sightings.len() == 1));
+}
