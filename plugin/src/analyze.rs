@@ -6,7 +6,7 @@
 
 use crate::capture::{
     analyze_reader, findings, CaptureAnalysis, CaptureError, CaptureFormat, CaptureReader,
-    ExtractOptions, Finding, Severity, Transaction, TrackerConfig,
+    ExtractOptions, Finding, Severity, TrackerConfig, Transaction,
 };
 use serde::Serialize;
 use std::fs::File;
@@ -125,7 +125,9 @@ pub fn run(
         Format::Json => write_json(files, readers, &mut w, &mut verdict),
         Format::Text => write_text(files, readers, &mut w, &mut verdict),
     };
-    result.and_then(|()| w.flush()).map_err(AnalyzeError::Output)?;
+    result
+        .and_then(|()| w.flush())
+        .map_err(AnalyzeError::Output)?;
     Ok(verdict)
 }
 

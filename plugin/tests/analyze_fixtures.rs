@@ -6,7 +6,9 @@ use serde_json::Value;
 use std::path::PathBuf;
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/captures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/captures")
+        .join(name)
 }
 
 /// Runs `analyze -o json` on one fixture; returns the verdict and that file's object.
@@ -23,7 +25,8 @@ fn n(v: &Value, path: &[&str]) -> u64 {
     for p in path {
         v = &v[*p];
     }
-    v.as_u64().unwrap_or_else(|| panic!("{path:?} is not an integer: {v}"))
+    v.as_u64()
+        .unwrap_or_else(|| panic!("{path:?} is not an integer: {v}"))
 }
 
 fn finding_ids(file: &Value) -> Vec<String> {
@@ -41,15 +44,24 @@ fn healthy_udp_and_tcp_over_ipv4_and_ipv6_on_ethernet() {
     assert_eq!(verdict, Verdict::Healthy, "{}", f["findings"]);
     let s = &f["summary"];
     assert_eq!(n(s, &["dns_messages"]), 12);
-    assert_eq!((n(s, &["queries"]), n(s, &["responses"]), n(s, &["unanswered"])), (6, 6, 0));
+    assert_eq!(
+        (
+            n(s, &["queries"]),
+            n(s, &["responses"]),
+            n(s, &["unanswered"])
+        ),
+        (6, 6, 0)
+    );
     assert_eq!(n(s, &["tcp_messages"]), 4);
     assert_eq!(n(s, &["rcodes", "NXDOMAIN"]), 1);
     let txs = f["transactions"].as_array().unwrap();
     assert_eq!(txs.len(), 6);
-    assert!(txs.iter().any(|t| t["client"].as_str().unwrap().starts_with("[::1]")));
+    assert!(txs
+        .iter()
+        .any(|t| t["client"].as_str().unwrap().starts_with("[::1]")));
     for t in txs {
         assert!(t["latency_ms"].as_f64().unwrap() < 1000.0);
-        assert_eq!(t["qname"].as_str().unwrap().ends_with(".test."), true);
+        assert!(t["qname"].as_str().unwrap().ends_with(".test."), "{t}");
     }
     assert_eq!(f["capture"]["format"], "pcap");
 }
@@ -59,7 +71,14 @@ fn linux_cooked_v2_from_tcpdump_any() {
     let (verdict, f) = analyze("any-sll2.pcap");
     assert_eq!(verdict, Verdict::Healthy);
     let s = &f["summary"];
-    assert_eq!((n(s, &["queries"]), n(s, &["responses"]), n(s, &["answered"])), (3, 3, 3));
+    assert_eq!(
+        (
+            n(s, &["queries"]),
+            n(s, &["responses"]),
+            n(s, &["answered"])
+        ),
+        (3, 3, 3)
+    );
     assert_eq!(n(s, &["tcp_messages"]), 2);
 }
 
@@ -73,7 +92,11 @@ fn glibc_with_aaaa_dropped_shows_the_five_second_stall() {
     // Retried once on the same socket, then once on a new one, 5 s apart each.
     assert_eq!(n(p, &["five_second_retries"]), 2);
     let ids = finding_ids(&f);
-    for id in ["lost-queries", "a-aaaa-reply-missing", "five-second-retries"] {
+    for id in [
+        "lost-queries",
+        "a-aaaa-reply-missing",
+        "five-second-retries",
+    ] {
         assert!(ids.contains(&id.to_string()), "{id} missing from {ids:?}");
     }
     // Every AAAA query went unanswered, every A query was answered.
@@ -88,7 +111,13 @@ fn glibc_with_aaaa_dropped_shows_the_five_second_stall() {
 fn search_path_expansion_from_ndots() {
     let (_, f) = analyze("search-path.pcap");
     let p = &f["summary"]["patterns"];
-    assert_eq!((n(p, &["search_path_lookups"]), n(p, &["search_path_nxdomains"])), (1, 3));
+    assert_eq!(
+        (
+            n(p, &["search_path_lookups"]),
+            n(p, &["search_path_nxdomains"])
+        ),
+        (1, 3)
+    );
     assert!(finding_ids(&f).contains(&"search-path-amplification".to_string()));
 }
 
@@ -97,7 +126,10 @@ fn truncated_answers_with_and_without_the_tcp_retry() {
     let (verdict, f) = analyze("truncated.pcap");
     assert_eq!(verdict, Verdict::ProblemsFound);
     let p = &f["summary"]["patterns"];
-    assert_eq!((n(p, &["truncated_tcp_ok"]), n(p, &["truncated_no_tcp"])), (1, 1));
+    assert_eq!(
+        (n(p, &["truncated_tcp_ok"]), n(p, &["truncated_no_tcp"])),
+        (1, 1)
+    );
     assert_eq!(n(&f["summary"], &["truncated_responses"]), 2);
     assert!(finding_ids(&f).contains(&"truncated-without-tcp".to_string()));
 }
@@ -108,7 +140,14 @@ fn lost_queries_in_pcapng() {
     assert_eq!(verdict, Verdict::ProblemsFound);
     assert_eq!(f["capture"]["format"], "pcapng");
     let s = &f["summary"];
-    assert_eq!((n(s, &["queries"]), n(s, &["responses"]), n(s, &["unanswered"])), (4, 1, 3));
+    assert_eq!(
+        (
+            n(s, &["queries"]),
+            n(s, &["responses"]),
+            n(s, &["unanswered"])
+        ),
+        (4, 1, 3)
+    );
     let lost: Vec<&str> = f["transactions"]
         .as_array()
         .unwrap()
@@ -124,7 +163,10 @@ fn lost_queries_in_pcapng() {
 fn text_report_has_summary_findings_and_percentiles() {
     let mut out = Vec::new();
     let verdict = run(
-        &[fixture("lo-udp-tcp.pcap"), fixture("glibc-aaaa-dropped.pcap")],
+        &[
+            fixture("lo-udp-tcp.pcap"),
+            fixture("glibc-aaaa-dropped.pcap"),
+        ],
         Format::Text,
         &mut out,
     )
@@ -134,14 +176,22 @@ fn text_report_has_summary_findings_and_percentiles() {
     assert!(text.contains("lo-udp-tcp.pcap (pcap, "), "{text}");
     assert!(text.contains("Latency ms: p50 "), "{text}");
     assert!(text.contains("[WARNING] a-aaaa-reply-missing"), "{text}");
-    assert!(text.trim_end().ends_with("Verdict: problems found"), "{text}");
+    assert!(
+        text.trim_end().ends_with("Verdict: problems found"),
+        "{text}"
+    );
 }
 
 #[test]
 fn unreadable_files_fail_before_any_output_and_name_the_file() {
     let mut out = Vec::new();
     let missing = fixture("no-such.pcap");
-    let err = run(&[fixture("lo-udp-tcp.pcap"), missing.clone()], Format::Json, &mut out).unwrap_err();
+    let err = run(
+        &[fixture("lo-udp-tcp.pcap"), missing.clone()],
+        Format::Json,
+        &mut out,
+    )
+    .unwrap_err();
     assert!(out.is_empty());
     assert!(err.to_string().contains("no-such.pcap"), "{err}");
     let not_capture = fixture("README.md");

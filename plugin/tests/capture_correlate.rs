@@ -65,11 +65,25 @@ fn lost_queries_are_followed_to_the_last_point_that_saw_them() {
             packet(skew + 0.7, pod, ep, UDP, 1, "ok.test.", 1, None),
             packet(skew + 1.2, ep, pod, UDP, 1, "ok.test.", 1, NOERROR),
             packet(skew + 20.7, pod, ep, UDP, 3, "answer-lost.test.", 1, None),
-            packet(skew + 21.0, ep, pod, UDP, 3, "answer-lost.test.", 1, NOERROR),
+            packet(
+                skew + 21.0,
+                ep,
+                pod,
+                UDP,
+                3,
+                "answer-lost.test.",
+                1,
+                NOERROR,
+            ),
         ],
     );
     let c = correlate(&[pod_side, node, dns_pod], CorrelateConfig::default());
-    let by_name = |n: &str| c.lost.iter().find(|l| l.qname == n).unwrap_or_else(|| panic!("{n} not lost"));
+    let by_name = |n: &str| {
+        c.lost
+            .iter()
+            .find(|l| l.qname == n)
+            .unwrap_or_else(|| panic!("{n} not lost"))
+    };
     assert!(c.lost.iter().all(|l| l.qname != "ok.test."));
     assert_eq!(c.lost.len(), 5, "{:#?}", c.lost);
 
@@ -91,8 +105,15 @@ fn lost_queries_are_followed_to_the_last_point_that_saw_them() {
     assert_eq!(by_name("never-left.test.").last_seen_at, "pod");
     assert_eq!(by_name("late.test.").sightings.len(), 1);
 
-    let counts: Vec<(&str, u64)> = c.lost_by_last_point.iter().map(|(p, n)| (p.as_str(), *n)).collect();
-    assert_eq!(counts, [("pod", 2), ("node:eth0", 2), ("dns-pod:coredns-1", 1)]);
+    let counts: Vec<(&str, u64)> = c
+        .lost_by_last_point
+        .iter()
+        .map(|(p, n)| (p.as_str(), *n))
+        .collect();
+    assert_eq!(
+        counts,
+        [("pod", 2), ("node:eth0", 2), ("dns-pod:coredns-1", 1)]
+    );
 }
 
 #[test]
@@ -101,7 +122,10 @@ fn sightings_outside_the_window_are_different_queries() {
     let vip = "10.96.0.10:53";
     let a = point("pod", &[packet(0.0, pod, vip, UDP, 7, "x.test.", 1, None)]);
     // Same ID and question, 10 s later elsewhere: a different query.
-    let b = point("node", &[packet(10_000.0, pod, vip, UDP, 7, "x.test.", 1, None)]);
+    let b = point(
+        "node",
+        &[packet(10_000.0, pod, vip, UDP, 7, "x.test.", 1, None)],
+    );
     let c = correlate(&[a, b], CorrelateConfig::default());
     assert_eq!(c.lost.len(), 2);
     assert!(c.lost.iter().all(|l| l.sightings.len() == 1));

@@ -4,7 +4,9 @@
 mod capture_support;
 
 use capture_support::*;
-use dns_doctor::capture::{CaptureError, CaptureReader, DnsPacket, DnsReader, ExtractOptions, Transport};
+use dns_doctor::capture::{
+    CaptureError, CaptureReader, DnsPacket, DnsReader, ExtractOptions, Transport,
+};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use std::io::Cursor;
@@ -14,7 +16,9 @@ const T0: i64 = 1_700_000_000_123_456_789;
 fn read_all(bytes: Vec<u8>) -> (Vec<DnsPacket>, Option<CaptureError>) {
     let mut packets = Vec::new();
     let mut err = None;
-    for item in DnsReader::new(Cursor::new(bytes), ExtractOptions::default()).expect("capture header") {
+    for item in
+        DnsReader::new(Cursor::new(bytes), ExtractOptions::default()).expect("capture header")
+    {
         match item {
             Ok(p) => packets.push(p),
             Err(e) => err = Some(e),
@@ -26,8 +30,17 @@ fn read_all(bytes: Vec<u8>) -> (Vec<DnsPacket>, Option<CaptureError>) {
 /// A query and its answer between a client and a server, as IP packets.
 fn exchange(client: &str, server: &str) -> (Vec<u8>, Vec<u8>) {
     let q = query(4711, "web.example.test.", RecordType::A);
-    let r = response(4711, "web.example.test.", RecordType::A, ResponseCode::NoError, &[[192, 0, 2, 10]]);
-    (ip_udp(addr(client), addr(server), &q), ip_udp(addr(server), addr(client), &r))
+    let r = response(
+        4711,
+        "web.example.test.",
+        RecordType::A,
+        ResponseCode::NoError,
+        &[[192, 0, 2, 10]],
+    );
+    (
+        ip_udp(addr(client), addr(server), &q),
+        ip_udp(addr(server), addr(client), &r),
+    )
 }
 
 fn check_exchange(packets: &[DnsPacket], client: &str, server: &str, nanos: bool) {
@@ -39,7 +52,10 @@ fn check_exchange(packets: &[DnsPacket], client: &str, server: &str, nanos: bool
     assert!(!q.message.response && r.message.response);
     assert_eq!(q.message.id, 4711);
     let question = q.message.question.as_ref().unwrap();
-    assert_eq!((question.name.as_str(), question.qtype), ("web.example.test.", 1));
+    assert_eq!(
+        (question.name.as_str(), question.qtype),
+        ("web.example.test.", 1)
+    );
     assert_eq!(r.message.answers, vec!["A 192.0.2.10".to_string()]);
     let expected = if nanos { T0 } else { T0 / 1000 * 1000 };
     assert_eq!(q.time.as_nanos(), expected);
@@ -49,14 +65,24 @@ fn check_exchange(packets: &[DnsPacket], client: &str, server: &str, nanos: bool
 
 #[test]
 fn every_link_type_yields_the_same_packets() {
-    for (client, server) in [("192.0.2.1:40000", "192.0.2.53:53"), ("[2001:db8::1]:40000", "[2001:db8::53]:53")] {
+    for (client, server) in [
+        ("192.0.2.1:40000", "192.0.2.53:53"),
+        ("[2001:db8::1]:40000", "[2001:db8::53]:53"),
+    ] {
         let (q, r) = exchange(client, server);
         let ipv6 = client.starts_with('[');
         let eth = |ip: &[u8]| {
             // Rebuild the Ethernet frame from the addresses rather than wrap the IP bytes.
             let payload = &ip[if ipv6 { 48 } else { 28 }..];
-            let (s, d) = if ip == q.as_slice() { (client, server) } else { (server, client) };
-            (eth_udp(addr(s), addr(d), payload), eth_vlan_udp(addr(s), addr(d), payload))
+            let (s, d) = if ip == q.as_slice() {
+                (client, server)
+            } else {
+                (server, client)
+            };
+            (
+                eth_udp(addr(s), addr(d), payload),
+                eth_vlan_udp(addr(s), addr(d), payload),
+            )
         };
         let cases: Vec<(&str, u32, Vec<Vec<u8>>)> = vec![
             ("EN10MB", 1, vec![eth(&q).0, eth(&r).0]),
@@ -64,13 +90,22 @@ fn every_link_type_yields_the_same_packets() {
             ("LINUX_SLL", 113, vec![sll(&q), sll(&r)]),
             ("LINUX_SLL2", 276, vec![sll2(&q), sll2(&r)]),
             ("RAW", 101, vec![q.clone(), r.clone()]),
-            (if ipv6 { "IPV6" } else { "IPV4" }, if ipv6 { 229 } else { 228 }, vec![q.clone(), r.clone()]),
-            ("NULL little-endian", 0, vec![null(&q, false), null(&r, false)]),
+            (
+                if ipv6 { "IPV6" } else { "IPV4" },
+                if ipv6 { 229 } else { 228 },
+                vec![q.clone(), r.clone()],
+            ),
+            (
+                "NULL little-endian",
+                0,
+                vec![null(&q, false), null(&r, false)],
+            ),
             ("NULL big-endian", 0, vec![null(&q, true), null(&r, true)]),
             ("LOOP", 108, vec![null(&q, true), null(&r, true)]),
         ];
         for (name, linktype, frames) in cases {
-            for (nanos, big_endian) in [(false, false), (true, false), (false, true), (true, true)] {
+            for (nanos, big_endian) in [(false, false), (true, false), (false, true), (true, true)]
+            {
                 let file = pcap(
                     linktype,
                     nanos,
@@ -115,12 +150,30 @@ fn dns_over_tcp_is_reassembled() {
     // delivered out of order and with a retransmission.
     let mut queries = framed(query(1, "a.example.test.", RecordType::A));
     queries.extend(framed(query(2, "b.example.test.", RecordType::AAAA)));
-    let mut answers = framed(response(1, "a.example.test.", RecordType::A, ResponseCode::NoError, &[[192, 0, 2, 1]]));
-    answers.extend(framed(response(2, "b.example.test.", RecordType::AAAA, ResponseCode::NXDomain, &[])));
+    let mut answers = framed(response(
+        1,
+        "a.example.test.",
+        RecordType::A,
+        ResponseCode::NoError,
+        &[[192, 0, 2, 1]],
+    ));
+    answers.extend(framed(response(
+        2,
+        "b.example.test.",
+        RecordType::AAAA,
+        ResponseCode::NXDomain,
+        &[],
+    )));
     let (a1, rest) = answers.split_at(10);
     let (a2, a3) = rest.split_at(45);
-    let syn = Flags { syn: true, ..Flags::default() };
-    let fin = Flags { fin: true, ..Flags::default() };
+    let syn = Flags {
+        syn: true,
+        ..Flags::default()
+    };
+    let fin = Flags {
+        fin: true,
+        ..Flags::default()
+    };
     let none = Flags::default();
     let frames = vec![
         eth_tcp(c, s, 1000, syn, &[]),
@@ -131,13 +184,23 @@ fn dns_over_tcp_is_reassembled() {
         eth_tcp(s, c, 5001, none, a1),
         eth_tcp(s, c, 5001 + 55, fin, a3),
     ];
-    let packets: Vec<(i64, Vec<u8>)> = frames.into_iter().enumerate().map(|(i, f)| (T0 + i as i64 * 1000, f)).collect();
+    let packets: Vec<(i64, Vec<u8>)> = frames
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| (T0 + i as i64 * 1000, f))
+        .collect();
     let (got, err) = read_all(pcap(1, false, false, &packets));
     assert!(err.is_none());
-    let ids: Vec<(u16, bool, u64)> = got.iter().map(|p| (p.message.id, p.message.response, p.frame)).collect();
+    let ids: Vec<(u16, bool, u64)> = got
+        .iter()
+        .map(|p| (p.message.id, p.message.response, p.frame))
+        .collect();
     // Both queries complete in frame 3; answer 1 completes when the gap is filled (frame 5),
     // answer 2 with the last segment (frame 7).
-    assert_eq!(ids, vec![(1, false, 3), (2, false, 3), (1, true, 5), (2, true, 7)]);
+    assert_eq!(
+        ids,
+        vec![(1, false, 3), (2, false, 3), (1, true, 5), (2, true, 7)]
+    );
     assert!(got.iter().all(|p| p.transport == Transport::Tcp));
     assert_eq!(got[3].message.rcode, 3);
 }
@@ -149,7 +212,14 @@ fn dns_on_unusual_ports_is_recognised_only_when_it_is_dns() {
     let frames = vec![
         (T0, eth_udp(c, addr("192.0.2.53:8053"), &q)),
         (T0 + 1, eth_udp(c, addr("192.0.2.53:5300"), &q)),
-        (T0 + 2, eth_udp(c, addr("192.0.2.53:5301"), b"definitely not a DNS message at all")),
+        (
+            T0 + 2,
+            eth_udp(
+                c,
+                addr("192.0.2.53:5301"),
+                b"definitely not a DNS message at all",
+            ),
+        ),
         (T0 + 3, eth_udp(c, addr("192.0.2.53:137"), &q)),
     ];
     let (got, _) = read_all(pcap(1, false, false, &frames));
@@ -159,7 +229,10 @@ fn dns_on_unusual_ports_is_recognised_only_when_it_is_dns() {
 
 #[test]
 fn broken_files_are_errors_not_panics() {
-    assert!(matches!(CaptureReader::new(Cursor::new(Vec::new())), Err(CaptureError::Empty)));
+    assert!(matches!(
+        CaptureReader::new(Cursor::new(Vec::new())),
+        Err(CaptureError::Empty)
+    ));
     assert!(matches!(
         CaptureReader::new(Cursor::new(b"GET / HTTP/1.1\r\n\r\n".to_vec())),
         Err(CaptureError::NotACapture)
@@ -170,7 +243,10 @@ fn broken_files_are_errors_not_panics() {
     file.truncate(file.len() - 7);
     let (got, err) = read_all(file);
     assert_eq!(got.len(), 1);
-    assert!(matches!(err, Some(CaptureError::Truncated { .. })), "{err:?}");
+    assert!(
+        matches!(err, Some(CaptureError::Truncated { .. })),
+        "{err:?}"
+    );
     // A record claiming 4 GiB: rejected without trying to buffer it.
     let mut huge = pcap(101, false, false, &[]);
     huge.extend_from_slice(&[0; 8]);
@@ -187,4 +263,26 @@ fn broken_files_are_errors_not_panics() {
     let mut reader = CaptureReader::new(Cursor::new(file)).unwrap();
     assert!(reader.next_frame().unwrap().is_none());
     assert_eq!((reader.frames(), reader.skipped()), (1, 1));
+}
+
+/// Inputs the fuzzer once crashed on (tests/fixtures/captures/fuzz-regressions): each must
+/// now be analysed to the end without a panic.
+#[test]
+fn fuzz_regressions_do_not_panic() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/captures/fuzz-regressions");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).expect("fuzz-regressions dir") {
+        let bytes = std::fs::read(entry.expect("entry").path()).expect("read");
+        let result = dns_doctor::capture::analyze_capture(
+            Cursor::new(bytes),
+            ExtractOptions::default(),
+            dns_doctor::capture::TrackerConfig::default(),
+            &mut |_| {},
+        );
+        // Whether a file is accepted does not matter; getting here does.
+        let _ = result.map(|a| dns_doctor::capture::findings(&a));
+        seen += 1;
+    }
+    assert!(seen >= 2);
 }

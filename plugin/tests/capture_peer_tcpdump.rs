@@ -3,6 +3,8 @@
 //! printed for that frame, every DNS packet tcpdump decoded on a DNS port must be found by
 //! us, and every one of the 1600+ captures (many deliberately malformed) must be read or
 //! rejected with an error, without a panic or a hang.
+// The test reports what it compared; cargo shows it with --nocapture.
+#![allow(clippy::print_stderr)]
 
 use dns_doctor::capture::{
     CaptureReader, DnsPacket, DnsReader, ExtractOptions, Tracker, TrackerConfig,
@@ -29,7 +31,12 @@ fn captures() -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(testdata())
         .expect("read testdata dir")
         .map(|e| e.expect("dir entry").path())
-        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("pcap" | "pcapng")))
+        .filter(|p| {
+            matches!(
+                p.extension().and_then(|e| e.to_str()),
+                Some("pcap" | "pcapng")
+            )
+        })
         .collect();
     v.sort();
     v
@@ -49,7 +56,10 @@ fn out_records(text: &str) -> BTreeMap<u64, String> {
             if let Some((n, t)) = current.take() {
                 records.insert(n, t);
             }
-            current = Some((digits.parse().expect("frame number"), trimmed[digits.len()..].to_string()));
+            current = Some((
+                digits.parse().expect("frame number"),
+                trimmed[digits.len()..].to_string(),
+            ));
         } else if let Some((_, t)) = current.as_mut() {
             t.push(' ');
             t.push_str(trimmed);
@@ -79,7 +89,11 @@ fn tcpdump_dns(record: &str) -> Option<TcpdumpDns> {
         let dst_port: u16 = record[gt + 3..colon].rsplit('.').next()?.parse().ok()?;
         Some((colon, src_port, dst_port))
     })?;
-    let port = if [53, 5353, 8053].contains(&dst_port) { dst_port } else { src_port };
+    let port = if [53, 5353, 8053].contains(&dst_port) {
+        dst_port
+    } else {
+        src_port
+    };
     let mut rest = &record[colon + 2..];
     while rest.starts_with('[') {
         rest = rest[rest.find("] ")? + 2..].trim_start();
@@ -130,7 +144,10 @@ fn same_type(tcpdump: &str, ours: &str) -> bool {
 /// tcpdump escapes unprintable label bytes as `M-x`/`^x`, we as `\DDD`; such names are not
 /// compared (the ID and type still are).
 fn comparable_name(tcpdump: &str, ours: &str) -> bool {
-    !(ours.contains('\\') || tcpdump.contains("M-") || tcpdump.contains('^') || tcpdump.contains("[|"))
+    !(ours.contains('\\')
+        || tcpdump.contains("M-")
+        || tcpdump.contains('^')
+        || tcpdump.contains("[|"))
 }
 
 /// Packets tcpdump decodes as DNS that we deliberately do not, and why.
@@ -188,7 +205,8 @@ fn dns_id_type_and_name_agree_with_tcpdump() {
         }
         for (frame, packets) in &ours_by_frame {
             let decoded = records.get(frame).and_then(|r| tcpdump_dns(r));
-            let Some(td) = decoded.or_else(|| forced.get(frame).and_then(|r| tcpdump_dns(r))) else {
+            let Some(td) = decoded.or_else(|| forced.get(frame).and_then(|r| tcpdump_dns(r)))
+            else {
                 not_decoded_by_tcpdump.push(format!("{name} frame {frame}"));
                 continue;
             };
@@ -205,18 +223,28 @@ fn dns_id_type_and_name_agree_with_tcpdump() {
             compared_packets += 1;
             // tcpdump prints UTC times with microseconds, as the test suite runs with TZ=GMT0.
             let when = p.time.to_string().replace('T', " ").replace('Z', "");
-            let record = records.get(frame).or_else(|| forced.get(frame)).expect("decoded above");
+            let record = records
+                .get(frame)
+                .or_else(|| forced.get(frame))
+                .expect("decoded above");
             if !record.contains(&when) {
-                problems.push(format!("{name} frame {frame}: time {when} not in `{record}`"));
+                problems.push(format!(
+                    "{name} frame {frame}: time {when} not in `{record}`"
+                ));
             }
             if let (Some((tt, tn)), Some(q)) = (&td.question, &p.message.question) {
                 compared_questions += 1;
                 let qt = q.qtype_name();
                 if !same_type(tt, &qt) {
-                    problems.push(format!("{name} frame {frame}: qtype tcpdump {tt} ours {qt}"));
+                    problems.push(format!(
+                        "{name} frame {frame}: qtype tcpdump {tt} ours {qt}"
+                    ));
                 }
                 if comparable_name(tn, &q.name) && *tn != q.name {
-                    problems.push(format!("{name} frame {frame}: qname tcpdump {tn} ours {}", q.name));
+                    problems.push(format!(
+                        "{name} frame {frame}: qname tcpdump {tn} ours {}",
+                        q.name
+                    ));
                 }
             }
         }
@@ -226,17 +254,36 @@ fn dns_id_type_and_name_agree_with_tcpdump() {
                 let skipped = KNOWN_SKIPS.iter().any(|(f, n, _)| *f == name && n == frame);
                 if skipped {
                     // Keep the skip list honest: a skip that we now decode must be removed.
-                    assert!(!ours_by_frame.contains_key(frame), "{name} frame {frame} is decoded now; drop it from KNOWN_SKIPS");
+                    assert!(
+                        !ours_by_frame.contains_key(frame),
+                        "{name} frame {frame} is decoded now; drop it from KNOWN_SKIPS"
+                    );
                 } else if [53, 8053].contains(&td.port) && !ours_by_frame.contains_key(frame) {
-                    problems.push(format!("{name} frame {frame}: tcpdump decoded DNS id {} but we did not", td.id));
+                    problems.push(format!(
+                        "{name} frame {frame}: tcpdump decoded DNS id {} but we did not",
+                        td.id
+                    ));
                 }
             }
         }
     }
-    assert!(problems.is_empty(), "disagreements with tcpdump:\n{}", problems.join("\n"));
-    assert!(files_with_dns >= 10, "only {files_with_dns} captures had DNS");
-    assert!(compared_packets >= 60, "only {compared_packets} packets compared");
-    assert!(compared_questions >= 30, "only {compared_questions} questions compared");
+    assert!(
+        problems.is_empty(),
+        "disagreements with tcpdump:\n{}",
+        problems.join("\n")
+    );
+    assert!(
+        files_with_dns >= 10,
+        "only {files_with_dns} captures had DNS"
+    );
+    assert!(
+        compared_packets >= 60,
+        "only {compared_packets} packets compared"
+    );
+    assert!(
+        compared_questions >= 30,
+        "only {compared_questions} questions compared"
+    );
     eprintln!(
         "compared {compared_packets} DNS packets ({compared_questions} questions) in {files_with_dns} captures; \
          {} decoded by us on other ports or where tcpdump gave up: {:?}",
@@ -269,7 +316,11 @@ fn read_fully(path: &Path) -> Result<u64, String> {
 fn every_capture_is_read_or_rejected_without_panic_or_hang() {
     let files = captures();
     // 830 captures (.pcap/.pcapng) beside their 800-odd .out decodes: 1600+ files in all.
-    assert!(files.len() >= 800, "expected 800+ captures, found {}", files.len());
+    assert!(
+        files.len() >= 800,
+        "expected 800+ captures, found {}",
+        files.len()
+    );
     let (mut read, mut rejected) = (0, 0);
     for path in files {
         let (tx, rx) = mpsc::channel();

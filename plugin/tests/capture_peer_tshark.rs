@@ -12,6 +12,8 @@
 //!
 //! Needs root (network namespace, iptables); installs dnsperf, tshark, dnsmasq, tcpdump
 //! with apt-get when missing (through scripts/bench-analyze, which also makes the capture).
+// The test reports what it compared; cargo shows it with --nocapture.
+#![allow(clippy::print_stderr)]
 
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -79,7 +81,8 @@ fn tshark_counts(file: &Path) -> TsharkCounts {
             "0" | "False" => {
                 c.queries += 1;
                 if cols[2].is_empty() {
-                    c.unanswered_frames.insert(cols[0].parse().expect("frame number"));
+                    c.unanswered_frames
+                        .insert(cols[0].parse().expect("frame number"));
                 }
             }
             other => panic!("unexpected dns.flags.response {other:?}"),
@@ -110,7 +113,10 @@ fn analyze_counts_equal_tshark_on_a_dnsperf_capture() {
     assert_eq!(doc["schema_version"], 1);
     let file = &doc["files"][0];
     let s = &file["summary"];
-    let n = |k: &str| s[k].as_u64().unwrap_or_else(|| panic!("summary.{k} missing"));
+    let n = |k: &str| {
+        s[k].as_u64()
+            .unwrap_or_else(|| panic!("summary.{k} missing"))
+    };
 
     let t = tshark_counts(&pcap);
     let tshark_unanswered = t.unanswered_frames.len() as u64;
@@ -135,7 +141,10 @@ fn analyze_counts_equal_tshark_on_a_dnsperf_capture() {
     assert_eq!(n("responses"), t.responses, "responses");
     assert_eq!(n("unanswered"), tshark_unanswered, "unanswered");
     // The dropped responses must show: otherwise the comparison proves little.
-    assert!(tshark_unanswered > 100, "only {tshark_unanswered} unanswered");
+    assert!(
+        tshark_unanswered > 100,
+        "only {tshark_unanswered} unanswered"
+    );
 
     // Not only the counts: the very same query frames are unanswered for both.
     let ours: BTreeSet<u64> = file["transactions"]

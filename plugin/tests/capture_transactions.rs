@@ -3,8 +3,8 @@
 mod capture_support;
 
 use capture_support::packet;
-use dns_doctor::capture::{DnsPacket, Outcome, Tracker, TrackerConfig, Transaction, Transport};
 use dns_doctor::capture::transactions::Analysis;
+use dns_doctor::capture::{DnsPacket, Outcome, Tracker, TrackerConfig, Transaction, Transport};
 
 const UDP: Transport = Transport::Udp;
 const TCP: Transport = Transport::Tcp;
@@ -29,8 +29,26 @@ fn query_matched_to_response_with_exact_latency() {
     let s = "10.96.0.10:53";
     let (txs, a) = run(
         &[
-            packet(0.0, c, s, UDP, 7, "kubernetes.default.svc.cluster.local.", A, None),
-            packet(1.234, s, c, UDP, 7, "Kubernetes.Default.svc.cluster.local.", A, NOERROR),
+            packet(
+                0.0,
+                c,
+                s,
+                UDP,
+                7,
+                "kubernetes.default.svc.cluster.local.",
+                A,
+                None,
+            ),
+            packet(
+                1.234,
+                s,
+                c,
+                UDP,
+                7,
+                "Kubernetes.Default.svc.cluster.local.",
+                A,
+                NOERROR,
+            ),
         ],
         TrackerConfig::default(),
     );
@@ -40,7 +58,10 @@ fn query_matched_to_response_with_exact_latency() {
     assert_eq!(txs[0].rcode.as_deref(), Some("NOERROR"));
     assert_eq!(txs[0].responder, None);
     let s = &a.summary;
-    assert_eq!((s.dns_messages, s.queries, s.responses, s.unanswered), (2, 1, 1, 0));
+    assert_eq!(
+        (s.dns_messages, s.queries, s.responses, s.unanswered),
+        (2, 1, 1, 0)
+    );
     assert_eq!(s.latency.p50_ms, Some(1.234));
 }
 
@@ -50,8 +71,26 @@ fn dnat_seen_on_the_client_side_still_matches() {
     // endpoint before it is translated back.
     let (txs, _) = run(
         &[
-            packet(0.0, "10.244.0.5:41000", "10.96.0.10:53", UDP, 9, "a.test.", A, None),
-            packet(0.5, "10.244.0.7:53", "10.244.0.5:41000", UDP, 9, "a.test.", A, NOERROR),
+            packet(
+                0.0,
+                "10.244.0.5:41000",
+                "10.96.0.10:53",
+                UDP,
+                9,
+                "a.test.",
+                A,
+                None,
+            ),
+            packet(
+                0.5,
+                "10.244.0.7:53",
+                "10.244.0.5:41000",
+                UDP,
+                9,
+                "a.test.",
+                A,
+                NOERROR,
+            ),
         ],
         TrackerConfig::default(),
     );
@@ -71,7 +110,16 @@ fn five_second_retry_and_retransmissions() {
             // A new socket and ID asking the same 5 s after an unanswered attempt.
             packet(6000.0, "10.244.0.5:41001", s, UDP, 2, "b.test.", A, None),
             packet(11100.0, "10.244.0.5:41002", s, UDP, 3, "b.test.", A, None),
-            packet(11101.0, s, "10.244.0.5:41002", UDP, 3, "b.test.", A, NOERROR),
+            packet(
+                11101.0,
+                s,
+                "10.244.0.5:41002",
+                UDP,
+                3,
+                "b.test.",
+                A,
+                NOERROR,
+            ),
         ],
         TrackerConfig::default(),
     );
@@ -102,7 +150,16 @@ fn parallel_a_aaaa_with_one_reply_missing() {
             packet(100.0, "10.244.0.5:41001", s, UDP, 3, "b.test.", A, None),
             packet(100.05, s, "10.244.0.5:41001", UDP, 3, "b.test.", A, NOERROR),
             packet(100.2, "10.244.0.5:41001", s, UDP, 4, "b.test.", AAAA, None),
-            packet(100.9, s, "10.244.0.5:41001", UDP, 4, "b.test.", AAAA, NOERROR),
+            packet(
+                100.9,
+                s,
+                "10.244.0.5:41001",
+                UDP,
+                4,
+                "b.test.",
+                AAAA,
+                NOERROR,
+            ),
             // Not a pair: 500 ms apart.
             packet(200.0, "10.244.0.5:41002", s, UDP, 5, "c.test.", A, None),
             packet(700.0, "10.244.0.5:41002", s, UDP, 6, "c.test.", AAAA, None),
@@ -136,7 +193,9 @@ fn search_path_expansion_is_counted() {
     let (_, a) = run(&packets, TrackerConfig::default());
     let p = &a.summary.patterns;
     assert_eq!((p.search_path_lookups, p.search_path_nxdomains), (1, 3));
-    assert!(a.examples.search_path[0].detail.contains(".svc.cluster.local."));
+    assert!(a.examples.search_path[0]
+        .detail
+        .contains(".svc.cluster.local."));
     assert_eq!(a.summary.rcodes.get("NXDOMAIN"), Some(&3));
 }
 
@@ -158,13 +217,29 @@ fn truncation_and_the_tcp_retry() {
             packet(200.0, "10.244.0.5:41002", s, UDP, 4, "big3.test.", 16, None),
             packet(201.0, s, "10.244.0.5:41002", UDP, 4, "big3.test.", 16, tc),
             packet(202.0, "10.244.0.5:50001", s, TCP, 5, "big3.test.", 16, None),
-            packet(203.0, s, "10.244.0.5:50001", TCP, 5, "big3.test.", 16, Some((2, false))),
+            packet(
+                203.0,
+                s,
+                "10.244.0.5:50001",
+                TCP,
+                5,
+                "big3.test.",
+                16,
+                Some((2, false)),
+            ),
         ],
         TrackerConfig::default(),
     );
     let p = &a.summary.patterns;
     assert_eq!(a.summary.truncated_responses, 3);
-    assert_eq!((p.truncated_tcp_ok, p.truncated_no_tcp, p.truncated_tcp_failed), (1, 1, 1));
+    assert_eq!(
+        (
+            p.truncated_tcp_ok,
+            p.truncated_no_tcp,
+            p.truncated_tcp_failed
+        ),
+        (1, 1, 1)
+    );
     assert_eq!(p.servfail, 1);
 }
 

@@ -3,6 +3,7 @@
 
 use crate::capture::{self, CaptureConfig, CaptureProgress, Output};
 use crate::child;
+use crate::lifecycle;
 use crate::node::{self, NodeConfig};
 use crate::output::{self, RunClock, Sink};
 use crate::pod::{self, PodConfig};
@@ -28,6 +29,9 @@ pub const EXIT_CANNOT_RUN: i32 = 2;
 pub struct Cli {
     #[command(subcommand)]
     pub mode: Mode,
+    /// Tag of the dns-doctor run this process belongs to; `stop --run` finds it by it.
+    #[arg(long, global = true, value_name = "ID")]
+    pub run: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -40,6 +44,42 @@ pub enum Mode {
     Capture(CaptureArgs),
     /// Print the probe version, the schema version and the default image as JSON.
     Version,
+    /// Keep the container open for exec; exit after --seconds or on SIGTERM.
+    Hold(HoldArgs),
+    /// End this run's probe processes (those started with the same --run) early.
+    Stop(StopArgs),
+    /// Print the PIDs of a pod's processes on this node, found by pod UID, as JSON.
+    FindPod(FindPodArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HoldArgs {
+    /// How long to stay.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub seconds: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Only processes of this mode (e.g. capture); default: every mode, hold included.
+    #[arg(long, value_name = "MODE")]
+    pub only: Option<String>,
+    /// How long to wait for them to exit.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=60))]
+    pub wait_secs: u64,
+    /// Where processes are looked up (tests point it elsewhere).
+    #[arg(long, hide = true, default_value = "/proc")]
+    pub proc_root: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct FindPodArgs {
+    /// The pod's metadata.uid.
+    #[arg(long)]
+    pub uid: String,
+    /// Where processes are looked up (tests point it elsewhere).
+    #[arg(long, hide = true, default_value = "/proc")]
+    pub proc_root: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -170,6 +210,32 @@ pub fn main() -> i32 {
         }
     };
     match cli.mode {
+        Mode::Hold(args) => match lifecycle::hold(args.seconds) {
+            Ok(()) => EXIT_MEASURED,
+            Err(e) => {
+                output::log(&format!("dns-doctor-probe: hold: {e}"));
+                EXIT_CANNOT_RUN
+            }
+        },
+        Mode::Stop(args) => {
+            let Some(run) = cli.run else {
+                output::log("dns-doctor-probe: stop needs --run ID");
+                return EXIT_CANNOT_RUN;
+            };
+            let stopped = lifecycle::stop(
+                &args.proc_root,
+                &run,
+                args.only.as_deref(),
+                Duration::from_secs(args.wait_secs),
+            );
+            output::emit_value(&serde_json::json!({ "run": run, "signalled": stopped }));
+            EXIT_MEASURED
+        }
+        Mode::FindPod(args) => {
+            let pids = lifecycle::find_pod(&args.proc_root, &args.uid);
+            output::emit_value(&serde_json::json!({ "uid": args.uid, "pids": pids }));
+            EXIT_MEASURED
+        }
         Mode::Pod(args) => run_pod(args),
         Mode::Node(args) => run_node(args),
         Mode::Capture(args) => run_capture(args),

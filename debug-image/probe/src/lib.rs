@@ -8,6 +8,7 @@ mod child;
 pub mod cli;
 pub mod dns;
 pub mod libc_detect;
+pub mod lifecycle;
 mod net;
 pub mod node;
 pub mod output;

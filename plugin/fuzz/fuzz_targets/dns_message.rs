@@ -11,7 +11,10 @@ fuzz_target!(|data: &[u8]| {
     let Some((&cut, stream)) = data.split_first() else {
         return;
     };
-    let (src, dst) = ("192.0.2.1:40000".parse().unwrap(), "192.0.2.53:53".parse().unwrap());
+    let (src, dst) = (
+        "192.0.2.1:40000".parse().unwrap(),
+        "192.0.2.53:53".parse().unwrap(),
+    );
     let mut r = TcpReassembler::new();
     let mut out = Vec::new();
     let step = usize::from(cut % 17) + 1;

@@ -6,8 +6,8 @@
 //! ID + question + client port within a time window, falling back to ID + question + time
 //! when the port was rewritten; addresses are never part of the match.
 
-use super::transactions::{Outcome, Transaction};
 use super::time::Timestamp;
+use super::transactions::{Outcome, Transaction};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -175,8 +175,14 @@ pub fn correlate(points: &[CapturePoint], cfg: CorrelateConfig) -> Correlation {
             if sightings.first().is_some_and(|s| s.answered) {
                 continue;
             }
-            let last_seen_at = sightings.last().map(|s| s.point.clone()).unwrap_or_default();
-            let answered_at = sightings.iter().find(|s| s.answered).map(|s| s.point.clone());
+            let last_seen_at = sightings
+                .last()
+                .map(|s| s.point.clone())
+                .unwrap_or_default();
+            let answered_at = sightings
+                .iter()
+                .find(|s| s.answered)
+                .map(|s| s.point.clone());
             lost.push(LostQuery {
                 id: t.id,
                 qname: t.qname.clone(),

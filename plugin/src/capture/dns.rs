@@ -135,7 +135,8 @@ impl DnsMessage {
         ];
         let mut question = None;
         if counts[0] > 0 {
-            let name = Name::read(&mut decoder).map_err(|e| DnsError::BadQuestion(e.to_string()))?;
+            let name =
+                Name::read(&mut decoder).map_err(|e| DnsError::BadQuestion(e.to_string()))?;
             let qtype = decoder
                 .read_u16()
                 .map_err(|e| DnsError::BadQuestion(e.to_string()))?
@@ -155,7 +156,7 @@ impl DnsMessage {
             if skipped {
                 for _ in 0..counts[1].min(MAX_ANSWERS as u16) {
                     match Record::read(&mut decoder) {
-                        Ok(r) => answers.push(format!("{} {}", r.record_type(), r.data)),
+                        Ok(r) => answers.push(present(&r)),
                         Err(_) => break,
                     }
                 }
@@ -194,6 +195,17 @@ impl DnsMessage {
     pub fn rcode_name(&self) -> &'static str {
         rcode_name(self.rcode)
     }
+}
+
+/// `TYPE data` of a record. hickory's formatting of some malformed record data fails
+/// (which `format!` would turn into a panic), so failures are caught and said.
+fn present(r: &Record) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    if write!(s, "{} {}", r.record_type(), r.data).is_err() {
+        s = format!("{} (unprintable data)", r.record_type());
+    }
+    s
 }
 
 /// A DNS message with where and when it was captured.

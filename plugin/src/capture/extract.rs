@@ -1,11 +1,13 @@
 //! DNS messages out of a capture: frames → UDP datagrams / reassembled TCP streams → DNS.
 
 use super::dns::{DnsMessage, DnsPacket};
-use super::link::{segment, Transport};
+use super::link::{segment, Defragmenter, Layer4, Transport};
 use super::reader::{CaptureError, CaptureReader};
 use super::tcp::TcpReassembler;
+use super::time::Timestamp;
 use std::collections::VecDeque;
 use std::io::Read;
+use std::net::SocketAddr;
 
 /// Which packets are taken for DNS.
 #[derive(Clone, Debug)]
@@ -48,6 +50,7 @@ pub struct DnsReader<'r> {
     capture: CaptureReader<'r>,
     options: ExtractOptions,
     tcp: TcpReassembler,
+    defrag: Defragmenter,
     queue: VecDeque<DnsPacket>,
     scratch: Vec<Vec<u8>>,
     stats: ExtractStats,
@@ -55,7 +58,10 @@ pub struct DnsReader<'r> {
 
 impl<'r> DnsReader<'r> {
     /// Opens a capture; fails if its header is not pcap or pcapng.
-    pub fn new<R: Read + Send + 'r>(input: R, options: ExtractOptions) -> Result<Self, CaptureError> {
+    pub fn new<R: Read + Send + 'r>(
+        input: R,
+        options: ExtractOptions,
+    ) -> Result<Self, CaptureError> {
         Ok(Self::from_capture(CaptureReader::new(input)?, options))
     }
 
@@ -65,6 +71,7 @@ impl<'r> DnsReader<'r> {
             capture,
             options,
             tcp: TcpReassembler::new(),
+            defrag: Defragmenter::default(),
             queue: VecDeque::new(),
             scratch: Vec::new(),
             stats: ExtractStats::default(),
@@ -86,9 +93,31 @@ impl<'r> DnsReader<'r> {
             let Some(frame) = self.capture.next_frame()? else {
                 return Ok(false);
             };
-            let Some(seg) = segment(frame.linktype, frame.data) else {
-                self.stats.non_dns_frames += 1;
-                continue;
+            let seg = match segment(frame.linktype, frame.data) {
+                Some(Layer4::Segment(seg)) => seg,
+                Some(Layer4::Fragment) => {
+                    let (number, time) = (frame.number, frame.time);
+                    match self.defrag.push(frame.linktype, frame.data, time) {
+                        Some(d) => {
+                            let p = udp_dns(
+                                &self.options,
+                                &mut self.stats,
+                                number,
+                                time,
+                                d.src,
+                                d.dst,
+                                &d.payload,
+                            );
+                            self.queue.extend(p);
+                        }
+                        None => self.stats.non_dns_frames += 1,
+                    }
+                    continue;
+                }
+                None => {
+                    self.stats.non_dns_frames += 1;
+                    continue;
+                }
             };
             let ports = &self.options.dns_ports;
             let on_port = ports.contains(&seg.src.port()) || ports.contains(&seg.dst.port());
@@ -123,38 +152,61 @@ impl<'r> DnsReader<'r> {
                     }
                 }
                 (Transport::Udp, _) => {
-                    let parsed = if on_port {
-                        let parsed = DnsMessage::parse(seg.payload).ok();
-                        if parsed.is_none() {
-                            self.stats.malformed_dns += 1;
-                        }
-                        parsed
-                    } else if self.options.udp_any_port
-                        && !NOT_DNS_PORTS.contains(&seg.src.port())
-                        && !NOT_DNS_PORTS.contains(&seg.dst.port())
-                        && looks_like_dns(seg.payload)
-                    {
-                        DnsMessage::parse(seg.payload).ok()
-                    } else {
-                        None
-                    };
-                    match parsed {
-                        Some(message) => self.queue.push_back(DnsPacket {
-                            frame: number,
-                            time,
-                            src: seg.src,
-                            dst: seg.dst,
-                            transport: Transport::Udp,
-                            message,
-                        }),
-                        None => self.stats.non_dns_frames += 1,
-                    }
+                    let p = udp_dns(
+                        &self.options,
+                        &mut self.stats,
+                        number,
+                        time,
+                        seg.src,
+                        seg.dst,
+                        seg.payload,
+                    );
+                    self.queue.extend(p);
                 }
                 _ => self.stats.non_dns_frames += 1,
             }
         }
         Ok(true)
     }
+}
+
+/// The DNS message of a UDP datagram, if it is one; counts what it is not.
+fn udp_dns(
+    options: &ExtractOptions,
+    stats: &mut ExtractStats,
+    frame: u64,
+    time: Timestamp,
+    src: SocketAddr,
+    dst: SocketAddr,
+    payload: &[u8],
+) -> Option<DnsPacket> {
+    let ports = &options.dns_ports;
+    let parsed = if ports.contains(&src.port()) || ports.contains(&dst.port()) {
+        let parsed = DnsMessage::parse(payload).ok();
+        if parsed.is_none() {
+            stats.malformed_dns += 1;
+        }
+        parsed
+    } else if options.udp_any_port
+        && !NOT_DNS_PORTS.contains(&src.port())
+        && !NOT_DNS_PORTS.contains(&dst.port())
+        && looks_like_dns(payload)
+    {
+        DnsMessage::parse(payload).ok()
+    } else {
+        None
+    };
+    if parsed.is_none() {
+        stats.non_dns_frames += 1;
+    }
+    Some(DnsPacket {
+        frame,
+        time,
+        src,
+        dst,
+        transport: Transport::Udp,
+        message: parsed?,
+    })
 }
 
 /// Ports of protocols that borrow the DNS wire format but are not DNS (NetBIOS name

@@ -162,11 +162,15 @@ pub fn findings(c: &CaptureAnalysis) -> Vec<Finding> {
         });
     }
     if p.search_path_lookups > 0 {
-        let heavy = p.search_path_nxdomains >= 10
-            && p.search_path_nxdomains * 10 >= s.responses.max(1) * 3;
+        let heavy =
+            p.search_path_nxdomains >= 10 && p.search_path_nxdomains * 10 >= s.responses.max(1) * 3;
         out.push(Finding {
             id: "search-path-amplification",
-            severity: if heavy { Severity::Warning } else { Severity::Info },
+            severity: if heavy {
+                Severity::Warning
+            } else {
+                Severity::Info
+            },
             summary: format!(
                 "{} lookups were answered only after {} NXDOMAIN queries for search-path \
                  expansions of the name",
@@ -201,6 +205,6 @@ pub fn findings(c: &CaptureAnalysis) -> Vec<Finding> {
                 .into(),
         });
     }
-    out.sort_by(|a, b| b.severity.cmp(&a.severity));
+    out.sort_by_key(|f| std::cmp::Reverse(f.severity));
     out
 }

@@ -5,10 +5,15 @@
 //! BSD loopback and PPP headers are read by hand because neither crate handles both byte
 //! orders of the former or the latter at all.
 
-use etherparse::{EtherType, LaxNetSlice, LaxSlicedPacket, TransportSlice};
+use super::time::Timestamp;
+use etherparse::defrag::IpDefragPool;
+use etherparse::{
+    EtherType, IpNumber, LaxNetSlice, LaxSlicedPacket, NetSlice, SlicedPacket, TransportSlice,
+};
 use pcap_parser::data::{get_packetdata_linux_sll, get_packetdata_linux_sll2, PacketData};
 use pcap_parser::Linktype;
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 /// Transport protocol a DNS message travelled over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
@@ -55,20 +60,29 @@ const USER2: i32 = 149;
 /// BSD loopback address-family values for IPv6 (they differ between BSDs).
 const AF_INET6_VALUES: [u32; 3] = [24, 28, 30];
 
-/// Decodes the frame of a link type down to UDP/TCP. Returns `None` for anything that is
-/// not an unfragmented IPv4/IPv6 UDP or TCP packet (ARP, ICMP, IP fragments, other link
-/// types, or headers too damaged to read).
-pub fn segment(linktype: Linktype, data: &[u8]) -> Option<Segment<'_>> {
-    let sliced = match linktype {
-        Linktype::ETHERNET => LaxSlicedPacket::from_ethernet(data).ok()?,
-        Linktype::RAW | Linktype(12) | Linktype(14) => LaxSlicedPacket::from_ip(data).ok()?,
+/// Where the network layer of a frame starts.
+enum Network<'a> {
+    /// An Ethernet II frame (etherparse reads VLAN tags and the ether type).
+    Ethernet(&'a [u8]),
+    /// An IP packet, version in its first nibble.
+    Ip(&'a [u8]),
+    /// A packet of the given ether type.
+    EtherType(u16, &'a [u8]),
+}
+
+/// Strips the link-layer header of a frame. `None` for link types without IP, damaged
+/// headers and non-IP payloads.
+fn network(linktype: Linktype, data: &[u8]) -> Option<Network<'_>> {
+    Some(match linktype {
+        Linktype::ETHERNET => Network::Ethernet(data),
+        Linktype::RAW | Linktype(12) | Linktype(14) => Network::Ip(data),
         Linktype::IPV4 | Linktype::IPV6 => {
             // These link types promise one IP version; a packet of the other is invalid.
             let want = if linktype == Linktype::IPV4 { 4 } else { 6 };
             if data.first()? >> 4 != want {
                 return None;
             }
-            LaxSlicedPacket::from_ip(data).ok()?
+            Network::Ip(data)
         }
         Linktype::NULL | Linktype::LOOP => {
             let family: [u8; 4] = data.get(..4)?.try_into().ok()?;
@@ -79,7 +93,7 @@ pub fn segment(linktype: Linktype, data: &[u8]) -> Option<Segment<'_>> {
             if !(is_ip(be) || (linktype == Linktype::NULL && is_ip(le))) {
                 return None;
             }
-            LaxSlicedPacket::from_ip(&data[4..]).ok()?
+            Network::Ip(&data[4..])
         }
         Linktype::LINUX_SLL | Linktype::LINUX_SLL2 => {
             let l3 = if linktype == Linktype::LINUX_SLL {
@@ -88,9 +102,7 @@ pub fn segment(linktype: Linktype, data: &[u8]) -> Option<Segment<'_>> {
                 get_packetdata_linux_sll2(data, data.len())
             };
             match l3? {
-                PacketData::L3(ethertype, rest) => {
-                    LaxSlicedPacket::from_ether_type(EtherType(ethertype), rest)
-                }
+                PacketData::L3(ethertype, rest) => Network::EtherType(ethertype, rest),
                 _ => return None,
             }
         }
@@ -99,7 +111,7 @@ pub fn segment(linktype: Linktype, data: &[u8]) -> Option<Segment<'_>> {
             let rest = data.strip_prefix(&[0xff, 0x03]).unwrap_or(data);
             let proto = u16::from_be_bytes(rest.get(..2)?.try_into().ok()?);
             match proto {
-                0x0021 | 0x0057 => LaxSlicedPacket::from_ip(&rest[2..]).ok()?,
+                0x0021 | 0x0057 => Network::Ip(&rest[2..]),
                 _ => return None,
             }
         }
@@ -114,21 +126,42 @@ pub fn segment(linktype: Linktype, data: &[u8]) -> Option<Segment<'_>> {
             if rectype != 1 || len < 12 || len > data.len() || [PKTAP, USER2].contains(&inner) {
                 return None;
             }
-            return segment(Linktype(inner), &data[len..]);
+            return network(Linktype(inner), &data[len..]);
         }
         _ => return None,
+    })
+}
+
+/// What a frame holds, as far as DNS is concerned.
+#[derive(Debug)]
+pub enum Layer4<'a> {
+    /// An unfragmented UDP datagram or TCP segment.
+    Segment(Segment<'a>),
+    /// A fragment of an IP packet; see [`Defragmenter`].
+    Fragment,
+}
+
+/// Decodes the frame of a link type down to UDP/TCP. Returns `None` for anything that is
+/// not IPv4/IPv6 UDP or TCP (ARP, ICMP, other link types, or headers too damaged to read).
+/// Headers are read leniently: a packet cut short by the snap length still yields what
+/// was captured of its payload.
+pub fn segment(linktype: Linktype, data: &[u8]) -> Option<Layer4<'_>> {
+    let sliced = match network(linktype, data)? {
+        Network::Ethernet(d) => LaxSlicedPacket::from_ethernet(d).ok()?,
+        Network::Ip(d) => LaxSlicedPacket::from_ip(d).ok()?,
+        Network::EtherType(t, d) => LaxSlicedPacket::from_ether_type(EtherType(t), d),
     };
     let (src_ip, dst_ip): (IpAddr, IpAddr) = match sliced.net.as_ref()? {
         LaxNetSlice::Ipv4(v4) => {
             if v4.is_payload_fragmented() {
-                return None;
+                return Some(Layer4::Fragment);
             }
             let h = v4.header();
             (h.source_addr().into(), h.destination_addr().into())
         }
         LaxNetSlice::Ipv6(v6) => {
             if v6.is_payload_fragmented() {
-                return None;
+                return Some(Layer4::Fragment);
             }
             let h = v6.header();
             (h.source_addr().into(), h.destination_addr().into())
@@ -136,14 +169,14 @@ pub fn segment(linktype: Linktype, data: &[u8]) -> Option<Segment<'_>> {
         LaxNetSlice::Arp(_) => return None,
     };
     match sliced.transport? {
-        TransportSlice::Udp(udp) => Some(Segment {
+        TransportSlice::Udp(udp) => Some(Layer4::Segment(Segment {
             src: SocketAddr::new(src_ip, udp.source_port()),
             dst: SocketAddr::new(dst_ip, udp.destination_port()),
             transport: Transport::Udp,
             tcp: None,
             payload: udp.payload(),
-        }),
-        TransportSlice::Tcp(tcp) => Some(Segment {
+        })),
+        TransportSlice::Tcp(tcp) => Some(Layer4::Segment(Segment {
             src: SocketAddr::new(src_ip, tcp.source_port()),
             dst: SocketAddr::new(dst_ip, tcp.destination_port()),
             transport: Transport::Tcp,
@@ -154,7 +187,70 @@ pub fn segment(linktype: Linktype, data: &[u8]) -> Option<Segment<'_>> {
                 rst: tcp.rst(),
             }),
             payload: tcp.payload(),
-        }),
+        })),
         _ => None,
+    }
+}
+
+/// Reassembles fragmented IP packets carrying UDP (DNS answers larger than the path MTU
+/// arrive as IP fragments). etherparse does the reassembly; this bounds its memory by
+/// dropping reassemblies that have not completed within [`Defragmenter::MAX_AGE`].
+#[derive(Default)]
+pub struct Defragmenter {
+    pool: IpDefragPool<Timestamp, ()>,
+    next_expiry: Option<Timestamp>,
+}
+
+/// A UDP datagram rebuilt from fragments.
+#[derive(Debug)]
+pub struct Datagram {
+    /// Sender.
+    pub src: SocketAddr,
+    /// Receiver.
+    pub dst: SocketAddr,
+    /// UDP payload.
+    pub payload: Vec<u8>,
+}
+
+impl Defragmenter {
+    /// Fragments older than this are given up (Linux waits 30 s, `ipfrag_time`).
+    pub const MAX_AGE: Duration = Duration::from_secs(30);
+
+    /// Feeds a frame that [`segment`] reported as a fragment; returns the UDP datagram
+    /// when this fragment completes one.
+    pub fn push(&mut self, linktype: Linktype, data: &[u8], time: Timestamp) -> Option<Datagram> {
+        if self.next_expiry.is_none_or(|t| time >= t) {
+            let max = Self::MAX_AGE;
+            self.pool.retain(|started| time.since(*started) < max);
+            self.next_expiry = Some(time.saturating_add(Duration::from_secs(1)));
+        }
+        // Reassembly needs the exact lengths, so the frame is sliced strictly here.
+        let sliced = match network(linktype, data)? {
+            Network::Ethernet(d) => SlicedPacket::from_ethernet(d).ok()?,
+            Network::Ip(d) => SlicedPacket::from_ip(d).ok()?,
+            Network::EtherType(t, d) => SlicedPacket::from_ether_type(EtherType(t), d).ok()?,
+        };
+        let (src_ip, dst_ip): (IpAddr, IpAddr) = match sliced.net.as_ref()? {
+            NetSlice::Ipv4(v4) => (
+                v4.header().source_addr().into(),
+                v4.header().destination_addr().into(),
+            ),
+            NetSlice::Ipv6(v6) => (
+                v6.header().source_addr().into(),
+                v6.header().destination_addr().into(),
+            ),
+            NetSlice::Arp(_) => return None,
+        };
+        let whole = self.pool.process_sliced_packet(&sliced, time, ()).ok()??;
+        let datagram = (whole.ip_number == IpNumber::UDP && whole.payload.len() >= 8).then(|| {
+            let p = &whole.payload;
+            Datagram {
+                src: SocketAddr::new(src_ip, u16::from_be_bytes([p[0], p[1]])),
+                dst: SocketAddr::new(dst_ip, u16::from_be_bytes([p[2], p[3]])),
+                payload: p[8..].to_vec(),
+            }
+        });
+        self.pool.return_buf(whole);
+        datagram
     }
 }

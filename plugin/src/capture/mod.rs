@@ -51,7 +51,12 @@ pub fn analyze_capture<'r, R: Read + Send + 'r>(
     config: TrackerConfig,
     sink: &mut dyn FnMut(Transaction),
 ) -> Result<CaptureAnalysis, CaptureError> {
-    Ok(analyze_reader(CaptureReader::new(input)?, extract, config, sink))
+    Ok(analyze_reader(
+        CaptureReader::new(input)?,
+        extract,
+        config,
+        sink,
+    ))
 }
 
 /// [`analyze_capture`] for a capture that is already open (its header checked).

@@ -116,8 +116,8 @@ impl<'r> CaptureReader<'r> {
         } else {
             CaptureFormat::Pcap
         };
-        let inner = create_reader(INITIAL_BUFFER, Cursor::new(head).chain(input)).map_err(
-            |e| match e {
+        let inner =
+            create_reader(INITIAL_BUFFER, Cursor::new(head).chain(input)).map_err(|e| match e {
                 PcapError::HeaderNotRecognized => CaptureError::NotACapture,
                 PcapError::Incomplete(_) | PcapError::UnexpectedEof | PcapError::Eof => {
                     CaptureError::Truncated { offset: 0 }
@@ -129,8 +129,7 @@ impl<'r> CaptureReader<'r> {
                     offset: 0,
                     reason: format!("{other:?}"),
                 },
-            },
-        )?;
+            })?;
         Ok(Self {
             inner,
             format,
@@ -249,8 +248,7 @@ impl<'r> CaptureReader<'r> {
                             self.frames += 1;
                             match self.interfaces.get(epb.if_id as usize) {
                                 Some(i) => {
-                                    let ts =
-                                        (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
+                                    let ts = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
                                     let secs = (ts / i.resolution) as i64;
                                     let time = Timestamp::from_parts(
                                         secs.saturating_add(i.offset_secs),

@@ -40,7 +40,7 @@ impl Timestamp {
     }
 
     /// `self` shifted forward by `d`, saturating.
-    pub fn add(self, d: Duration) -> Timestamp {
+    pub fn saturating_add(self, d: Duration) -> Timestamp {
         Timestamp(
             self.0
                 .saturating_add(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
@@ -108,14 +108,20 @@ mod tests {
     fn formats_like_tcpdump_in_utc() {
         let t = Timestamp::from_parts(1_591_780_794, 740_079, 1_000_000);
         assert_eq!(t.to_string(), "2020-06-10T09:19:54.740079Z");
-        assert_eq!(Timestamp::from_nanos(0).to_string(), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(
+            Timestamp::from_nanos(0).to_string(),
+            "1970-01-01T00:00:00.000000Z"
+        );
         let leap = Timestamp::from_parts(951_782_400, 0, 1);
         assert_eq!(leap.to_string(), "2000-02-29T00:00:00.000000Z");
     }
 
     #[test]
     fn resolutions_convert_to_nanoseconds() {
-        assert_eq!(Timestamp::from_parts(1, 5, 1_000_000_000).as_nanos(), 1_000_000_005);
+        assert_eq!(
+            Timestamp::from_parts(1, 5, 1_000_000_000).as_nanos(),
+            1_000_000_005
+        );
         assert_eq!(Timestamp::from_parts(1, 1, 1_000).as_nanos(), 1_001_000_000);
         assert_eq!(Timestamp::from_parts(i64::MAX, 0, 1).as_nanos(), i64::MAX);
         let a = Timestamp::from_nanos(10);

@@ -373,7 +373,7 @@ impl Tracker {
             Some(t) if now < t => {}
             _ => {
                 self.sweep(now, sink);
-                self.next_sweep = Some(now.add(Duration::from_secs(1)));
+                self.next_sweep = Some(now.saturating_add(Duration::from_secs(1)));
             }
         }
         self.summary.dns_messages += 1;
@@ -499,7 +499,8 @@ impl Tracker {
     }
 
     fn pair_key(&self, key: &Key) -> u64 {
-        self.hasher.hash_one((key.client, key.transport, &key.qname))
+        self.hasher
+            .hash_one((key.client, key.transport, &key.qname))
     }
 
     fn pair_up(&mut self, key: &Key, seq: u64, now: Timestamp) {
@@ -598,7 +599,13 @@ impl Tracker {
         Some((o, same))
     }
 
-    fn on_response(&mut self, p: &DnsPacket, qname: String, qtype: u16, sink: &mut dyn FnMut(Transaction)) {
+    fn on_response(
+        &mut self,
+        p: &DnsPacket,
+        qname: String,
+        qtype: u16,
+        sink: &mut dyn FnMut(Transaction),
+    ) {
         let key = Key {
             client: p.dst,
             transport: p.transport,
@@ -733,16 +740,19 @@ impl Tracker {
         }
     }
 
-    fn expire(&mut self, key: Key, open: Open, outcome: Outcome, sink: &mut dyn FnMut(Transaction)) {
+    fn expire(
+        &mut self,
+        key: Key,
+        open: Open,
+        outcome: Outcome,
+        sink: &mut dyn FnMut(Transaction),
+    ) {
         self.live.remove(&open.seq);
         self.summary.transactions += 1;
         self.summary.unanswered += 1 + u64::from(open.retransmissions);
         if outcome == Outcome::Unanswered {
             self.summary.unanswered_transactions += 1;
-            let detail = format!(
-                "no response; sent {} time(s)",
-                1 + open.retransmissions
-            );
+            let detail = format!("no response; sent {} time(s)", 1 + open.retransmissions);
             let e = make_example(&open, &key, detail);
             push_example(&mut self.examples.lost, self.cfg.max_examples, e);
         } else {
@@ -825,7 +835,11 @@ impl Tracker {
     fn no_tcp_retry(&mut self, mut e: Example) {
         self.summary.patterns.truncated_no_tcp += 1;
         e.detail = "truncated over UDP and no TCP retry was seen".into();
-        push_example(&mut self.examples.truncated_without_tcp, self.cfg.max_examples, e);
+        push_example(
+            &mut self.examples.truncated_without_tcp,
+            self.cfg.max_examples,
+            e,
+        );
     }
 
     /// Ends the capture: every open transaction is unanswered (or in flight at the end).

@@ -23,7 +23,13 @@ pub fn query(id: u16, name: &str, qtype: RecordType) -> Vec<u8> {
 }
 
 /// Wire-format DNS response with A answers.
-pub fn response(id: u16, name: &str, qtype: RecordType, rcode: ResponseCode, a: &[[u8; 4]]) -> Vec<u8> {
+pub fn response(
+    id: u16,
+    name: &str,
+    qtype: RecordType,
+    rcode: ResponseCode,
+    a: &[[u8; 4]],
+) -> Vec<u8> {
     let mut m = Message::new(id, MessageType::Response, OpCode::Query);
     m.metadata.recursion_desired = true;
     m.metadata.recursion_available = true;
@@ -31,27 +37,41 @@ pub fn response(id: u16, name: &str, qtype: RecordType, rcode: ResponseCode, a: 
     let n = Name::from_str(name).unwrap();
     m.add_query(Query::query(n.clone(), qtype));
     for ip in a {
-        m.add_answer(Record::from_rdata(n.clone(), 60, RData::A(rdata::A(std::net::Ipv4Addr::from(*ip)))));
+        m.add_answer(Record::from_rdata(
+            n.clone(),
+            60,
+            RData::A(rdata::A(std::net::Ipv4Addr::from(*ip))),
+        ));
     }
     m.to_vec().unwrap()
 }
 
 /// An Ethernet II frame carrying UDP.
 pub fn eth_udp(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
-    build(PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]), src, dst, payload)
+    build(
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]),
+        src,
+        dst,
+        payload,
+    )
 }
 
 /// An Ethernet II frame with an 802.1Q tag carrying UDP.
 pub fn eth_vlan_udp(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]).single_vlan(42.try_into().unwrap());
+    let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .single_vlan(42.try_into().unwrap());
     let mut out = Vec::new();
     match (src.ip(), dst.ip()) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
-            let b = b.ipv4(s.octets(), d.octets(), 64).udp(src.port(), dst.port());
+            let b = b
+                .ipv4(s.octets(), d.octets(), 64)
+                .udp(src.port(), dst.port());
             b.write(&mut out, payload).unwrap();
         }
         (IpAddr::V6(s), IpAddr::V6(d)) => {
-            let b = b.ipv6(s.octets(), d.octets(), 64).udp(src.port(), dst.port());
+            let b = b
+                .ipv6(s.octets(), d.octets(), 64)
+                .udp(src.port(), dst.port());
             b.write(&mut out, payload).unwrap();
         }
         _ => panic!("mixed address families"),
@@ -161,7 +181,12 @@ pub fn sll2(ip: &[u8]) -> Vec<u8> {
 /// BSD loopback (NULL) header in the given byte order + IP packet.
 pub fn null(ip: &[u8], big_endian: bool) -> Vec<u8> {
     let family: u32 = if ip[0] >> 4 == 6 { 24 } else { 2 };
-    let mut v = if big_endian { family.to_be_bytes() } else { family.to_le_bytes() }.to_vec();
+    let mut v = if big_endian {
+        family.to_be_bytes()
+    } else {
+        family.to_le_bytes()
+    }
+    .to_vec();
     v.extend_from_slice(ip);
     v
 }
@@ -171,10 +196,18 @@ pub fn pcap(linktype: u32, nanos: bool, big_endian: bool, packets: &[(i64, Vec<u
     let magic: u32 = if nanos { 0xa1b2_3c4d } else { 0xa1b2_c3d4 };
     let mut v = Vec::new();
     let w32 = |v: &mut Vec<u8>, x: u32| {
-        v.extend_from_slice(&if big_endian { x.to_be_bytes() } else { x.to_le_bytes() })
+        v.extend_from_slice(&if big_endian {
+            x.to_be_bytes()
+        } else {
+            x.to_le_bytes()
+        })
     };
     let w16 = |v: &mut Vec<u8>, x: u16| {
-        v.extend_from_slice(&if big_endian { x.to_be_bytes() } else { x.to_le_bytes() })
+        v.extend_from_slice(&if big_endian {
+            x.to_be_bytes()
+        } else {
+            x.to_le_bytes()
+        })
     };
     w32(&mut v, magic);
     w16(&mut v, 2);

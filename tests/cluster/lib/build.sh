@@ -124,6 +124,9 @@ oci_image() {
 	rm -rf "$work"
 }
 
+# The manifest digest of an image tarball written by oci_image.
+image_digest() { tar -xOf "$1" index.json | grep -o 'sha256:[0-9a-f]*' | head -n 1; }
+
 # A one-file layer: layer_with_file SRC DEST_PATH MODE
 layer_with_file() {
 	local src=$1 dest=$2 mode=$3 dir out
@@ -153,7 +156,7 @@ build_images() {
 	mkdir -p "$CACHE_DIR/images" "$CACHE_DIR/tmp"
 	local list=$CACHE_DIR/current-images.tmp
 	: >"$list"
-	local debug_ref probe dbg_rootfs glibc_rootfs key out l1 l2 dir
+	local debug_ref probe dbg_rootfs key out l1 l2 dir
 	debug_ref=$(debug_image_ref)
 	probe=$(probe_binary)
 
@@ -165,7 +168,7 @@ build_images() {
 		oci_image "$out" "$PAUSE_IMAGE" '["/pause"]' "$l1"
 		rm -f "$l1"
 	fi
-	echo "$PAUSE_IMAGE $out" >>"$list"
+	echo "$PAUSE_IMAGE $out $(image_digest "$out")" >>"$list"
 
 	# CoreDNS: the static binary alone, as upstream ships it.
 	key=$(hash_files "$bin/coredns")
@@ -175,7 +178,7 @@ build_images() {
 		oci_image "$out" "$COREDNS_IMAGE" '["/coredns"]' "$l1"
 		rm -f "$l1"
 	fi
-	echo "$COREDNS_IMAGE $out" >>"$list"
+	echo "$COREDNS_IMAGE $out $(image_digest "$out")" >>"$list"
 
 	# The debug image: the package list plus the probe.
 	dbg_rootfs=$(mmdebstrap_tar essential "$(debug_packages)")
@@ -186,7 +189,7 @@ build_images() {
 		oci_image "$out" "$debug_ref" '["/usr/local/bin/dns-doctor-probe"]' "$dbg_rootfs" "$l2"
 		rm -f "$l2"
 	fi
-	echo "$debug_ref $out" >>"$list"
+	echo "$debug_ref $out $(image_digest "$out")" >>"$list"
 
 	# kube-proxy: the debug rootfs (iptables, nft, conntrack) plus the binary,
 	# which dispatches on the name it is called by.
@@ -197,19 +200,20 @@ build_images() {
 		oci_image "$out" "$KUBE_PROXY_IMAGE" '["/usr/local/bin/kube-proxy"]' "$dbg_rootfs" "$l2"
 		rm -f "$l2"
 	fi
-	echo "$KUBE_PROXY_IMAGE $out" >>"$list"
+	echo "$KUBE_PROXY_IMAGE $out $(image_digest "$out")" >>"$list"
 
-	# glibc client: Debian (getent, dig) plus dnsc built against glibc.
-	glibc_rootfs=$(mmdebstrap_tar essential "bind9-dnsutils")
-	key=$(hash_text "$(hash_files "$glibc_rootfs" "$CLUSTER_DIR/images/dnsc.c")")
+	# glibc client: the debug image's Debian rootfs (a layer containerd already
+	# has) plus dnsc built against glibc. glibc's RES_OPTIONS=use-vc makes the
+	# same CLI resolve over TCP.
+	key=$(hash_text "$(hash_files "$dbg_rootfs" "$CLUSTER_DIR/images/dnsc.c")")
 	out=$CACHE_DIR/images/client-glibc-$key.tar
 	if [[ ! -s $out ]]; then
 		gcc -O2 -Wall -Wextra -Werror -o "$CACHE_DIR/tmp/dnsc-glibc" "$CLUSTER_DIR/images/dnsc.c"
 		l2=$(layer_with_file "$CACHE_DIR/tmp/dnsc-glibc" /usr/local/bin/dnsc 0755)
-		oci_image "$out" "$GLIBC_IMAGE" '["/usr/local/bin/dnsc"]' "$glibc_rootfs" "$l2"
+		oci_image "$out" "$GLIBC_IMAGE" '["/usr/local/bin/dnsc"]' "$dbg_rootfs" "$l2"
 		rm -f "$l2" "$CACHE_DIR/tmp/dnsc-glibc"
 	fi
-	echo "$GLIBC_IMAGE $out" >>"$list"
+	echo "$GLIBC_IMAGE $out $(image_digest "$out")" >>"$list"
 
 	# musl client: Debian's musl loader/libc and dnsc built with musl-gcc,
 	# dynamically linked so the image's own musl resolver answers.
@@ -227,7 +231,7 @@ build_images() {
 		oci_image "$out" "$MUSL_IMAGE" '["/usr/local/bin/dnsc"]' "$l1"
 		rm -rf "$dir" "$l1"
 	fi
-	echo "$MUSL_IMAGE $out" >>"$list"
+	echo "$MUSL_IMAGE $out $(image_digest "$out")" >>"$list"
 	mv "$list" "$CACHE_DIR/current-images"
 }
 

@@ -21,6 +21,9 @@ LOG_DIR=$STATE_DIR/logs
 PKI_DIR=$STATE_DIR/pki
 KUBECONFIG_ADMIN=$STATE_DIR/admin.kubeconfig
 CONTAINERD_SOCK=$RUN_DIR/containerd/containerd.sock
+# containerd's root holds the imported images, a cache like the built tarballs:
+# `down` deletes every container and sandbox in it, and keeps the images.
+CONTAINERD_ROOT=$CACHE_DIR/containerd
 KUBECTL=${KUBECTL:-/usr/bin/kubectl}
 
 NODE_NAME=dnsdoctor-node

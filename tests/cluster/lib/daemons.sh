@@ -77,7 +77,7 @@ write_containerd_config() {
 	mkdir -p "$STATE_DIR/containerd" "$RUN_DIR/containerd" "$STATE_DIR/cni/net.d"
 	cat >"$STATE_DIR/containerd/config.toml" <<EOF
 version = 2
-root = "$STATE_DIR/containerd/root"
+root = "$CONTAINERD_ROOT"
 state = "$RUN_DIR/containerd/state"
 
 [grpc]
@@ -134,12 +134,13 @@ start_containerd() {
 
 containerd_ready() { ctr --address "$CONTAINERD_SOCK" version; }
 
-# Imports every image tarball whose reference is not in containerd yet.
+# Imports every image tarball whose reference is not in containerd yet with the
+# tarball's manifest digest.
 import_images() {
-	local ref tarball have
-	have=$(ctr_k8s images ls -q 2>/dev/null || true)
-	while read -r ref tarball; do
-		if ! grep -qxF "$ref" <<<"$have"; then
+	local ref tarball digest have
+	have=$(ctr_k8s images ls 2>/dev/null | awk 'NR>1 {print $1, $3}')
+	while read -r ref tarball digest; do
+		if ! grep -qxF "$ref $digest" <<<"$have"; then
 			ctr_k8s images import "$tarball" >>"$LOG_DIR/images.log" 2>&1 || {
 				log_tail images.log
 				die "ctr images import $tarball failed"
