@@ -286,3 +286,54 @@ fn fuzz_regressions_do_not_panic() {
     }
     assert!(seen >= 2);
 }
+
+/// A DNS answer too large for one packet arrives as IP fragments (here out of order).
+#[test]
+fn fragmented_udp_answers_are_reassembled() {
+    use etherparse::{IpFragOffset, IpNumber, Ipv4Header};
+    let (c, s) = (addr("192.0.2.1:40000"), addr("192.0.2.53:53"));
+    let addrs: Vec<[u8; 4]> = (0..60).map(|i| [198, 51, 100, i]).collect();
+    let answer = response(
+        77,
+        "many.example.test.",
+        RecordType::A,
+        ResponseCode::NoError,
+        &addrs,
+    );
+    let whole = ip_udp(s, c, &answer);
+    let udp = &whole[20..];
+    assert!(udp.len() > 800);
+    let fragment = |offset: usize, chunk: &[u8], more: bool| {
+        let mut h = Ipv4Header::new(
+            chunk.len() as u16,
+            64,
+            IpNumber::UDP,
+            [192, 0, 2, 53],
+            [192, 0, 2, 1],
+        )
+        .unwrap();
+        h.identification = 4242;
+        h.more_fragments = more;
+        h.fragment_offset = IpFragOffset::try_new((offset / 8) as u16).unwrap();
+        h.header_checksum = h.calc_header_checksum();
+        let mut v = h.to_bytes().to_vec();
+        v.extend_from_slice(chunk);
+        v
+    };
+    let frames = vec![
+        (
+            T0,
+            ip_udp(c, s, &query(77, "many.example.test.", RecordType::A)),
+        ),
+        (T0 + 1000, fragment(512, &udp[512..], false)),
+        (T0 + 2000, fragment(0, &udp[..512], true)),
+    ];
+    let (got, err) = read_all(pcap(101, false, false, &frames));
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(got.len(), 2, "{got:#?}");
+    let r = &got[1];
+    assert!(r.message.response);
+    assert_eq!((r.message.id, r.frame, r.src, r.dst), (77, 3, s, c));
+    assert_eq!(r.message.counts[1], 60);
+    assert_eq!(r.message.answers.len(), 32);
+}

@@ -6,6 +6,8 @@
 //! Run them with `cargo test -p dns-doctor-tests --test netns_probe`; they build the probe
 //! binary themselves (or use the one named by `$DNS_DOCTOR_PROBE`).
 
+/// The real test cluster: kubeconfig, kubectl for setup, fault switches, the plugin run.
+pub mod cluster;
 /// Commands with deadlines; the environment check.
 pub mod cmd;
 /// The namespaces topology: client, node (kube-proxy style DNAT), DNS server.

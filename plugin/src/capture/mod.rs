@@ -2,7 +2,8 @@
 //!
 //! The pipeline, each stage usable on its own:
 //! [`CaptureReader`] (pcap/pcapng frames) → [`link::segment`] (UDP/TCP) →
-//! [`DnsReader`] (DNS messages, TCP reassembled) → [`Tracker`] (transactions, patterns) →
+//! [`DnsReader`] (DNS messages; TCP streams and IP fragments reassembled) →
+//! [`Tracker`] (transactions, patterns) →
 //! [`findings`] (problems worth reporting) and, across capture points, [`correlate`].
 //! Everything is streaming and pure: the only I/O is reading the `Read` handed in.
 
@@ -17,7 +18,9 @@ pub mod tcp;
 pub mod time;
 pub mod transactions;
 
-pub use correlate::{correlate, CapturePoint, Correlation, LostQuery, Sighting};
+pub use correlate::{
+    correlate, CapturePoint, CorrelateConfig, Correlation, LostQuery, MatchKind, Sighting,
+};
 pub use dns::{DnsMessage, DnsPacket, Question};
 pub use extract::{DnsReader, ExtractOptions, ExtractStats};
 pub use findings::{findings, Finding, Severity};

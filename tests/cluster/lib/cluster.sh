@@ -13,9 +13,16 @@ render() {
 		"$CLUSTER_DIR/manifests/$1"
 }
 
+# kube-proxy first: CoreDNS reaches the API through the kubernetes Service, and
+# a CoreDNS that starts before that ClusterIP works backs off for ~30 s.
 apply_addons() {
 	local f
-	for f in kube-proxy.yaml coredns.yaml clients.yaml; do
+	render kube-proxy.yaml | kc apply -f - >>"$LOG_DIR/addons.log" 2>&1 || {
+		log_tail addons.log
+		die "kubectl apply kube-proxy.yaml failed"
+	}
+	wait_or_die 90 "kube-proxy programming the kubernetes Service" "kubelet.log containerd.log" api_service_programmed
+	for f in coredns.yaml clients.yaml; do
 		render "$f" | kc apply -f - >>"$LOG_DIR/addons.log" 2>&1 || {
 			log_tail addons.log
 			die "kubectl apply $f failed"
@@ -42,6 +49,14 @@ daemonset_ready() {
 
 pod_ready() {
 	[[ $(kc -n "$1" get pod "$2" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]]
+}
+
+api_service_programmed() {
+	if [[ $KUBE_PROXY_MODE == nftables ]]; then
+		nft list table ip kube-proxy 2>/dev/null | grep -q "$API_SERVICE_IP . tcp . 443"
+	else
+		iptables -t nat -S KUBE-SERVICES 2>/dev/null | grep -q -- "-d $API_SERVICE_IP/32 -p tcp"
+	fi
 }
 
 # True when kube-proxy has programmed the DNS ClusterIP on this node.
@@ -76,6 +91,9 @@ pod_exec() {
 
 # resolve POD NAME : resolves NAME with the pod's own libc; prints dnsc's output.
 resolve() { pod_exec dns-clients "$1" 30 /usr/local/bin/dnsc resolve "$2"; }
+
+# resolve_tcp POD NAME : the same lookup with glibc forced to TCP (use-vc).
+resolve_tcp() { pod_exec dns-clients "$1" 30 env RES_OPTIONS=use-vc /usr/local/bin/dnsc resolve "$2"; }
 
 resolves_ok() { resolve "$1" "$2" | grep -q '^ok '; }
 

@@ -1,0 +1,214 @@
+//! `kubectl dns-doctor` end to end against the real test cluster (issue 4): a healthy run,
+//! bad input and hostile conditions, interruption and cleanup, least privilege.
+//!
+//! Needs the cluster from tests/cluster/up; built only with `--features cluster`.
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use dns_doctor_tests::cluster::*;
+
+fn findings(report: &serde_json::Value) -> Vec<(String, String)> {
+    report["findings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|f| (f["id"].as_str().unwrap_or_default().to_string(), f["severity"].as_str().unwrap_or_default().to_string()))
+        .collect()
+}
+
+fn assert_nothing_left(ns: &str, pod: &str) {
+    assert!(eventually(Duration::from_secs(60), || leftovers().is_empty()), "dns-doctor objects left behind: {:?}", leftovers());
+    let states = ephemeral_states(ns, pod);
+    assert!(
+        eventually(Duration::from_secs(60), || ephemeral_states(ns, pod).iter().all(|(_, s)| s == "terminated")),
+        "ephemeral containers still running in {ns}/{pod}: {states:?}"
+    );
+}
+
+#[test]
+fn healthy_cluster_reports_healthy_with_evidence() {
+    let _guard = cluster_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle");
+    let run = doctor(&[
+        &format!("pod/{GLIBC_CLIENT}"),
+        "-n",
+        CLIENT_NS,
+        "--external-name",
+        EXTERNAL_NAME,
+        "-o",
+        "json",
+        "--capture-seconds",
+        "8",
+        "--output-dir",
+        bundle.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, Some(0), "healthy run must exit 0\nstdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    let report = run.json();
+    let bad: Vec<_> = findings(&report).into_iter().filter(|(_, s)| s == "error" || s == "warning").collect();
+    assert!(bad.is_empty(), "healthy cluster has findings: {bad:?}\n{}", run.stdout);
+    let failed: Vec<_> = report["checklist"]
+        .as_array()
+        .expect("a checklist")
+        .iter()
+        .filter(|c| c["status"] != "pass")
+        .map(|c| format!("{} = {}", c["title"], c["status"]))
+        .collect();
+    assert!(failed.is_empty(), "runbook steps not green: {failed:?}");
+    // Every pcap is in the bundle, private, and readable by tshark.
+    let pcaps: Vec<_> = std::fs::read_dir(&bundle).unwrap().filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "pcap")).collect();
+    assert!(pcaps.len() >= 3, "expected pod, DNS pod and node captures, got {pcaps:?}");
+    for entry in std::fs::read_dir(&bundle).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_file() {
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{} has mode {mode:o}", p.display());
+        }
+    }
+    for p in &pcaps {
+        let out = std::process::Command::new("tshark").args(["-r", p.to_str().unwrap(), "-Y", "dns"]).output().expect("tshark runs");
+        assert!(out.status.success(), "tshark cannot read {}: {}", p.display(), String::from_utf8_lossy(&out.stderr));
+    }
+    let pod_pcap = pcaps.iter().find(|p| p.file_name().unwrap().to_string_lossy().starts_with("pod-")).expect("a pod capture");
+    assert!(std::fs::metadata(pod_pcap).unwrap().len() > 24, "the pod capture holds packets");
+    assert!(bundle.join("report.json").exists() && bundle.join("report.txt").exists());
+    assert_nothing_left(CLIENT_NS, GLIBC_CLIENT);
+}
+
+#[test]
+fn text_report_puts_the_verdict_first() {
+    let _guard = cluster_lock();
+    let run = doctor(&[GLIBC_CLIENT, "-n", CLIENT_NS, "--external-name", EXTERNAL_NAME, "--no-capture"]);
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let first = run.stdout.lines().find(|l| !l.trim().is_empty()).unwrap_or_default();
+    assert!(first.to_lowercase().contains("healthy"), "first line is the verdict: {first:?}");
+}
+
+#[test]
+fn missing_pod_says_so_and_exits_2() {
+    let run = doctor(&["pod/does-not-exist", "-n", CLIENT_NS]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("not found") && run.stderr.contains("does-not-exist"), "{}", run.stderr);
+    assert!(run.stderr.contains("-n"), "the hint names the namespace flag: {}", run.stderr);
+    assert!(run.stdout.is_empty());
+}
+
+#[test]
+fn wrong_namespace_is_a_clear_not_found() {
+    let run = doctor(&[GLIBC_CLIENT, "-n", "default"]);
+    assert_eq!(run.code, Some(2));
+    assert!(run.stderr.contains("not found in namespace \"default\""), "{}", run.stderr);
+}
+
+#[test]
+fn missing_kubeconfig_is_reported() {
+    let run = doctor(&[GLIBC_CLIENT, "--kubeconfig", "/nonexistent/kubeconfig"]);
+    assert_eq!(run.code, Some(2));
+    assert!(run.stderr.contains("kubeconfig"), "{}", run.stderr);
+}
+
+#[test]
+fn unreachable_cluster_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = std::fs::read_to_string(kubeconfig()).unwrap();
+    // The same credentials, pointed at a loopback port where nothing listens.
+    let broken = cfg.replace("https://127.0.0.1:6443", "https://127.0.0.1:1");
+    let path = dir.path().join("kubeconfig");
+    std::fs::write(&path, broken).unwrap();
+    let run = doctor(&[GLIBC_CLIENT, "-n", CLIENT_NS, "--kubeconfig", path.to_str().unwrap()]);
+    assert_eq!(run.code, Some(2));
+    assert!(run.stderr.contains("cannot reach the cluster"), "{}", run.stderr);
+}
+
+#[test]
+fn unknown_kind_is_a_usage_error() {
+    let run = doctor(&["svc/kube-dns"]);
+    assert_eq!(run.code, Some(2));
+    assert!(run.stderr.contains("unknown resource type"), "{}", run.stderr);
+}
+
+#[test]
+fn finished_pod_is_refused() {
+    let _guard = cluster_lock();
+    let ns = CLIENT_NS;
+    let _ = kubectl(&["delete", "pod", "-n", ns, "finished", "--ignore-not-found", "--wait=true"]);
+    let image = kubectl_ok(&["get", "pod", "-n", ns, GLIBC_CLIENT, "-o", "jsonpath={.spec.containers[0].image}"]);
+    kubectl_ok(&["run", "finished", "-n", ns, "--image", &image, "--image-pull-policy=Never", "--restart=Never", "--command", "--", "/bin/true"]);
+    assert!(eventually(Duration::from_secs(60), || kubectl_ok(&["get", "pod", "-n", ns, "finished", "-o", "jsonpath={.status.phase}"]) == "Succeeded"));
+    let run = doctor(&["pod/finished", "-n", ns]);
+    assert_eq!(run.code, Some(2));
+    assert!(run.stderr.contains("is Succeeded, not Running"), "{}", run.stderr);
+    kubectl_ok(&["delete", "pod", "-n", ns, "finished", "--wait=false"]);
+}
+
+#[test]
+fn workload_without_ready_pod_is_refused() {
+    let _guard = cluster_lock();
+    let ns = CLIENT_NS;
+    let image = kubectl_ok(&["get", "pod", "-n", ns, GLIBC_CLIENT, "-o", "jsonpath={.spec.containers[0].image}"]);
+    let _ = kubectl(&["delete", "deploy", "-n", ns, "idle", "--ignore-not-found"]);
+    kubectl_ok(&["create", "deployment", "idle", "-n", ns, "--image", &image, "--replicas=0"]);
+    let run = doctor(&["deploy/idle", "-n", ns]);
+    kubectl_ok(&["delete", "deploy", "-n", ns, "idle"]);
+    assert_eq!(run.code, Some(2));
+    assert!(run.stderr.contains("has no ready pod"), "{}", run.stderr);
+}
+
+#[test]
+fn workload_target_names_the_chosen_pod() {
+    let _guard = cluster_lock();
+    let run = doctor(&["deploy/coredns", "-n", "kube-system", "--external-name", EXTERNAL_NAME, "--no-capture", "--no-node-checks", "-o", "json"]);
+    assert!(matches!(run.code, Some(0) | Some(1)), "{}\n{}", run.stdout, run.stderr);
+    let report = run.json();
+    assert_eq!(report["chosen_from"], "deployment/coredns", "{}", run.stdout);
+    assert!(report["target"]["name"].as_str().unwrap_or_default().starts_with("coredns-"), "{}", run.stdout);
+}
+
+#[test]
+fn unpullable_image_is_reported_by_name_and_nothing_runs_on() {
+    let _guard = cluster_lock();
+    let image = "registry.invalid/dns-doctor/missing:v0";
+    let run = doctor(&[GLIBC_CLIENT, "-n", CLIENT_NS, "--image", image, "--timeout", "90s", "--capture-seconds", "5"]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains(image), "the error names the image: {}", run.stderr);
+    assert!(run.stderr.contains("ErrImage") || run.stderr.contains("ImagePull"), "{}", run.stderr);
+    assert!(run.elapsed < Duration::from_secs(100));
+    assert!(eventually(Duration::from_secs(60), || leftovers().is_empty()), "left: {:?}", leftovers());
+}
+
+#[test]
+fn forbidden_verb_names_the_rule_to_add() {
+    let _guard = cluster_lock();
+    let ns = CLIENT_NS;
+    let _ = kubectl(&["delete", "sa", "-n", ns, "nobody", "--ignore-not-found"]);
+    kubectl_ok(&["create", "sa", "-n", ns, "nobody"]);
+    // Enough to find the pod, nothing more.
+    let _ = kubectl(&["delete", "role,rolebinding", "-n", ns, "pod-reader", "--ignore-not-found"]);
+    kubectl_ok(&["create", "role", "pod-reader", "-n", ns, "--verb=get,list", "--resource=pods"]);
+    kubectl_ok(&["create", "rolebinding", "pod-reader", "-n", ns, "--role=pod-reader", &format!("--serviceaccount={ns}:nobody")]);
+    let kc = sa_kubeconfig(ns, "nobody");
+    let run = doctor(&[GLIBC_CLIENT, "-n", ns, "--kubeconfig", kc.path().to_str().unwrap(), "--external-name", EXTERNAL_NAME, "-o", "json"]);
+    // Degrades to what the API shows, and says why.
+    assert!(matches!(run.code, Some(0) | Some(1) | Some(2)), "{}", run.stderr);
+    let text = format!("{}{}", run.stdout, run.stderr);
+    assert!(text.contains("pods/ephemeralcontainers"), "names the missing resource: {text}");
+    assert!(leftovers().is_empty());
+}
+
+/// A kubeconfig for a ServiceAccount, with a short-lived token.
+pub fn sa_kubeconfig(ns: &str, sa: &str) -> tempfile::NamedTempFile {
+    let token = kubectl_ok(&["create", "token", "-n", ns, sa, "--duration=1h"]);
+    let admin = std::fs::read_to_string(kubeconfig()).unwrap();
+    let ca = admin.lines().find_map(|l| l.trim().strip_prefix("certificate-authority-data:")).expect("CA in admin kubeconfig").trim().to_string();
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        file.path(),
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:6443\n    certificate-authority-data: {ca}\nusers:\n- name: u\n  user:\n    token: {}\ncontexts:\n- name: x\n  context:\n    cluster: c\n    user: u\n    namespace: {ns}\ncurrent-context: x\n",
+            token.trim()
+        ),
+    )
+    .unwrap();
+    file
+}
