@@ -1,7 +1,7 @@
 //! Dispatch of a validated [`Command`]: the async runtime, logging, signals, and the
 //! mapping of each command's result to an [`Outcome`].
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
@@ -97,7 +97,7 @@ fn init_logging(verbosity: Verbosity) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::env::var_os("NO_COLOR").is_none())
+        .with_ansi(std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal())
         .try_init();
 }
 

@@ -20,7 +20,7 @@ fn point(name: &str, packets: &[DnsPacket]) -> CapturePoint {
         packet(60_001.0, s, c, UDP, 99, "end.test.", 1, NOERROR),
     ];
     for p in packets.iter().chain(&tail) {
-        t.observe(p, &mut |tx| transactions.push(tx));
+        t.observe(p.clone(), &mut |tx| transactions.push(tx));
     }
     t.finish(&mut |tx| transactions.push(tx));
     CapturePoint {

@@ -301,7 +301,7 @@ fn read_fully(path: &Path) -> Result<u64, String> {
     let mut err = None;
     for item in dns.by_ref() {
         match item {
-            Ok(p) => tracker.observe(&p, &mut |_| {}),
+            Ok(p) => tracker.observe(p, &mut |_| {}),
             Err(e) => err = Some(e.to_string()),
         }
     }

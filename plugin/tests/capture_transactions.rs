@@ -17,7 +17,7 @@ fn run(packets: &[DnsPacket], cfg: TrackerConfig) -> (Vec<Transaction>, Analysis
     let mut t = Tracker::new(cfg);
     let mut done = Vec::new();
     for p in packets {
-        t.observe(p, &mut |tx| done.push(tx));
+        t.observe(p.clone(), &mut |tx| done.push(tx));
     }
     let a = t.finish(&mut |tx| done.push(tx));
     (done, a)
@@ -265,7 +265,7 @@ fn memory_is_bounded_by_open_transactions() {
             A,
             None,
         );
-        t.observe(&p, &mut |_| emitted += 1);
+        t.observe(p, &mut |_| emitted += 1);
         peak = peak.max(t.open_transactions());
     }
     assert!(peak <= 400, "{peak} transactions open at once");

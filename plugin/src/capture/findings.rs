@@ -39,6 +39,11 @@ pub fn describe(e: &Example) -> String {
     )
 }
 
+/// `1 query was` / `2 queries were`.
+fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 fn evidence(examples: &[Example]) -> Vec<String> {
     examples.iter().map(describe).collect()
 }
@@ -94,9 +99,9 @@ pub fn findings(c: &CaptureAnalysis) -> Vec<Finding> {
             id: "five-second-retries",
             severity: Severity::Warning,
             summary: format!(
-                "{} queries were retried about 5 s after going unanswered: lookups stall for \
-                 the resolver timeout",
-                p.five_second_retries
+                "{} retried about 5 s after going unanswered: lookups stall for the resolver \
+                 timeout",
+                count(p.five_second_retries, "query was", "queries were")
             ),
             evidence: evidence(&ex.five_second_retries),
             remediation: "Some first attempts are lost. Check for the A/AAAA conntrack race \
@@ -129,7 +134,10 @@ pub fn findings(c: &CaptureAnalysis) -> Vec<Finding> {
         out.push(Finding {
             id: "servfail-answers",
             severity: Severity::Warning,
-            summary: format!("{} queries were answered SERVFAIL", p.servfail),
+            summary: format!(
+                "{} answered SERVFAIL",
+                count(p.servfail, "query was", "queries were")
+            ),
             evidence: evidence(
                 &ex.server_errors
                     .iter()
@@ -147,7 +155,10 @@ pub fn findings(c: &CaptureAnalysis) -> Vec<Finding> {
         out.push(Finding {
             id: "refused-answers",
             severity: Severity::Warning,
-            summary: format!("{} queries were answered REFUSED", p.refused),
+            summary: format!(
+                "{} answered REFUSED",
+                count(p.refused, "query was", "queries were")
+            ),
             evidence: evidence(
                 &ex.server_errors
                     .iter()
@@ -172,9 +183,10 @@ pub fn findings(c: &CaptureAnalysis) -> Vec<Finding> {
                 Severity::Info
             },
             summary: format!(
-                "{} lookups were answered only after {} NXDOMAIN queries for search-path \
-                 expansions of the name",
-                p.search_path_lookups, p.search_path_nxdomains
+                "{} answered only after {} NXDOMAIN queries for search-path expansions of the \
+                 name",
+                count(p.search_path_lookups, "lookup was", "lookups were"),
+                p.search_path_nxdomains
             ),
             evidence: evidence(&ex.search_path),
             remediation: "Names with fewer dots than ndots (5 in Kubernetes) are tried with \

@@ -4,7 +4,7 @@
 //! [`CaptureReader`] (pcap/pcapng frames) → [`link::segment`] (UDP/TCP) →
 //! [`DnsReader`] (DNS messages; TCP streams and IP fragments reassembled) →
 //! [`Tracker`] (transactions, patterns) →
-//! [`findings`] (problems worth reporting) and, across capture points, [`correlate`].
+//! [`findings()`] (problems worth reporting) and, across capture points, [`correlate()`].
 //! Everything is streaming and pure: the only I/O is reading the `Read` handed in.
 
 pub mod correlate;
@@ -75,7 +75,7 @@ pub fn analyze_reader(
     let mut read_error = None;
     for item in dns.by_ref() {
         match item {
-            Ok(p) => tracker.observe(&p, sink),
+            Ok(p) => tracker.observe(p, sink),
             Err(e) => read_error = Some(e.to_string()),
         }
     }

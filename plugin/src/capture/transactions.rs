@@ -260,7 +260,8 @@ struct Key {
 struct Open {
     seq: u64,
     server: SocketAddr,
-    qname: String,
+    /// The name as sent, when it differs from the (lower-case) key.
+    qname: Option<String>,
     first: Timestamp,
     last: Timestamp,
     frame: u64,
@@ -320,7 +321,7 @@ fn make_example(p: &Open, key: &Key, detail: String) -> Example {
         client: key.client,
         server: p.server,
         id: key.id,
-        qname: p.qname.clone(),
+        qname: p.qname.clone().unwrap_or_else(|| key.qname.clone()),
         qtype: qtype_name(key.qtype),
         detail,
     }
@@ -361,8 +362,9 @@ impl Tracker {
         self.open_count
     }
 
-    /// Feeds one packet; finished transactions go to `sink`.
-    pub fn observe(&mut self, p: &DnsPacket, sink: &mut dyn FnMut(Transaction)) {
+    /// Feeds one packet; finished transactions go to `sink`. Takes the packet by value so
+    /// its name and answers move into the transaction instead of being copied.
+    pub fn observe(&mut self, mut p: DnsPacket, sink: &mut dyn FnMut(Transaction)) {
         let now = p.time;
         self.last_time = Some(self.last_time.map_or(now, |t| t.max(now)));
         if self.summary.first_message.is_none() {
@@ -390,21 +392,29 @@ impl Tracker {
         } else {
             self.summary.queries += 1;
         }
-        let Some(q) = &m.question else {
+        let response = m.response;
+        let Some(q) = p.message.question.take() else {
             self.summary.without_question += 1;
-            if m.response {
+            if response {
                 self.summary.unmatched_responses += 1;
             }
             return;
         };
-        if m.response {
-            self.on_response(p, q.name.to_ascii_lowercase(), q.qtype, sink);
+        // Names match case-insensitively (resolvers may randomise case, RFC draft 0x20);
+        // the name as sent is kept only when it differs from the lower-case key.
+        let (qname, display) = if q.name.bytes().any(|b| b.is_ascii_uppercase()) {
+            (q.name.to_ascii_lowercase(), Some(q.name))
         } else {
-            self.on_query(p, q.name.to_ascii_lowercase(), q.qtype);
+            (q.name, None)
+        };
+        if response {
+            self.on_response(p, qname, q.qtype, sink);
+        } else {
+            self.on_query(&p, qname, display, q.qtype);
         }
     }
 
-    fn on_query(&mut self, p: &DnsPacket, qname: String, qtype: u16) {
+    fn on_query(&mut self, p: &DnsPacket, qname: String, display: Option<String>, qtype: u16) {
         let key = Key {
             client: p.src,
             transport: p.transport,
@@ -450,12 +460,7 @@ impl Tracker {
         let open = Open {
             seq,
             server: p.dst,
-            qname: p
-                .message
-                .question
-                .as_ref()
-                .map(|q| q.name.clone())
-                .unwrap_or_default(),
+            qname: display,
             first: p.time,
             last: p.time,
             frame: p.frame,
@@ -601,7 +606,7 @@ impl Tracker {
 
     fn on_response(
         &mut self,
-        p: &DnsPacket,
+        p: DnsPacket,
         qname: String,
         qtype: u16,
         sink: &mut dyn FnMut(Transaction),
@@ -639,12 +644,13 @@ impl Tracker {
             }
             _ => {}
         }
+        let (rcode, tc) = (m.rcode, m.flags.tc);
         self.resolve_pair(&key, &open, true);
-        self.search_path(&key, &open, m.rcode, p.time);
-        self.truncation(&key, &open, Some(m.rcode), m.flags.tc);
+        self.search_path(&key, &open, rcode, p.time);
+        self.truncation(&key, &open, Some(rcode), tc);
         sink(Transaction {
             id: key.id,
-            qname: open.qname,
+            qname: open.qname.unwrap_or(key.qname),
             qtype: qtype_name(key.qtype),
             qtype_code: key.qtype,
             transport: key.transport,
@@ -657,10 +663,10 @@ impl Tracker {
             outcome: Outcome::Answered,
             response_time: Some(p.time),
             response_frame: Some(p.frame),
-            rcode: Some(rcode_name(m.rcode).to_string()),
-            rcode_code: Some(m.rcode),
-            truncated: m.flags.tc,
-            answers: m.answers.clone(),
+            rcode: Some(rcode_name(rcode).to_string()),
+            rcode_code: Some(rcode),
+            truncated: tc,
+            answers: p.message.answers,
             latency_ms: Some((latency.as_secs_f64() * 1e6).round() / 1e3),
         });
     }
@@ -762,7 +768,7 @@ impl Tracker {
         self.truncation(&key, &open, None, false);
         sink(Transaction {
             id: key.id,
-            qname: open.qname,
+            qname: open.qname.unwrap_or(key.qname),
             qtype: qtype_name(key.qtype),
             qtype_code: key.qtype,
             transport: key.transport,

@@ -237,7 +237,7 @@ build_images() {
 
 ensure_apt_packages() {
 	local need=() p
-	for p in containerd runc containernetworking-plugins iptables nftables conntrack iproute2 openssl mmdebstrap musl-tools gcc libc6-dev tcpdump; do
+	for p in containerd runc containernetworking-plugins iptables nftables conntrack iproute2 openssl curl mmdebstrap musl-tools gcc libc6-dev; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
 	done
 	if ((${#need[@]})); then

@@ -45,8 +45,9 @@ UPSTREAM_HOST_IP=10.253.0.1
 UPSTREAM_IP=10.253.0.2
 UPSTREAM_BLACKHOLE=10.253.0.0/16
 FAULT_CHAIN=DNSDOCTOR-FAULT
-# kube-proxy mode: iptables (default) or nftables.
-KUBE_PROXY_MODE=${DNS_DOCTOR_PROXY_MODE:-iptables}
+# kube-proxy mode: iptables (default) or nftables, chosen by DNS_DOCTOR_PROXY_MODE
+# at `up`; later commands read the mode the running cluster was started with.
+KUBE_PROXY_MODE=${DNS_DOCTOR_PROXY_MODE:-$(cat "$STATE_DIR/proxy-mode" 2>/dev/null || echo iptables)}
 
 export KUBECONFIG=$KUBECONFIG_ADMIN
 
