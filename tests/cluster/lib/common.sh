@@ -113,21 +113,30 @@ start_daemon() {
 
 daemon_pid() { cat "$RUN_DIR/pids/$1.pid" 2>/dev/null; }
 
+# True when PID exists and is not a zombie: PID 1 on these machines is slow to
+# reap the daemons it inherits, and a zombie must count as stopped.
+pid_alive() {
+	local stat
+	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+	stat=${stat##*) }
+	[[ ${stat%% *} != Z ]]
+}
+
 daemon_running() {
 	local pid
 	pid=$(daemon_pid "$1") || return 1
-	[[ -n $pid ]] && kill -0 "$pid" 2>/dev/null
+	[[ -n $pid ]] && pid_alive "$pid"
 }
 
 # Stops a daemon started by start_daemon: SIGTERM, then SIGKILL after a grace period.
 stop_daemon() {
 	local name=$1 grace=${2:-10} pid
 	pid=$(daemon_pid "$name") || return 0
-	if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
+	if [[ -n $pid ]] && pid_alive "$pid"; then
 		kill -TERM "$pid" 2>/dev/null || true
 		local deadline=$((SECONDS + grace))
-		while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
-		if kill -0 "$pid" 2>/dev/null; then
+		while pid_alive "$pid" && ((SECONDS < deadline)); do sleep 0.2; done
+		if pid_alive "$pid"; then
 			kill -KILL "$pid" 2>/dev/null || true
 			sleep 0.2
 		fi

@@ -1,0 +1,129 @@
+//! Diagnosis on the real cluster (issue 5): for every fault switch of tests/cluster, the
+//! doctor run against an affected client pod exits 1 and names the cause as its top finding;
+//! with the fault off it exits 0 with no error finding, ten times in a row.
+//!
+//! The suite writes the accuracy table (scenario, expected finding, found finding, exit
+//! code, time to verdict) to docs/accuracy.md and into README.md between its markers, so
+//! the README always shows the table the last run produced.
+//!
+//! Needs the cluster from tests/cluster/up; built only with `--features cluster`.
+
+use std::time::Duration;
+
+use dns_doctor_tests::cluster::*;
+
+struct Row {
+    scenario: String,
+    client: &'static str,
+    expected: &'static str,
+    found: String,
+    code: Option<i32>,
+    verdict_ms: u64,
+    ok: bool,
+    detail: String,
+}
+
+fn run_json(client: &str) -> (Option<i32>, serde_json::Value, String) {
+    let run = doctor(&[client, "-n", CLIENT_NS, "--external-name", EXTERNAL_NAME, "-o", "json", "--capture-seconds", "15", "--timeout", "150s"]);
+    let v = serde_json::from_str(&run.stdout).unwrap_or(serde_json::Value::Null);
+    (run.code, v, run.stderr)
+}
+
+fn top_finding(report: &serde_json::Value) -> String {
+    report["findings"]
+        .as_array()
+        .and_then(|f| f.first())
+        .filter(|f| f["severity"] == "error" || f["severity"] == "warning")
+        .and_then(|f| f["id"].as_str())
+        .unwrap_or("(none)")
+        .to_string()
+}
+
+fn errors(report: &serde_json::Value) -> Vec<String> {
+    report["findings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|f| f["severity"] == "error" || f["severity"] == "warning")
+        .map(|f| f["id"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+fn scenario(name: &str, client: &'static str, expected: &'static str, fault_name: Option<&'static str>) -> Row {
+    let _fault = fault_name.map(Fault::on);
+    let (code, report, stderr) = run_json(client);
+    let found = top_finding(&report);
+    let verdict_ms = report["timings"]["time_to_verdict_ms"].as_u64().unwrap_or(0);
+    let ok = if fault_name.is_some() { code == Some(1) && found == expected } else { code == Some(0) && errors(&report).is_empty() };
+    let mut detail = String::new();
+    if !ok {
+        detail = format!("findings {:?}; stderr: {}", errors(&report), stderr.lines().rev().take(5).collect::<Vec<_>>().join(" | "));
+    } else if fault_name.is_some() {
+        // The named cause carries its evidence and remediation.
+        let top = &report["findings"][0];
+        assert!(!top["evidence"].as_array().map_or(true, |e| e.is_empty()), "{name}: top finding has no evidence");
+        assert!(!top["remediation"].as_array().map_or(true, |r| r.is_empty()), "{name}: top finding has no remediation");
+    }
+    Row { scenario: name.to_string(), client, expected, found, code, verdict_ms, ok, detail }
+}
+
+fn table(rows: &[Row]) -> String {
+    let mut t = String::from("| scenario | client | expected finding | found finding | exit code | time to verdict | result |\n|---|---|---|---|---|---|---|\n");
+    for r in rows {
+        t.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {:.1} s | {} |\n",
+            r.scenario,
+            r.client,
+            r.expected,
+            r.found,
+            r.code.map_or("none".to_string(), |c| c.to_string()),
+            r.verdict_ms as f64 / 1000.0,
+            if r.ok { "pass" } else { "FAIL" }
+        ));
+    }
+    t
+}
+
+fn publish(table: &str) {
+    let root = repo_root();
+    let doc = format!("# Diagnosis accuracy\n\nWritten by `tests/tests/e2e_faults.rs` on its last run against the test cluster.\n\n{table}");
+    std::fs::write(root.join("docs/accuracy.md"), doc).expect("write docs/accuracy.md");
+    let readme_path = root.join("README.md");
+    let readme = std::fs::read_to_string(&readme_path).expect("README.md");
+    const BEGIN: &str = "<!-- accuracy:begin -->";
+    const END: &str = "<!-- accuracy:end -->";
+    if let (Some(b), Some(e)) = (readme.find(BEGIN), readme.find(END)) {
+        let updated = format!("{}{BEGIN}\n{table}{}", &readme[..b], &readme[e..]);
+        std::fs::write(&readme_path, updated).expect("write README.md");
+    }
+}
+
+#[test]
+fn every_fault_is_named_and_the_healthy_cluster_is_clean() {
+    let _guard = cluster_lock();
+    let mut rows = Vec::new();
+    for i in 1..=10 {
+        let client = if i % 2 == 0 { MUSL_CLIENT } else { GLIBC_CLIENT };
+        rows.push(scenario(&format!("healthy (run {i})"), client, "(none)", None));
+    }
+    for (fault, expected) in [
+        ("coredns-down", "dns-service-no-endpoints"),
+        ("coredns-crashloop", "dns-pods-crashloop"),
+        ("kube-proxy-down", "kube-proxy-not-translating"),
+        ("stale-rules", "kube-proxy-stale-rules"),
+        ("node-firewall", "node-firewall"),
+        ("udp-blocked", "udp-blocked"),
+        ("upstream-down", "upstream-failing"),
+    ] {
+        rows.push(scenario(fault, GLIBC_CLIENT, expected, Some(fault)));
+    }
+    for client in [GLIBC_CLIENT, MUSL_CLIENT] {
+        rows.push(scenario("aaaa-drop", client, "five-second-latency", Some("aaaa-drop")));
+    }
+    let t = table(&rows);
+    publish(&t);
+    println!("{t}");
+    let failed: Vec<String> = rows.iter().filter(|r| !r.ok).map(|r| format!("{} ({}): expected {}, found {}, exit {:?}; {}", r.scenario, r.client, r.expected, r.found, r.code, r.detail)).collect();
+    assert!(failed.is_empty(), "scenarios not diagnosed correctly:\n{}", failed.join("\n"));
+    assert!(eventually(Duration::from_secs(60), || leftovers().is_empty()), "left behind: {:?}", leftovers());
+}
