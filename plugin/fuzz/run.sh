@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs a fuzz target for a bounded time: ./run.sh [TARGET] [SECONDS]
-#   TARGET  capture_reader (default) or dns_message
+#   TARGET  capture_reader (default), dns_message, rule_dumps or dns_config
 #   SECONDS default 60
 #
 # cargo-fuzz needs nightly-only compiler flags (-Zsanitizer=address). No nightly toolchain
@@ -18,13 +18,24 @@ SECS=${2:-60}
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 CORPUS=corpus/$TARGET
 mkdir -p "$CORPUS"
-cp ../tests/fixtures/captures/*.pcap* "$CORPUS"/
-TESTDATA=../../../shared/testdata/tcpdump-captures
-if [[ -d $TESTDATA ]]; then
-    for f in "$TESTDATA"/dns*.pcap "$TESTDATA"/edns-opts.pcap "$TESTDATA"/LINKTYPE_*.pcap*; do
-        [[ -e $f ]] && cp "$f" "$CORPUS"/
-    done
-fi
+case $TARGET in
+rule_dumps)
+    # Real dumps: iptables-save, nft, ipvsadm, conntrack -S, sysctls.
+    find ../tests/fixtures/node -type f ! -name '*.md' -exec cp {} "$CORPUS"/ \;
+    ;;
+dns_config)
+    find ../tests/fixtures/dns_config -type f ! -name '*.md' -exec cp {} "$CORPUS"/ \;
+    ;;
+*)
+    cp ../tests/fixtures/captures/*.pcap* "$CORPUS"/
+    TESTDATA=../../../shared/testdata/tcpdump-captures
+    if [[ -d $TESTDATA ]]; then
+        for f in "$TESTDATA"/dns*.pcap "$TESTDATA"/edns-opts.pcap "$TESTDATA"/LINKTYPE_*.pcap*; do
+            [[ -e $f ]] && cp "$f" "$CORPUS"/
+        done
+    fi
+    ;;
+esac
 export RUSTC_BOOTSTRAP=1
 # -rss_limit_mb and -timeout turn memory blow-ups and hangs into failures too.
 exec timeout $((SECS + 900)) cargo fuzz run -O "$TARGET" "$CORPUS" -- \

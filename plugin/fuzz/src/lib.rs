@@ -2,3 +2,9 @@
 
 #[path = "../../src/capture/mod.rs"]
 pub mod capture;
+
+#[path = "../../src/node/mod.rs"]
+pub mod node;
+
+#[path = "../../src/dns_config/mod.rs"]
+pub mod dns_config;

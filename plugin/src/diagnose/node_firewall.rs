@@ -52,9 +52,11 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
         return None;
     }
     // Without a rule, endpoints that answer directly point at the ClusterIP path (kube-proxy),
-    // not at a firewall between the nodes.
+    // not at a firewall between the nodes; and with no ready DNS pod, losses on the node are
+    // the DNS pods' failure, not a firewall's.
     let direct = super::observed::Tally::of(o.to_endpoints());
-    if rules.is_empty() && direct.ok > 0 {
+    let dns_pods_ready = !cx.topology.ready_endpoint_ips().is_empty();
+    if rules.is_empty() && (direct.ok > 0 || !dns_pods_ready) {
         return None;
     }
     if let Some((name, _, count, total)) = loss {
