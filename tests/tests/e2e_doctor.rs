@@ -17,18 +17,26 @@ fn findings(report: &serde_json::Value) -> Vec<(String, String)> {
         .collect()
 }
 
-fn assert_nothing_left(ns: &str, pod: &str) {
+/// Names of the dns-doctor ephemeral containers in a pod now.
+fn ephemeral_names(ns: &str, pod: &str) -> Vec<String> {
+    ephemeral_states(ns, pod).into_iter().map(|(n, _)| n).collect()
+}
+
+/// No node pods left, and every ephemeral container added since `before` has exited.
+fn assert_nothing_left(ns: &str, pod: &str, before: &[String]) {
     assert!(eventually(Duration::from_secs(60), || leftovers().is_empty()), "dns-doctor objects left behind: {:?}", leftovers());
-    let states = ephemeral_states(ns, pod);
+    let ours = || ephemeral_states(ns, pod).into_iter().filter(|(n, _)| !before.contains(n)).collect::<Vec<_>>();
     assert!(
-        eventually(Duration::from_secs(60), || ephemeral_states(ns, pod).iter().all(|(_, s)| s == "terminated")),
-        "ephemeral containers still running in {ns}/{pod}: {states:?}"
+        eventually(Duration::from_secs(60), || ours().iter().all(|(_, s)| s == "terminated")),
+        "ephemeral containers of this run still running in {ns}/{pod}: {:?}",
+        ours()
     );
 }
 
 #[test]
 fn healthy_cluster_reports_healthy_with_evidence() {
     let _guard = cluster_lock();
+    let before = ephemeral_names(CLIENT_NS, GLIBC_CLIENT);
     let dir = tempfile::tempdir().unwrap();
     let bundle = dir.path().join("bundle");
     let run = doctor(&[
@@ -73,7 +81,11 @@ fn healthy_cluster_reports_healthy_with_evidence() {
     let pod_pcap = pcaps.iter().find(|p| p.file_name().unwrap().to_string_lossy().starts_with("pod-")).expect("a pod capture");
     assert!(std::fs::metadata(pod_pcap).unwrap().len() > 24, "the pod capture holds packets");
     assert!(bundle.join("report.json").exists() && bundle.join("report.txt").exists());
-    assert_nothing_left(CLIENT_NS, GLIBC_CLIENT);
+    // The report lists the containers that stay in the pod spec, and they have exited.
+    let left = report["ephemeral_containers"].as_array().expect("ephemeral containers listed");
+    assert_eq!(left.len(), 3, "the target and both DNS pods: {left:?}");
+    assert!(left.iter().all(|e| e["terminated"] == true), "{left:?}");
+    assert_nothing_left(CLIENT_NS, GLIBC_CLIENT, &before);
 }
 
 #[test]
@@ -161,7 +173,7 @@ fn workload_target_names_the_chosen_pod() {
     let run = doctor(&["deploy/coredns", "-n", "kube-system", "--external-name", EXTERNAL_NAME, "--no-capture", "--no-node-checks", "-o", "json"]);
     assert!(matches!(run.code, Some(0) | Some(1)), "{}\n{}", run.stdout, run.stderr);
     let report = run.json();
-    assert_eq!(report["chosen_from"], "deployment/coredns", "{}", run.stdout);
+    assert_eq!(report["target"]["chosen_from"], "deployment/coredns", "{}", run.stdout);
     assert!(report["target"]["name"].as_str().unwrap_or_default().starts_with("coredns-"), "{}", run.stdout);
 }
 
@@ -211,4 +223,130 @@ pub fn sa_kubeconfig(ns: &str, sa: &str) -> tempfile::NamedTempFile {
     )
     .unwrap();
     file
+}
+
+/// Start the doctor in the background, as a script would.
+fn spawn_doctor(args: &[&str]) -> std::process::Child {
+    std::process::Command::new(plugin_binary())
+        .args(args)
+        .env("KUBECONFIG", kubeconfig())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the plugin starts")
+}
+
+fn wait_child(child: &mut std::process::Child, limit: Duration) -> Option<i32> {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    panic!("the plugin did not exit within {}s", limit.as_secs());
+}
+
+#[test]
+fn sigint_at_any_point_cleans_up_and_exits_130() {
+    let _guard = cluster_lock();
+    // Before anything is started, while containers start, and during the capture.
+    for delay_ms in [300u64, 1500, 4000] {
+        let before = ephemeral_names(CLIENT_NS, GLIBC_CLIENT);
+        let mut child = spawn_doctor(&[GLIBC_CLIENT, "-n", CLIENT_NS, "--external-name", EXTERNAL_NAME, "--capture-seconds", "20"]);
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        let code = wait_child(&mut child, Duration::from_secs(50));
+        assert_eq!(code, Some(130), "SIGINT after {delay_ms} ms");
+        assert_nothing_left(CLIENT_NS, GLIBC_CLIENT, &before);
+    }
+}
+
+#[test]
+fn sigterm_is_handled_like_ctrl_c() {
+    let _guard = cluster_lock();
+    let before = ephemeral_names(CLIENT_NS, GLIBC_CLIENT);
+    let mut child = spawn_doctor(&[GLIBC_CLIENT, "-n", CLIENT_NS, "--external-name", EXTERNAL_NAME, "--capture-seconds", "20"]);
+    std::thread::sleep(Duration::from_millis(3000));
+    std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert_eq!(wait_child(&mut child, Duration::from_secs(50)), Some(130));
+    assert_nothing_left(CLIENT_NS, GLIBC_CLIENT, &before);
+}
+
+#[test]
+fn sigkill_leaves_nothing_after_the_deadlines() {
+    let _guard = cluster_lock();
+    let before = ephemeral_names(CLIENT_NS, GLIBC_CLIENT);
+    // A short --timeout gives the containers and Jobs short lifetimes.
+    let mut child = spawn_doctor(&[GLIBC_CLIENT, "-n", CLIENT_NS, "--external-name", EXTERNAL_NAME, "--capture-seconds", "10", "--timeout", "40s"]);
+    std::thread::sleep(Duration::from_millis(3000));
+    child.kill().unwrap();
+    let _ = child.wait();
+    // hold ends after timeout + 30 s; the Job is then removed by its TTL (30 s).
+    assert!(eventually(Duration::from_secs(180), || leftovers().is_empty()), "left after SIGKILL: {:?}", leftovers());
+    assert!(
+        eventually(Duration::from_secs(30), || ephemeral_states(CLIENT_NS, GLIBC_CLIENT).iter().filter(|(n, _)| !before.contains(n)).all(|(_, s)| s == "terminated")),
+        "ephemeral containers still running: {:?}",
+        ephemeral_states(CLIENT_NS, GLIBC_CLIENT)
+    );
+}
+
+#[test]
+fn cleanup_subcommand_removes_leftover_node_pods() {
+    let _guard = cluster_lock();
+    let mut child = spawn_doctor(&[GLIBC_CLIENT, "-n", CLIENT_NS, "--external-name", EXTERNAL_NAME, "--capture-seconds", "20", "--timeout", "60s"]);
+    assert!(eventually(Duration::from_secs(30), || !leftovers().is_empty()), "the run started node pods");
+    child.kill().unwrap();
+    let _ = child.wait();
+    let run = doctor(&["cleanup"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(run.stdout.contains("deleted job kube-system/dns-doctor-"), "{}", run.stdout);
+    assert!(eventually(Duration::from_secs(60), || leftovers().is_empty()), "left after cleanup: {:?}", leftovers());
+}
+
+/// A ServiceAccount bound to exactly the roles of deploy/rbac.yaml (the node-checks role
+/// optionally), with a kubeconfig using its token.
+fn least_privilege_kubeconfig(with_node_checks: bool) -> tempfile::NamedTempFile {
+    let rbac = repo_root().join("deploy/rbac.yaml");
+    kubectl_ok(&["apply", "-f", rbac.to_str().unwrap()]);
+    let _ = kubectl(&["-n", "kube-system", "create", "sa", "dns-doctor"]);
+    if !with_node_checks {
+        kubectl_ok(&["-n", "kube-system", "delete", "rolebinding", "dns-doctor-node-checks", "--ignore-not-found"]);
+    }
+    sa_kubeconfig("kube-system", "dns-doctor")
+}
+
+#[test]
+fn least_privilege_role_runs_the_full_doctor() {
+    let _guard = cluster_lock();
+    let before = ephemeral_names(CLIENT_NS, GLIBC_CLIENT);
+    let kc = least_privilege_kubeconfig(true);
+    let run = doctor(&[GLIBC_CLIENT, "-n", CLIENT_NS, "--kubeconfig", kc.path().to_str().unwrap(), "--external-name", EXTERNAL_NAME, "-o", "json", "--capture-seconds", "8"]);
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let report = run.json();
+    assert_eq!(report["strategy"], "ephemeral_capture", "{}", run.stdout);
+    let kinds: Vec<&str> = report["capture_points"].as_array().unwrap().iter().filter_map(|c| c["kind"].as_str()).collect();
+    assert!(kinds.contains(&"node") && kinds.contains(&"pod") && kinds.contains(&"dns_pod"), "{kinds:?}");
+    assert!(report["step_errors"].as_array().unwrap().is_empty(), "{}", report["step_errors"]);
+    assert_nothing_left(CLIENT_NS, GLIBC_CLIENT, &before);
+}
+
+#[test]
+fn without_node_permissions_it_degrades_and_says_so() {
+    let _guard = cluster_lock();
+    let kc = least_privilege_kubeconfig(false);
+    let run = doctor(&[GLIBC_CLIENT, "-n", CLIENT_NS, "--kubeconfig", kc.path().to_str().unwrap(), "--external-name", EXTERNAL_NAME, "-o", "json", "--capture-seconds", "8"]);
+    // Restore the binding for the other tests.
+    kubectl_ok(&["apply", "-f", repo_root().join("deploy/rbac.yaml").to_str().unwrap()]);
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let report = run.json();
+    let reason = report["strategy_reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("not allowed to create jobs in kube-system"), "{reason}");
+    let kinds: Vec<&str> = report["capture_points"].as_array().unwrap().iter().filter_map(|c| c["kind"].as_str()).collect();
+    assert!(!kinds.contains(&"node"), "no node pods without the permission: {kinds:?}");
+    assert!(kinds.contains(&"pod"), "{kinds:?}");
+    assert!(leftovers().is_empty());
 }

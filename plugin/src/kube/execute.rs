@@ -30,7 +30,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// Time allowed for tcpdump to start listening.
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
 /// Upper bound for cleanup, whatever happened before.
-pub const CLEANUP_TIMEOUT: Duration = Duration::from_secs(20);
+pub const CLEANUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest capture kept per point.
 const CAPTURE_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -53,6 +53,10 @@ pub struct ExecuteInput<'a> {
 /// What was started, so cleanup knows what to stop.
 #[derive(Default)]
 struct Started {
+    /// Every ephemeral container added, recorded the moment the API accepted it, so an
+    /// interruption while others are still starting does not lose track of it.
+    injected: std::sync::Mutex<Vec<ExecTarget>>,
+    /// Containers confirmed running (the probes run in these).
     containers: Vec<(ExecTarget, bool)>,
     node_pods: Vec<(String, ExecTarget)>,
     jobs_created: bool,
@@ -121,8 +125,10 @@ async fn measure(
             &config.image,
             lifetime,
         );
+        // Set before the call: an interruption during it must still delete by label.
+        started.jobs_created = true;
         match node_pod::create(client, &job).await {
-            Ok(()) => started.jobs_created = true,
+            Ok(()) => {}
             Err(e) => evidence.step_errors.push(StepError {
                 step: format!("node pod on {node}"),
                 error: e.to_string(),
@@ -154,6 +160,7 @@ async fn measure(
             d.privilege,
         ));
     }
+    let injected = &started.injected;
     let results: Vec<(usize, Result<(), KubeError>)> = stream::iter(injections.iter().enumerate())
         .map(|(i, (ns, pod, target_c, privilege))| {
             let spec = ephemeral::container_spec(
@@ -167,6 +174,14 @@ async fn measure(
             async move {
                 let r = async {
                     ephemeral::inject(client, ns, pod, &spec).await?;
+                    injected
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push(ExecTarget {
+                            namespace: ns.clone(),
+                            pod: pod.clone(),
+                            container: spec.name.clone(),
+                        });
                     ephemeral::wait_running(
                         client,
                         ns,
@@ -614,16 +629,27 @@ fn sanitize(name: &str) -> String {
 /// Stop everything this run started. Bounded: whatever is not done in time is left to the
 /// containers' own deadlines and the Jobs' TTL.
 async fn clean_up(input: &ExecuteInput<'_>, started: &Started, evidence: &mut Evidence) {
+    let injected: Vec<ExecTarget> = started
+        .injected
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    for t in &injected {
+        let pod = format!("{}/{}", t.namespace, t.pod);
+        if !evidence.ephemeral_containers.iter().any(|e| e.pod == pod && e.container == t.container) {
+            evidence.ephemeral_containers.push(EphemeralLeft { pod, container: t.container.clone(), terminated: false });
+        }
+    }
     let work = async {
-        let stops = futures::future::join_all(started.containers.iter().filter(|(_, ok)| *ok).map(
-            |(t, _)| async move {
-                (
-                    t,
-                    cleanup::stop_run_in(input.client, t, input.run_id, Duration::from_secs(10))
-                        .await,
-                )
-            },
-        ))
+        let stops = futures::future::join_all(injected.iter().map(|t| async move {
+            let running = started.containers.iter().any(|(c, ok)| c == t && *ok);
+            if !running {
+                // Interrupted while it was starting: let it start, then end it, instead of
+                // leaving it to run until its deadline.
+                let _ = ephemeral::wait_running(input.client, &t.namespace, &t.pod, &t.container, &input.config.image, Duration::from_secs(8)).await;
+            }
+            (t, cleanup::stop_run_in(input.client, t, input.run_id, Duration::from_secs(10)).await)
+        }))
         .await;
         for (t, r) in stops {
             if let Err(e) = r {
