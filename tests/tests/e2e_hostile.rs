@@ -117,6 +117,9 @@ fn a_node_pod_that_cannot_start_is_reported_and_the_run_goes_on() {
 fn target_deleted_mid_run_ends_cleanly() {
     let _guard = cluster_lock();
     client_pod("dd-vanish", "client", &[], "");
+    // With the upstream down, external names time out and the probe runs long enough for
+    // the pod to disappear under it.
+    let _slow = Fault::on("upstream-down");
     let mut child = std::process::Command::new(plugin_binary())
         .args(["client", "-n", "dd-vanish", "--external-name", EXTERNAL_NAME, "--capture-seconds", "20"])
         .env("KUBECONFIG", kubeconfig())
@@ -137,5 +140,6 @@ fn target_deleted_mid_run_ends_cleanly() {
     let out = child.wait_with_output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(matches!(status.code(), Some(1) | Some(2)), "exit {:?}: {text}", status.code());
+    assert!(text.contains("dd-vanish"), "the pod is named: {text}");
     assert!(eventually(Duration::from_secs(60), || leftovers().is_empty()), "{:?}", leftovers());
 }
