@@ -17,12 +17,17 @@ pub const MUSL_CLIENT: &str = "client-musl";
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 /// The kubeconfig of the running test cluster; panics with advice when there is none.
 pub fn kubeconfig() -> PathBuf {
-    let p = PathBuf::from(std::env::var("DNS_DOCTOR_TEST_KUBECONFIG").unwrap_or_else(|_| ADMIN_KUBECONFIG.into()));
+    let p = PathBuf::from(
+        std::env::var("DNS_DOCTOR_TEST_KUBECONFIG").unwrap_or_else(|_| ADMIN_KUBECONFIG.into()),
+    );
     assert!(
         p.exists(),
         "no test cluster: {} is missing; run tests/cluster/up first (tests/run does)",
@@ -34,7 +39,9 @@ pub fn kubeconfig() -> PathBuf {
 /// Only one test at a time may change the cluster (fault switches, runs that inject).
 pub fn cluster_lock() -> MutexGuard<'static, ()> {
     static LOCK: OnceLock<Mutex<()>> = OnceLock::new();
-    LOCK.get_or_init(|| Mutex::new(())).lock().unwrap_or_else(|e| e.into_inner())
+    LOCK.get_or_init(|| Mutex::new(()))
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
 }
 
 /// The plugin binary, built once per test process.
@@ -43,12 +50,21 @@ pub fn plugin_binary() -> PathBuf {
     BIN.get_or_init(|| {
         let root = repo_root();
         let status = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "kubectl-dns-doctor", "--bin", "kubectl-dns_doctor"])
+            .args([
+                "build",
+                "-q",
+                "-p",
+                "kubectl-dns-doctor",
+                "--bin",
+                "kubectl-dns_doctor",
+            ])
             .current_dir(&root)
             .status()
             .expect("cargo runs");
         assert!(status.success(), "building kubectl-dns_doctor failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
         target.join("debug").join("kubectl-dns_doctor")
     })
     .clone()
@@ -65,7 +81,12 @@ pub struct Run {
 
 impl Run {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
     }
 }
 
@@ -77,12 +98,20 @@ pub fn doctor(args: &[&str]) -> Run {
 pub fn doctor_with_env(args: &[&str], env: &[(&str, &str)]) -> Run {
     let start = Instant::now();
     let mut cmd = Command::new(plugin_binary());
-    cmd.args(args).env("KUBECONFIG", kubeconfig()).env_remove("RUST_LOG").stdin(Stdio::null());
+    cmd.args(args)
+        .env("KUBECONFIG", kubeconfig())
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
     for (k, v) in env {
         cmd.env(k, v);
     }
     let out = run_bounded(cmd, Duration::from_secs(300));
-    Run { code: out.0, stdout: out.1, stderr: out.2, elapsed: start.elapsed() }
+    Run {
+        code: out.0,
+        stdout: out.1,
+        stderr: out.2,
+        elapsed: start.elapsed(),
+    }
 }
 
 fn run_bounded(mut cmd: Command, limit: Duration) -> (Option<i32>, String, String) {
@@ -101,7 +130,9 @@ fn run_bounded(mut cmd: Command, limit: Duration) -> (Option<i32>, String, Strin
         ),
         Ok(Err(e)) => panic!("waiting for the command failed: {e}"),
         Err(_) => {
-            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
             panic!("command did not finish within {}s", limit.as_secs());
         }
     }
@@ -110,9 +141,19 @@ fn run_bounded(mut cmd: Command, limit: Duration) -> (Option<i32>, String, Strin
 /// kubectl against the test cluster (setup and inspection only; the plugin never uses it).
 pub fn kubectl(args: &[&str]) -> (bool, String) {
     let mut cmd = Command::new("kubectl");
-    cmd.arg("--kubeconfig").arg(kubeconfig()).args(args).stdin(Stdio::null());
+    cmd.arg("--kubeconfig")
+        .arg(kubeconfig())
+        .args(args)
+        .stdin(Stdio::null());
     let (code, out, err) = run_bounded(cmd, Duration::from_secs(120));
-    (code == Some(0), if code == Some(0) { out } else { format!("{out}{err}") })
+    (
+        code == Some(0),
+        if code == Some(0) {
+            out
+        } else {
+            format!("{out}{err}")
+        },
+    )
 }
 
 /// kubectl that must succeed.
@@ -128,7 +169,12 @@ pub fn fault(name: &str, on: bool) {
     let mut cmd = Command::new(script);
     cmd.args([name, if on { "on" } else { "off" }]);
     let (code, out, err) = run_bounded(cmd, Duration::from_secs(240));
-    assert_eq!(code, Some(0), "fault {name} {}: {out}{err}", if on { "on" } else { "off" });
+    assert_eq!(
+        code,
+        Some(0),
+        "fault {name} {}: {out}{err}",
+        if on { "on" } else { "off" }
+    );
 }
 
 /// Turns a fault on, and off again when dropped (also when the test panics).
@@ -149,8 +195,19 @@ impl Drop for Fault {
 
 /// Pods and Jobs dns-doctor created that still exist, in all namespaces.
 pub fn leftovers() -> Vec<String> {
-    let out = kubectl_ok(&["get", "jobs,pods", "-A", "-l", "app.kubernetes.io/managed-by=dns-doctor", "-o", "name"]);
-    out.lines().map(str::to_string).filter(|l| !l.is_empty()).collect()
+    let out = kubectl_ok(&[
+        "get",
+        "jobs,pods",
+        "-A",
+        "-l",
+        "app.kubernetes.io/managed-by=dns-doctor",
+        "-o",
+        "name",
+    ]);
+    out.lines()
+        .map(str::to_string)
+        .filter(|l| !l.is_empty())
+        .collect()
 }
 
 /// Wait until `check` holds, polling; false at the deadline.
@@ -173,9 +230,16 @@ pub fn ephemeral_states(ns: &str, pod: &str) -> Vec<(String, String)> {
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|s| s["name"].as_str().is_some_and(|n| n.starts_with("dns-doctor-")))
+        .filter(|s| {
+            s["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("dns-doctor-"))
+        })
         .map(|s| {
-            let state = s["state"].as_object().and_then(|o| o.keys().next().cloned()).unwrap_or_default();
+            let state = s["state"]
+                .as_object()
+                .and_then(|o| o.keys().next().cloned())
+                .unwrap_or_default();
             (s["name"].as_str().unwrap_or_default().to_string(), state)
         })
         .collect()

@@ -13,21 +13,40 @@ fn findings(report: &serde_json::Value) -> Vec<(String, String)> {
         .as_array()
         .into_iter()
         .flatten()
-        .map(|f| (f["id"].as_str().unwrap_or_default().to_string(), f["severity"].as_str().unwrap_or_default().to_string()))
+        .map(|f| {
+            (
+                f["id"].as_str().unwrap_or_default().to_string(),
+                f["severity"].as_str().unwrap_or_default().to_string(),
+            )
+        })
         .collect()
 }
 
 /// Names of the dns-doctor ephemeral containers in a pod now.
 fn ephemeral_names(ns: &str, pod: &str) -> Vec<String> {
-    ephemeral_states(ns, pod).into_iter().map(|(n, _)| n).collect()
+    ephemeral_states(ns, pod)
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect()
 }
 
 /// No node pods left, and every ephemeral container added since `before` has exited.
 fn assert_nothing_left(ns: &str, pod: &str, before: &[String]) {
-    assert!(eventually(Duration::from_secs(60), || leftovers().is_empty()), "dns-doctor objects left behind: {:?}", leftovers());
-    let ours = || ephemeral_states(ns, pod).into_iter().filter(|(n, _)| !before.contains(n)).collect::<Vec<_>>();
     assert!(
-        eventually(Duration::from_secs(60), || ours().iter().all(|(_, s)| s == "terminated")),
+        eventually(Duration::from_secs(60), || leftovers().is_empty()),
+        "dns-doctor objects left behind: {:?}",
+        leftovers()
+    );
+    let ours = || {
+        ephemeral_states(ns, pod)
+            .into_iter()
+            .filter(|(n, _)| !before.contains(n))
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        eventually(Duration::from_secs(60), || ours()
+            .iter()
+            .all(|(_, s)| s == "terminated")),
         "ephemeral containers of this run still running in {ns}/{pod}: {:?}",
         ours()
     );
@@ -52,10 +71,23 @@ fn healthy_cluster_reports_healthy_with_evidence() {
         "--output-dir",
         bundle.to_str().unwrap(),
     ]);
-    assert_eq!(run.code, Some(0), "healthy run must exit 0\nstdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        run.code,
+        Some(0),
+        "healthy run must exit 0\nstdout:\n{}\nstderr:\n{}",
+        run.stdout,
+        run.stderr
+    );
     let report = run.json();
-    let bad: Vec<_> = findings(&report).into_iter().filter(|(_, s)| s == "error" || s == "warning").collect();
-    assert!(bad.is_empty(), "healthy cluster has findings: {bad:?}\n{}", run.stdout);
+    let bad: Vec<_> = findings(&report)
+        .into_iter()
+        .filter(|(_, s)| s == "error" || s == "warning")
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "healthy cluster has findings: {bad:?}\n{}",
+        run.stdout
+    );
     let failed: Vec<_> = report["checklist"]
         .as_array()
         .expect("a checklist")
@@ -65,8 +97,16 @@ fn healthy_cluster_reports_healthy_with_evidence() {
         .collect();
     assert!(failed.is_empty(), "runbook steps not green: {failed:?}");
     // Every pcap is in the bundle, private, and readable by tshark.
-    let pcaps: Vec<_> = std::fs::read_dir(&bundle).unwrap().filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "pcap")).collect();
-    assert!(pcaps.len() >= 3, "expected pod, DNS pod and node captures, got {pcaps:?}");
+    let pcaps: Vec<_> = std::fs::read_dir(&bundle)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "pcap"))
+        .collect();
+    assert!(
+        pcaps.len() >= 3,
+        "expected pod, DNS pod and node captures, got {pcaps:?}"
+    );
     for entry in std::fs::read_dir(&bundle).unwrap() {
         let p = entry.unwrap().path();
         if p.is_file() {
@@ -75,14 +115,30 @@ fn healthy_cluster_reports_healthy_with_evidence() {
         }
     }
     for p in &pcaps {
-        let out = std::process::Command::new("tshark").args(["-r", p.to_str().unwrap(), "-Y", "dns"]).output().expect("tshark runs");
-        assert!(out.status.success(), "tshark cannot read {}: {}", p.display(), String::from_utf8_lossy(&out.stderr));
+        let out = std::process::Command::new("tshark")
+            .args(["-r", p.to_str().unwrap(), "-Y", "dns"])
+            .output()
+            .expect("tshark runs");
+        assert!(
+            out.status.success(),
+            "tshark cannot read {}: {}",
+            p.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
-    let pod_pcap = pcaps.iter().find(|p| p.file_name().unwrap().to_string_lossy().starts_with("pod-")).expect("a pod capture");
-    assert!(std::fs::metadata(pod_pcap).unwrap().len() > 24, "the pod capture holds packets");
+    let pod_pcap = pcaps
+        .iter()
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("pod-"))
+        .expect("a pod capture");
+    assert!(
+        std::fs::metadata(pod_pcap).unwrap().len() > 24,
+        "the pod capture holds packets"
+    );
     assert!(bundle.join("report.json").exists() && bundle.join("report.txt").exists());
     // The report lists the containers that stay in the pod spec, and they have exited.
-    let left = report["ephemeral_containers"].as_array().expect("ephemeral containers listed");
+    let left = report["ephemeral_containers"]
+        .as_array()
+        .expect("ephemeral containers listed");
     assert_eq!(left.len(), 3, "the target and both DNS pods: {left:?}");
     assert!(left.iter().all(|e| e["terminated"] == true), "{left:?}");
     assert_nothing_left(CLIENT_NS, GLIBC_CLIENT, &before);
@@ -91,18 +147,40 @@ fn healthy_cluster_reports_healthy_with_evidence() {
 #[test]
 fn text_report_puts_the_verdict_first() {
     let _guard = cluster_lock();
-    let run = doctor(&[GLIBC_CLIENT, "-n", CLIENT_NS, "--external-name", EXTERNAL_NAME, "--no-capture"]);
+    let run = doctor(&[
+        GLIBC_CLIENT,
+        "-n",
+        CLIENT_NS,
+        "--external-name",
+        EXTERNAL_NAME,
+        "--no-capture",
+    ]);
     assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
-    let first = run.stdout.lines().find(|l| !l.trim().is_empty()).unwrap_or_default();
-    assert!(first.to_lowercase().contains("healthy"), "first line is the verdict: {first:?}");
+    let first = run
+        .stdout
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default();
+    assert!(
+        first.to_lowercase().contains("healthy"),
+        "first line is the verdict: {first:?}"
+    );
 }
 
 #[test]
 fn missing_pod_says_so_and_exits_2() {
     let run = doctor(&["pod/does-not-exist", "-n", CLIENT_NS]);
     assert_eq!(run.code, Some(2), "{}", run.stderr);
-    assert!(run.stderr.contains("not found") && run.stderr.contains("does-not-exist"), "{}", run.stderr);
-    assert!(run.stderr.contains("-n"), "the hint names the namespace flag: {}", run.stderr);
+    assert!(
+        run.stderr.contains("not found") && run.stderr.contains("does-not-exist"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("-n"),
+        "the hint names the namespace flag: {}",
+        run.stderr
+    );
     assert!(run.stdout.is_empty());
 }
 
@@ -110,7 +188,11 @@ fn missing_pod_says_so_and_exits_2() {
 fn wrong_namespace_is_a_clear_not_found() {
     let run = doctor(&[GLIBC_CLIENT, "-n", "default"]);
     assert_eq!(run.code, Some(2));
-    assert!(run.stderr.contains("not found in namespace \"default\""), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("not found in namespace \"default\""),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -128,29 +210,83 @@ fn unreachable_cluster_is_reported() {
     let broken = cfg.replace("https://127.0.0.1:6443", "https://127.0.0.1:1");
     let path = dir.path().join("kubeconfig");
     std::fs::write(&path, broken).unwrap();
-    let run = doctor(&[GLIBC_CLIENT, "-n", CLIENT_NS, "--kubeconfig", path.to_str().unwrap()]);
+    let run = doctor(&[
+        GLIBC_CLIENT,
+        "-n",
+        CLIENT_NS,
+        "--kubeconfig",
+        path.to_str().unwrap(),
+    ]);
     assert_eq!(run.code, Some(2));
-    assert!(run.stderr.contains("cannot reach the cluster"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("cannot reach the cluster"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
 fn unknown_kind_is_a_usage_error() {
     let run = doctor(&["svc/kube-dns"]);
     assert_eq!(run.code, Some(2));
-    assert!(run.stderr.contains("unknown resource type"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("unknown resource type"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
 fn finished_pod_is_refused() {
     let _guard = cluster_lock();
     let ns = CLIENT_NS;
-    let _ = kubectl(&["delete", "pod", "-n", ns, "finished", "--ignore-not-found", "--wait=true"]);
-    let image = kubectl_ok(&["get", "pod", "-n", ns, GLIBC_CLIENT, "-o", "jsonpath={.spec.containers[0].image}"]);
-    kubectl_ok(&["run", "finished", "-n", ns, "--image", &image, "--image-pull-policy=Never", "--restart=Never", "--command", "--", "/bin/true"]);
-    assert!(eventually(Duration::from_secs(60), || kubectl_ok(&["get", "pod", "-n", ns, "finished", "-o", "jsonpath={.status.phase}"]) == "Succeeded"));
+    let _ = kubectl(&[
+        "delete",
+        "pod",
+        "-n",
+        ns,
+        "finished",
+        "--ignore-not-found",
+        "--wait=true",
+    ]);
+    let image = kubectl_ok(&[
+        "get",
+        "pod",
+        "-n",
+        ns,
+        GLIBC_CLIENT,
+        "-o",
+        "jsonpath={.spec.containers[0].image}",
+    ]);
+    kubectl_ok(&[
+        "run",
+        "finished",
+        "-n",
+        ns,
+        "--image",
+        &image,
+        "--image-pull-policy=Never",
+        "--restart=Never",
+        "--command",
+        "--",
+        "/bin/true",
+    ]);
+    assert!(eventually(Duration::from_secs(60), || kubectl_ok(&[
+        "get",
+        "pod",
+        "-n",
+        ns,
+        "finished",
+        "-o",
+        "jsonpath={.status.phase}"
+    ]) == "Succeeded"));
     let run = doctor(&["pod/finished", "-n", ns]);
     assert_eq!(run.code, Some(2));
-    assert!(run.stderr.contains("is Succeeded, not Running"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("is Succeeded, not Running"),
+        "{}",
+        run.stderr
+    );
     kubectl_ok(&["delete", "pod", "-n", ns, "finished", "--wait=false"]);
 }
 
@@ -158,9 +294,26 @@ fn finished_pod_is_refused() {
 fn workload_without_ready_pod_is_refused() {
     let _guard = cluster_lock();
     let ns = CLIENT_NS;
-    let image = kubectl_ok(&["get", "pod", "-n", ns, GLIBC_CLIENT, "-o", "jsonpath={.spec.containers[0].image}"]);
+    let image = kubectl_ok(&[
+        "get",
+        "pod",
+        "-n",
+        ns,
+        GLIBC_CLIENT,
+        "-o",
+        "jsonpath={.spec.containers[0].image}",
+    ]);
     let _ = kubectl(&["delete", "deploy", "-n", ns, "idle", "--ignore-not-found"]);
-    kubectl_ok(&["create", "deployment", "idle", "-n", ns, "--image", &image, "--replicas=0"]);
+    kubectl_ok(&[
+        "create",
+        "deployment",
+        "idle",
+        "-n",
+        ns,
+        "--image",
+        &image,
+        "--replicas=0",
+    ]);
     let run = doctor(&["deploy/idle", "-n", ns]);
     kubectl_ok(&["delete", "deploy", "-n", ns, "idle"]);
     assert_eq!(run.code, Some(2));
@@ -170,23 +323,71 @@ fn workload_without_ready_pod_is_refused() {
 #[test]
 fn workload_target_names_the_chosen_pod() {
     let _guard = cluster_lock();
-    let run = doctor(&["deploy/coredns", "-n", "kube-system", "--external-name", EXTERNAL_NAME, "--no-capture", "--no-node-checks", "-o", "json"]);
-    assert!(matches!(run.code, Some(0) | Some(1)), "{}\n{}", run.stdout, run.stderr);
+    let run = doctor(&[
+        "deploy/coredns",
+        "-n",
+        "kube-system",
+        "--external-name",
+        EXTERNAL_NAME,
+        "--no-capture",
+        "--no-node-checks",
+        "-o",
+        "json",
+    ]);
+    assert!(
+        matches!(run.code, Some(0) | Some(1)),
+        "{}\n{}",
+        run.stdout,
+        run.stderr
+    );
     let report = run.json();
-    assert_eq!(report["target"]["chosen_from"], "deployment/coredns", "{}", run.stdout);
-    assert!(report["target"]["name"].as_str().unwrap_or_default().starts_with("coredns-"), "{}", run.stdout);
+    assert_eq!(
+        report["target"]["chosen_from"], "deployment/coredns",
+        "{}",
+        run.stdout
+    );
+    assert!(
+        report["target"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("coredns-"),
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]
 fn unpullable_image_is_reported_by_name_and_nothing_runs_on() {
     let _guard = cluster_lock();
     let image = "registry.invalid/dns-doctor/missing:v0";
-    let run = doctor(&[GLIBC_CLIENT, "-n", CLIENT_NS, "--image", image, "--timeout", "90s", "--capture-seconds", "5"]);
+    let run = doctor(&[
+        GLIBC_CLIENT,
+        "-n",
+        CLIENT_NS,
+        "--image",
+        image,
+        "--timeout",
+        "90s",
+        "--capture-seconds",
+        "5",
+    ]);
     assert_eq!(run.code, Some(2), "{}", run.stderr);
-    assert!(run.stderr.contains(image), "the error names the image: {}", run.stderr);
-    assert!(run.stderr.contains("ErrImage") || run.stderr.contains("ImagePull"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(image),
+        "the error names the image: {}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("ErrImage") || run.stderr.contains("ImagePull"),
+        "{}",
+        run.stderr
+    );
     assert!(run.elapsed < Duration::from_secs(100));
-    assert!(eventually(Duration::from_secs(60), || leftovers().is_empty()), "left: {:?}", leftovers());
+    assert!(
+        eventually(Duration::from_secs(60), || leftovers().is_empty()),
+        "left: {:?}",
+        leftovers()
+    );
 }
 
 #[test]
@@ -196,15 +397,55 @@ fn forbidden_verb_names_the_rule_to_add() {
     let _ = kubectl(&["delete", "sa", "-n", ns, "nobody", "--ignore-not-found"]);
     kubectl_ok(&["create", "sa", "-n", ns, "nobody"]);
     // Enough to find the pod, nothing more.
-    let _ = kubectl(&["delete", "role,rolebinding", "-n", ns, "pod-reader", "--ignore-not-found"]);
-    kubectl_ok(&["create", "role", "pod-reader", "-n", ns, "--verb=get,list", "--resource=pods"]);
-    kubectl_ok(&["create", "rolebinding", "pod-reader", "-n", ns, "--role=pod-reader", &format!("--serviceaccount={ns}:nobody")]);
+    let _ = kubectl(&[
+        "delete",
+        "role,rolebinding",
+        "-n",
+        ns,
+        "pod-reader",
+        "--ignore-not-found",
+    ]);
+    kubectl_ok(&[
+        "create",
+        "role",
+        "pod-reader",
+        "-n",
+        ns,
+        "--verb=get,list",
+        "--resource=pods",
+    ]);
+    kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "pod-reader",
+        "-n",
+        ns,
+        "--role=pod-reader",
+        &format!("--serviceaccount={ns}:nobody"),
+    ]);
     let kc = sa_kubeconfig(ns, "nobody");
-    let run = doctor(&[GLIBC_CLIENT, "-n", ns, "--kubeconfig", kc.path().to_str().unwrap(), "--external-name", EXTERNAL_NAME, "-o", "json"]);
+    let run = doctor(&[
+        GLIBC_CLIENT,
+        "-n",
+        ns,
+        "--kubeconfig",
+        kc.path().to_str().unwrap(),
+        "--external-name",
+        EXTERNAL_NAME,
+        "-o",
+        "json",
+    ]);
     // Degrades to what the API shows, and says why.
-    assert!(matches!(run.code, Some(0) | Some(1) | Some(2)), "{}", run.stderr);
+    assert!(
+        matches!(run.code, Some(0) | Some(1) | Some(2)),
+        "{}",
+        run.stderr
+    );
     let text = format!("{}{}", run.stdout, run.stderr);
-    assert!(text.contains("pods/ephemeralcontainers"), "names the missing resource: {text}");
+    assert!(
+        text.contains("pods/ephemeralcontainers"),
+        "names the missing resource: {text}"
+    );
     assert!(leftovers().is_empty());
 }
 
@@ -212,7 +453,12 @@ fn forbidden_verb_names_the_rule_to_add() {
 pub fn sa_kubeconfig(ns: &str, sa: &str) -> tempfile::NamedTempFile {
     let token = kubectl_ok(&["create", "token", "-n", ns, sa, "--duration=1h"]);
     let admin = std::fs::read_to_string(kubeconfig()).unwrap();
-    let ca = admin.lines().find_map(|l| l.trim().strip_prefix("certificate-authority-data:")).expect("CA in admin kubeconfig").trim().to_string();
+    let ca = admin
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("certificate-authority-data:"))
+        .expect("CA in admin kubeconfig")
+        .trim()
+        .to_string();
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(
         file.path(),
@@ -255,9 +501,20 @@ fn sigint_at_any_point_cleans_up_and_exits_130() {
     // Before anything is started, while containers start, and during the capture.
     for delay_ms in [300u64, 1500, 4000] {
         let before = ephemeral_names(CLIENT_NS, GLIBC_CLIENT);
-        let mut child = spawn_doctor(&[GLIBC_CLIENT, "-n", CLIENT_NS, "--external-name", EXTERNAL_NAME, "--capture-seconds", "20"]);
+        let mut child = spawn_doctor(&[
+            GLIBC_CLIENT,
+            "-n",
+            CLIENT_NS,
+            "--external-name",
+            EXTERNAL_NAME,
+            "--capture-seconds",
+            "20",
+        ]);
         std::thread::sleep(Duration::from_millis(delay_ms));
-        let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+        let status = std::process::Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
         assert!(status.success());
         let code = wait_child(&mut child, Duration::from_secs(50));
         assert_eq!(code, Some(130), "SIGINT after {delay_ms} ms");
@@ -269,9 +526,20 @@ fn sigint_at_any_point_cleans_up_and_exits_130() {
 fn sigterm_is_handled_like_ctrl_c() {
     let _guard = cluster_lock();
     let before = ephemeral_names(CLIENT_NS, GLIBC_CLIENT);
-    let mut child = spawn_doctor(&[GLIBC_CLIENT, "-n", CLIENT_NS, "--external-name", EXTERNAL_NAME, "--capture-seconds", "20"]);
+    let mut child = spawn_doctor(&[
+        GLIBC_CLIENT,
+        "-n",
+        CLIENT_NS,
+        "--external-name",
+        EXTERNAL_NAME,
+        "--capture-seconds",
+        "20",
+    ]);
     std::thread::sleep(Duration::from_millis(3000));
-    std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert_eq!(wait_child(&mut child, Duration::from_secs(50)), Some(130));
     assert_nothing_left(CLIENT_NS, GLIBC_CLIENT, &before);
 }
@@ -281,14 +549,34 @@ fn sigkill_leaves_nothing_after_the_deadlines() {
     let _guard = cluster_lock();
     let before = ephemeral_names(CLIENT_NS, GLIBC_CLIENT);
     // A short --timeout gives the containers and Jobs short lifetimes.
-    let mut child = spawn_doctor(&[GLIBC_CLIENT, "-n", CLIENT_NS, "--external-name", EXTERNAL_NAME, "--capture-seconds", "10", "--timeout", "40s"]);
+    let mut child = spawn_doctor(&[
+        GLIBC_CLIENT,
+        "-n",
+        CLIENT_NS,
+        "--external-name",
+        EXTERNAL_NAME,
+        "--capture-seconds",
+        "10",
+        "--timeout",
+        "40s",
+    ]);
     std::thread::sleep(Duration::from_millis(3000));
     child.kill().unwrap();
     let _ = child.wait();
     // hold ends after timeout + 30 s; the Job is then removed by its TTL (30 s).
-    assert!(eventually(Duration::from_secs(180), || leftovers().is_empty()), "left after SIGKILL: {:?}", leftovers());
     assert!(
-        eventually(Duration::from_secs(30), || ephemeral_states(CLIENT_NS, GLIBC_CLIENT).iter().filter(|(n, _)| !before.contains(n)).all(|(_, s)| s == "terminated")),
+        eventually(Duration::from_secs(180), || leftovers().is_empty()),
+        "left after SIGKILL: {:?}",
+        leftovers()
+    );
+    assert!(
+        eventually(Duration::from_secs(30), || ephemeral_states(
+            CLIENT_NS,
+            GLIBC_CLIENT
+        )
+        .iter()
+        .filter(|(n, _)| !before.contains(n))
+        .all(|(_, s)| s == "terminated")),
         "ephemeral containers still running: {:?}",
         ephemeral_states(CLIENT_NS, GLIBC_CLIENT)
     );
@@ -297,14 +585,35 @@ fn sigkill_leaves_nothing_after_the_deadlines() {
 #[test]
 fn cleanup_subcommand_removes_leftover_node_pods() {
     let _guard = cluster_lock();
-    let mut child = spawn_doctor(&[GLIBC_CLIENT, "-n", CLIENT_NS, "--external-name", EXTERNAL_NAME, "--capture-seconds", "20", "--timeout", "60s"]);
-    assert!(eventually(Duration::from_secs(30), || !leftovers().is_empty()), "the run started node pods");
+    let mut child = spawn_doctor(&[
+        GLIBC_CLIENT,
+        "-n",
+        CLIENT_NS,
+        "--external-name",
+        EXTERNAL_NAME,
+        "--capture-seconds",
+        "20",
+        "--timeout",
+        "60s",
+    ]);
+    assert!(
+        eventually(Duration::from_secs(30), || !leftovers().is_empty()),
+        "the run started node pods"
+    );
     child.kill().unwrap();
     let _ = child.wait();
     let run = doctor(&["cleanup"]);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
-    assert!(run.stdout.contains("deleted job kube-system/dns-doctor-"), "{}", run.stdout);
-    assert!(eventually(Duration::from_secs(60), || leftovers().is_empty()), "left after cleanup: {:?}", leftovers());
+    assert!(
+        run.stdout.contains("deleted job kube-system/dns-doctor-"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        eventually(Duration::from_secs(60), || leftovers().is_empty()),
+        "left after cleanup: {:?}",
+        leftovers()
+    );
 }
 
 /// A ServiceAccount bound to exactly the roles of deploy/rbac.yaml (the node-checks role
@@ -314,7 +623,14 @@ fn least_privilege_kubeconfig(with_node_checks: bool) -> tempfile::NamedTempFile
     kubectl_ok(&["apply", "-f", rbac.to_str().unwrap()]);
     let _ = kubectl(&["-n", "kube-system", "create", "sa", "dns-doctor"]);
     if !with_node_checks {
-        kubectl_ok(&["-n", "kube-system", "delete", "rolebinding", "dns-doctor-node-checks", "--ignore-not-found"]);
+        kubectl_ok(&[
+            "-n",
+            "kube-system",
+            "delete",
+            "rolebinding",
+            "dns-doctor-node-checks",
+            "--ignore-not-found",
+        ]);
     }
     sa_kubeconfig("kube-system", "dns-doctor")
 }
@@ -324,13 +640,37 @@ fn least_privilege_role_runs_the_full_doctor() {
     let _guard = cluster_lock();
     let before = ephemeral_names(CLIENT_NS, GLIBC_CLIENT);
     let kc = least_privilege_kubeconfig(true);
-    let run = doctor(&[GLIBC_CLIENT, "-n", CLIENT_NS, "--kubeconfig", kc.path().to_str().unwrap(), "--external-name", EXTERNAL_NAME, "-o", "json", "--capture-seconds", "8"]);
+    let run = doctor(&[
+        GLIBC_CLIENT,
+        "-n",
+        CLIENT_NS,
+        "--kubeconfig",
+        kc.path().to_str().unwrap(),
+        "--external-name",
+        EXTERNAL_NAME,
+        "-o",
+        "json",
+        "--capture-seconds",
+        "8",
+    ]);
     assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
     let report = run.json();
     assert_eq!(report["strategy"], "ephemeral_capture", "{}", run.stdout);
-    let kinds: Vec<&str> = report["capture_points"].as_array().unwrap().iter().filter_map(|c| c["kind"].as_str()).collect();
-    assert!(kinds.contains(&"node") && kinds.contains(&"pod") && kinds.contains(&"dns_pod"), "{kinds:?}");
-    assert!(report["step_errors"].as_array().unwrap().is_empty(), "{}", report["step_errors"]);
+    let kinds: Vec<&str> = report["capture_points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["kind"].as_str())
+        .collect();
+    assert!(
+        kinds.contains(&"node") && kinds.contains(&"pod") && kinds.contains(&"dns_pod"),
+        "{kinds:?}"
+    );
+    assert!(
+        report["step_errors"].as_array().unwrap().is_empty(),
+        "{}",
+        report["step_errors"]
+    );
     assert_nothing_left(CLIENT_NS, GLIBC_CLIENT, &before);
 }
 
@@ -338,15 +678,42 @@ fn least_privilege_role_runs_the_full_doctor() {
 fn without_node_permissions_it_degrades_and_says_so() {
     let _guard = cluster_lock();
     let kc = least_privilege_kubeconfig(false);
-    let run = doctor(&[GLIBC_CLIENT, "-n", CLIENT_NS, "--kubeconfig", kc.path().to_str().unwrap(), "--external-name", EXTERNAL_NAME, "-o", "json", "--capture-seconds", "8"]);
+    let run = doctor(&[
+        GLIBC_CLIENT,
+        "-n",
+        CLIENT_NS,
+        "--kubeconfig",
+        kc.path().to_str().unwrap(),
+        "--external-name",
+        EXTERNAL_NAME,
+        "-o",
+        "json",
+        "--capture-seconds",
+        "8",
+    ]);
     // Restore the binding for the other tests.
-    kubectl_ok(&["apply", "-f", repo_root().join("deploy/rbac.yaml").to_str().unwrap()]);
+    kubectl_ok(&[
+        "apply",
+        "-f",
+        repo_root().join("deploy/rbac.yaml").to_str().unwrap(),
+    ]);
     assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
     let report = run.json();
     let reason = report["strategy_reason"].as_str().unwrap_or_default();
-    assert!(reason.contains("not allowed to create jobs in kube-system"), "{reason}");
-    let kinds: Vec<&str> = report["capture_points"].as_array().unwrap().iter().filter_map(|c| c["kind"].as_str()).collect();
-    assert!(!kinds.contains(&"node"), "no node pods without the permission: {kinds:?}");
+    assert!(
+        reason.contains("not allowed to create jobs in kube-system"),
+        "{reason}"
+    );
+    let kinds: Vec<&str> = report["capture_points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["kind"].as_str())
+        .collect();
+    assert!(
+        !kinds.contains(&"node"),
+        "no node pods without the permission: {kinds:?}"
+    );
     assert!(kinds.contains(&"pod"), "{kinds:?}");
     assert!(leftovers().is_empty());
 }

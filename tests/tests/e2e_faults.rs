@@ -24,7 +24,19 @@ struct Row {
 }
 
 fn run_json(client: &str) -> (Option<i32>, serde_json::Value, String) {
-    let run = doctor(&[client, "-n", CLIENT_NS, "--external-name", EXTERNAL_NAME, "-o", "json", "--capture-seconds", "15", "--timeout", "150s"]);
+    let run = doctor(&[
+        client,
+        "-n",
+        CLIENT_NS,
+        "--external-name",
+        EXTERNAL_NAME,
+        "-o",
+        "json",
+        "--capture-seconds",
+        "15",
+        "--timeout",
+        "150s",
+    ]);
     let v = serde_json::from_str(&run.stdout).unwrap_or(serde_json::Value::Null);
     (run.code, v, run.stderr)
 }
@@ -49,22 +61,52 @@ fn errors(report: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
-fn scenario(name: &str, client: &'static str, expected: &'static str, fault_name: Option<&'static str>) -> Row {
+fn scenario(
+    name: &str,
+    client: &'static str,
+    expected: &'static str,
+    fault_name: Option<&'static str>,
+) -> Row {
     let _fault = fault_name.map(Fault::on);
     let (code, report, stderr) = run_json(client);
     let found = top_finding(&report);
-    let verdict_ms = report["timings"]["time_to_verdict_ms"].as_u64().unwrap_or(0);
-    let ok = if fault_name.is_some() { code == Some(1) && found == expected } else { code == Some(0) && errors(&report).is_empty() };
+    let verdict_ms = report["timings"]["time_to_verdict_ms"]
+        .as_u64()
+        .unwrap_or(0);
+    let ok = if fault_name.is_some() {
+        code == Some(1) && found == expected
+    } else {
+        code == Some(0) && errors(&report).is_empty()
+    };
     let mut detail = String::new();
     if !ok {
-        detail = format!("findings {:?}; stderr: {}", errors(&report), stderr.lines().rev().take(5).collect::<Vec<_>>().join(" | "));
+        detail = format!(
+            "findings {:?}; stderr: {}",
+            errors(&report),
+            stderr.lines().rev().take(5).collect::<Vec<_>>().join(" | ")
+        );
     } else if fault_name.is_some() {
         // The named cause carries its evidence and remediation.
         let top = &report["findings"][0];
-        assert!(!top["evidence"].as_array().map_or(true, |e| e.is_empty()), "{name}: top finding has no evidence");
-        assert!(!top["remediation"].as_array().map_or(true, |r| r.is_empty()), "{name}: top finding has no remediation");
+        assert!(
+            !top["evidence"].as_array().map_or(true, |e| e.is_empty()),
+            "{name}: top finding has no evidence"
+        );
+        assert!(
+            !top["remediation"].as_array().map_or(true, |r| r.is_empty()),
+            "{name}: top finding has no remediation"
+        );
     }
-    Row { scenario: name.to_string(), client, expected, found, code, verdict_ms, ok, detail }
+    Row {
+        scenario: name.to_string(),
+        client,
+        expected,
+        found,
+        code,
+        verdict_ms,
+        ok,
+        detail,
+    }
 }
 
 fn table(rows: &[Row]) -> String {
@@ -103,8 +145,17 @@ fn every_fault_is_named_and_the_healthy_cluster_is_clean() {
     let _guard = cluster_lock();
     let mut rows = Vec::new();
     for i in 1..=10 {
-        let client = if i % 2 == 0 { MUSL_CLIENT } else { GLIBC_CLIENT };
-        rows.push(scenario(&format!("healthy (run {i})"), client, "(none)", None));
+        let client = if i % 2 == 0 {
+            MUSL_CLIENT
+        } else {
+            GLIBC_CLIENT
+        };
+        rows.push(scenario(
+            &format!("healthy (run {i})"),
+            client,
+            "(none)",
+            None,
+        ));
     }
     for (fault, expected) in [
         ("coredns-down", "dns-service-no-endpoints"),
@@ -118,12 +169,34 @@ fn every_fault_is_named_and_the_healthy_cluster_is_clean() {
         rows.push(scenario(fault, GLIBC_CLIENT, expected, Some(fault)));
     }
     for client in [GLIBC_CLIENT, MUSL_CLIENT] {
-        rows.push(scenario("aaaa-drop", client, "five-second-latency", Some("aaaa-drop")));
+        rows.push(scenario(
+            "aaaa-drop",
+            client,
+            "five-second-latency",
+            Some("aaaa-drop"),
+        ));
     }
     let t = table(&rows);
     publish(&t);
     println!("{t}");
-    let failed: Vec<String> = rows.iter().filter(|r| !r.ok).map(|r| format!("{} ({}): expected {}, found {}, exit {:?}; {}", r.scenario, r.client, r.expected, r.found, r.code, r.detail)).collect();
-    assert!(failed.is_empty(), "scenarios not diagnosed correctly:\n{}", failed.join("\n"));
-    assert!(eventually(Duration::from_secs(60), || leftovers().is_empty()), "left behind: {:?}", leftovers());
+    let failed: Vec<String> = rows
+        .iter()
+        .filter(|r| !r.ok)
+        .map(|r| {
+            format!(
+                "{} ({}): expected {}, found {}, exit {:?}; {}",
+                r.scenario, r.client, r.expected, r.found, r.code, r.detail
+            )
+        })
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "scenarios not diagnosed correctly:\n{}",
+        failed.join("\n")
+    );
+    assert!(
+        eventually(Duration::from_secs(60), || leftovers().is_empty()),
+        "left behind: {:?}",
+        leftovers()
+    );
 }

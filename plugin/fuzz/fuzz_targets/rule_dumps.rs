@@ -4,8 +4,12 @@
 #![no_main]
 
 use dns_doctor_fuzz::node::{
-    conntrack, firewall::DnsScope, iptables, iptables_firewall, ipvs, kube_proxy_iptables,
-    kube_proxy_nftables, nftables, nftables_firewall, service::{Protocol, ServicePort}, sysctl,
+    conntrack,
+    firewall::DnsScope,
+    iptables, iptables_firewall, ipvs, kube_proxy_iptables, kube_proxy_nftables, nftables,
+    nftables_firewall,
+    service::{Protocol, ServicePort},
+    sysctl,
 };
 use libfuzzer_sys::fuzz_target;
 

@@ -636,8 +636,16 @@ async fn clean_up(input: &ExecuteInput<'_>, started: &Started, evidence: &mut Ev
         .clone();
     for t in &injected {
         let pod = format!("{}/{}", t.namespace, t.pod);
-        if !evidence.ephemeral_containers.iter().any(|e| e.pod == pod && e.container == t.container) {
-            evidence.ephemeral_containers.push(EphemeralLeft { pod, container: t.container.clone(), terminated: false });
+        if !evidence
+            .ephemeral_containers
+            .iter()
+            .any(|e| e.pod == pod && e.container == t.container)
+        {
+            evidence.ephemeral_containers.push(EphemeralLeft {
+                pod,
+                container: t.container.clone(),
+                terminated: false,
+            });
         }
     }
     let work = async {
@@ -646,9 +654,20 @@ async fn clean_up(input: &ExecuteInput<'_>, started: &Started, evidence: &mut Ev
             if !running {
                 // Interrupted while it was starting: let it start, then end it, instead of
                 // leaving it to run until its deadline.
-                let _ = ephemeral::wait_running(input.client, &t.namespace, &t.pod, &t.container, &input.config.image, Duration::from_secs(8)).await;
+                let _ = ephemeral::wait_running(
+                    input.client,
+                    &t.namespace,
+                    &t.pod,
+                    &t.container,
+                    &input.config.image,
+                    Duration::from_secs(8),
+                )
+                .await;
             }
-            (t, cleanup::stop_run_in(input.client, t, input.run_id, Duration::from_secs(10)).await)
+            (
+                t,
+                cleanup::stop_run_in(input.client, t, input.run_id, Duration::from_secs(10)).await,
+            )
         }))
         .await;
         for (t, r) in stops {
