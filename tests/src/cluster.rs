@@ -244,3 +244,15 @@ pub fn ephemeral_states(ns: &str, pod: &str) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+/// Start the doctor in the background, as a script would.
+pub fn spawn_doctor(args: &[&str]) -> std::process::Child {
+    std::process::Command::new(plugin_binary())
+        .args(args)
+        .env("KUBECONFIG", kubeconfig())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the plugin starts")
+}

@@ -471,18 +471,6 @@ pub fn sa_kubeconfig(ns: &str, sa: &str) -> tempfile::NamedTempFile {
     file
 }
 
-/// Start the doctor in the background, as a script would.
-fn spawn_doctor(args: &[&str]) -> std::process::Child {
-    std::process::Command::new(plugin_binary())
-        .args(args)
-        .env("KUBECONFIG", kubeconfig())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("the plugin starts")
-}
-
 fn wait_child(child: &mut std::process::Child, limit: Duration) -> Option<i32> {
     let deadline = std::time::Instant::now() + limit;
     while std::time::Instant::now() < deadline {

@@ -280,21 +280,15 @@ fn target_deleted_mid_run_ends_cleanly() {
     // With the upstream down, external names time out and the probe runs long enough for
     // the pod to disappear under it.
     let _slow = Fault::on("upstream-down");
-    let mut child = std::process::Command::new(plugin_binary())
-        .args([
-            "client",
-            "-n",
-            "dd-vanish",
-            "--external-name",
-            EXTERNAL_NAME,
-            "--capture-seconds",
-            "20",
-        ])
-        .env("KUBECONFIG", kubeconfig())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_doctor(&[
+        "client",
+        "-n",
+        "dd-vanish",
+        "--external-name",
+        EXTERNAL_NAME,
+        "--capture-seconds",
+        "20",
+    ]);
     std::thread::sleep(Duration::from_secs(4));
     kubectl_ok(&[
         "delete",

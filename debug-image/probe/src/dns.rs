@@ -114,22 +114,7 @@ pub fn message_id(bytes: &[u8]) -> Option<u16> {
 
 /// RFC 1035 / IANA mnemonics, the spelling dig and the plugin use.
 fn rcode_mnemonic(code: u16) -> String {
-    let name = match code {
-        0 => "NOERROR",
-        1 => "FORMERR",
-        2 => "SERVFAIL",
-        3 => "NXDOMAIN",
-        4 => "NOTIMP",
-        5 => "REFUSED",
-        6 => "YXDOMAIN",
-        7 => "YXRRSET",
-        8 => "NXRRSET",
-        9 => "NOTAUTH",
-        10 => "NOTZONE",
-        16 => "BADVERS",
-        _ => return format!("RCODE{code}"),
-    };
-    name.to_owned()
+    crate::schema::rcode_name(code).map_or_else(|| format!("RCODE{code}"), str::to_owned)
 }
 
 #[cfg(test)]

@@ -283,3 +283,23 @@ pub struct CaptureSummary {
     /// tcpdump's stderr (its "N packets captured / dropped by kernel" lines).
     pub stderr: String,
 }
+
+/// The mnemonic of a DNS response code (RFC 1035, RFC 6895), as `QueryResult::rcode` spells
+/// it; None for codes without one.
+pub fn rcode_name(code: u16) -> Option<&'static str> {
+    Some(match code {
+        0 => "NOERROR",
+        1 => "FORMERR",
+        2 => "SERVFAIL",
+        3 => "NXDOMAIN",
+        4 => "NOTIMP",
+        5 => "REFUSED",
+        6 => "YXDOMAIN",
+        7 => "YXRRSET",
+        8 => "NXRRSET",
+        9 => "NOTAUTH",
+        10 => "NOTZONE",
+        16 => "BADVERS",
+        _ => return None,
+    })
+}

@@ -77,22 +77,9 @@ pub fn qtype_name(qtype: u16) -> String {
     }
 }
 
-/// Mnemonic of a 4-bit response code (`NOERROR`, `NXDOMAIN`, ...).
+/// Mnemonic of a 4-bit response code (`NOERROR`, `NXDOMAIN`, ...), as the probe spells it.
 pub fn rcode_name(rcode: u8) -> &'static str {
-    match rcode {
-        0 => "NOERROR",
-        1 => "FORMERR",
-        2 => "SERVFAIL",
-        3 => "NXDOMAIN",
-        4 => "NOTIMP",
-        5 => "REFUSED",
-        6 => "YXDOMAIN",
-        7 => "YXRRSET",
-        8 => "NXRRSET",
-        9 => "NOTAUTH",
-        10 => "NOTZONE",
-        _ => "RESERVED",
-    }
+    dns_doctor_probe::schema::rcode_name(u16::from(rcode)).unwrap_or("RESERVED")
 }
 
 /// A decoded DNS message, without the addresses it travelled between.

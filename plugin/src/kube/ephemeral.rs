@@ -189,8 +189,9 @@ pub enum ContainerState {
     Gone,
 }
 
-const STUCK_REASONS: [&str; 5] = [
+const STUCK_REASONS: [&str; 6] = [
     "ErrImagePull",
+    "ErrImageNeverPull",
     "ImagePullBackOff",
     "InvalidImageName",
     "CreateContainerError",
@@ -207,6 +208,11 @@ pub fn container_state(pod: Option<&Pod>, name: &str) -> ContainerState {
         .as_ref()
         .and_then(|s| s.ephemeral_container_statuses.as_ref())
         .and_then(|l| l.iter().find(|c| c.name == name));
+    status_state(status)
+}
+
+/// Classify one container's status, ephemeral or regular. Pure.
+pub fn status_state(status: Option<&ContainerStatus>) -> ContainerState {
     let Some(state) = status.and_then(|s| s.state.as_ref()) else {
         return ContainerState::Pending;
     };

@@ -52,6 +52,22 @@ fn attach_params(container: &str) -> AttachParams {
         .tty(false)
 }
 
+/// Start `argv` in the target container with stdout and stderr attached.
+async fn open(
+    api: &Api<Pod>,
+    target: &ExecTarget,
+    argv: &[String],
+    what: &str,
+) -> Result<kube::api::AttachedProcess, KubeError> {
+    api.exec(
+        &target.pod,
+        argv.to_vec(),
+        &attach_params(&target.container),
+    )
+    .await
+    .map_err(|e| KubeError::from_api(what, "create", "pods/exec", &target.namespace, e))
+}
+
 /// Run a command to completion and collect its output.
 pub async fn run(
     client: &Client,
@@ -65,16 +81,7 @@ pub async fn run(
         argv.first().cloned().unwrap_or_default()
     );
     let work = async {
-        let mut proc = api
-            .exec(
-                &target.pod,
-                argv.to_vec(),
-                &attach_params(&target.container),
-            )
-            .await
-            .map_err(|e| {
-                KubeError::from_api(what.clone(), "create", "pods/exec", &target.namespace, e)
-            })?;
+        let mut proc = open(&api, target, argv, &what).await?;
         let mut out = proc.stdout().expect("stdout was requested");
         let mut err = proc.stderr().expect("stderr was requested");
         let status = proc.take_status();
@@ -179,16 +186,7 @@ pub async fn start_capture(
 ) -> Result<RunningCapture, KubeError> {
     let api: Api<Pod> = Api::namespaced(client.clone(), &target.namespace);
     let what = format!("capture {name} in {target}");
-    let mut proc = api
-        .exec(
-            &target.pod,
-            argv.to_vec(),
-            &attach_params(&target.container),
-        )
-        .await
-        .map_err(|e| {
-            KubeError::from_api(what.clone(), "create", "pods/exec", &target.namespace, e)
-        })?;
+    let mut proc = open(&api, target, argv, &what).await?;
     let out_file = create_private(file).await.map_err(|e| KubeError::Other {
         what: what.clone(),
         message: format!("cannot create {}: {e}", file.display()),

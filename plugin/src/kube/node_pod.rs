@@ -129,31 +129,7 @@ pub fn pod_state(pod: Option<&Pod>) -> ContainerState {
     let cs = status
         .and_then(|s| s.container_statuses.as_ref())
         .and_then(|l| l.iter().find(|c| c.name == CONTAINER));
-    let Some(state) = cs.and_then(|c| c.state.as_ref()) else {
-        return ContainerState::Pending;
-    };
-    if state.running.is_some() {
-        return ContainerState::Running;
-    }
-    if let Some(t) = &state.terminated {
-        return ContainerState::Terminated {
-            reason: t.reason.clone().unwrap_or_default(),
-            exit_code: t.exit_code,
-        };
-    }
-    if let Some(w) = &state.waiting {
-        let reason = w.reason.clone().unwrap_or_default();
-        if reason.contains("ImagePull")
-            || reason.contains("ErrImage")
-            || reason.starts_with("CreateContainer")
-        {
-            return ContainerState::Stuck {
-                reason,
-                message: w.message.clone().unwrap_or_default(),
-            };
-        }
-    }
-    ContainerState::Pending
+    super::ephemeral::status_state(cs)
 }
 
 /// Wait for the Job's pod to run and return its name. A pod that never schedules, or whose

@@ -109,7 +109,7 @@ pub struct Timings {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunInfo {
     pub tool_version: String,
-    /// The plan chosen, e.g. "ephemeral-container", "node-nsenter", "probe-only".
+    /// The plan chosen: "ephemeral_capture", "node_capture", "probe_only" or "api_only".
     pub strategy: String,
     /// Why that plan (what preflight allowed or refused).
     pub strategy_reason: String,
