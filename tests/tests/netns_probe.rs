@@ -507,6 +507,86 @@ fn a_capture_in_the_client_namespace_stops_on_sigterm_and_agrees_with_the_probe(
     assert_eq!(analysis.read_error, None);
     keep_artifact(&pcap, "client-aaaa-drop.pcap");
     assert_capture_agrees(&report, &transactions);
+    assert_latencies_match_tcpdump(&pcap, &transactions);
+}
+
+/// tcpdump's own reading of the file: (time, client port, DNS id, is response) per DNS line.
+fn tcpdump_dns_lines(pcap: &std::path::Path) -> Vec<(f64, u16, u16, bool)> {
+    let out = std::process::Command::new("tcpdump")
+        .args(["-n", "-tt", "-r"])
+        .arg(pcap)
+        .output()
+        .expect("tcpdump reads the capture");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let port_of = |addr: &str| {
+        addr.trim_end_matches(':')
+            .rsplit('.')
+            .next()?
+            .parse::<u16>()
+            .ok()
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| {
+            // 1732550000.123456 IP 10.123.1.2.48623 > 10.96.0.10.53: 14253+ A? name. (45)
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let time: f64 = words.first()?.parse().ok()?;
+            let gt = words.iter().position(|w| *w == ">")?;
+            let (src, dst) = (words.get(gt - 1)?, words.get(gt + 1)?);
+            let id: u16 = words
+                .get(gt + 2)?
+                .trim_end_matches(|c: char| !c.is_ascii_digit())
+                .parse()
+                .ok()?;
+            let (src_port, dst_port) = (port_of(src)?, port_of(dst)?);
+            let response = src_port == 53;
+            Some((
+                time,
+                if response { dst_port } else { src_port },
+                id,
+                response,
+            ))
+        })
+        .collect()
+}
+
+/// The analysis core's latencies agree with tcpdump's timestamps within 1 ms.
+fn assert_latencies_match_tcpdump(pcap: &std::path::Path, transactions: &[Transaction]) {
+    let lines = tcpdump_dns_lines(pcap);
+    let mut compared = 0;
+    for t in transactions
+        .iter()
+        .filter(|t| t.transport == dns_doctor::capture::Transport::Udp)
+    {
+        let Some(latency) = t.latency_ms else {
+            continue;
+        };
+        let port = t.client.port();
+        let first = |response: bool| {
+            lines
+                .iter()
+                .find(|(_, p, id, r)| *p == port && *id == t.id && *r == response)
+                .map(|l| l.0)
+        };
+        let (Some(q), Some(r)) = (first(false), first(true)) else {
+            continue;
+        };
+        let by_tcpdump = (r - q) * 1000.0;
+        assert!(
+            (by_tcpdump - latency).abs() <= 1.0,
+            "id {} port {port}: tcpdump says {by_tcpdump:.3} ms, the analysis {latency:.3} ms",
+            t.id
+        );
+        compared += 1;
+    }
+    assert!(
+        compared >= 16,
+        "only {compared} latencies compared with tcpdump"
+    );
 }
 
 /// Copies a capture to target/netns-captures/ for inspection after the run.

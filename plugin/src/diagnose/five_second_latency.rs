@@ -88,6 +88,15 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
     if probe_missing == 0 && capture_signs == 0 {
         return None;
     }
+    // When every query to the cluster DNS fails, retries after the resolver timeout are the
+    // symptom of that failure (named by another rule), not of the conntrack race.
+    let total_loss = cx.observed.as_ref().is_some_and(|o| {
+        o.cluster_dns_tally(dns_doctor_probe::schema::Transport::Udp)
+            .all_failed()
+    });
+    if probe_missing == 0 && total_loss {
+        return None;
+    }
     for n in &cx.nodes {
         if let Some(d) = super::conntrack_table_near_full::stats_delta(n) {
             if d.insert_failed() > 0 || d.drop() > 0 {

@@ -488,6 +488,29 @@ fn five_second_stalls_seen_only_in_the_pod_capture_are_a_warning() {
     assert!(f.summary.contains("musl"));
 }
 
+/// Seen on the real cluster: with a node firewall dropping all DNS, the pod capture shows
+/// glibc retrying after its timeout; that is the firewall's symptom, not the conntrack race.
+#[test]
+fn retries_after_total_loss_are_not_blamed_on_the_conntrack_race() {
+    let mut s = node_firewall();
+    s.probe().parallel.clear();
+    let mut pod = analysis(3);
+    pod.analysis.summary.patterns.five_second_retries = 23;
+    let points = [PointAnalysis {
+        name: "pod-web-0",
+        kind: CaptureKind::Pod,
+        analysis: &pod,
+    }];
+    let d = diagnose(&DiagnosisInput {
+        topology: &s.topology,
+        evidence: &s.evidence,
+        captures: &points,
+        correlation: None,
+    });
+    assert_eq!(top(&d).id, node_firewall::ID, "{:?}", ids(&d));
+    assert!(!ids(&d).contains(&five_second_latency::ID), "{:?}", ids(&d));
+}
+
 /// The capture helper's real capture (plugin/tests/fixtures/captures/make-fixtures.sh,
 /// scenario 3): glibc's getent with every AAAA query dropped by an iptables rule.
 #[test]

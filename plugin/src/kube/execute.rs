@@ -525,28 +525,31 @@ async fn measure(
         (input.progress)("collecting captures");
         // A second of grace lets late replies and retransmissions land in the pcaps.
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let mut stopped: Vec<&ExecTarget> = Vec::new();
-        let all_targets: Vec<&ExecTarget> = started
+        let mut targets: Vec<&ExecTarget> = started
             .containers
             .iter()
             .filter(|(_, ok)| *ok)
             .map(|(t, _)| t)
             .chain(started.node_pods.iter().map(|(_, t)| t))
             .collect();
-        for t in all_targets {
-            if !stopped.contains(&t) {
-                let argv = probe_argv(
-                    run_id,
-                    "stop",
-                    ["--only".to_string(), "capture".to_string()],
-                );
-                if let Err(e) = exec::run(client, t, &argv, Duration::from_secs(10)).await {
-                    evidence.step_errors.push(StepError {
-                        step: format!("stop capture in {t}"),
-                        error: e.to_string(),
-                    });
-                }
-                stopped.push(t);
+        targets.dedup();
+        // All at once: with many DNS replicas, one stop after the other adds up.
+        let argv = probe_argv(
+            run_id,
+            "stop",
+            ["--only".to_string(), "capture".to_string()],
+        );
+        let stops = futures::future::join_all(targets.into_iter().map(|t| {
+            let argv = &argv;
+            async move { (t, exec::run(client, t, argv, Duration::from_secs(10)).await) }
+        }))
+        .await;
+        for (t, r) in stops {
+            if let Err(e) = r {
+                evidence.step_errors.push(StepError {
+                    step: format!("stop capture in {t}"),
+                    error: e.to_string(),
+                });
             }
         }
         let finish_timeout = Duration::from_secs(config.capture_seconds + 15);
