@@ -274,18 +274,27 @@ mod tests {
         }
     }
 
+    /// The plan for the standard config and topology with these preflight answers.
+    fn plan_for(
+        access: &[AccessAnswer],
+        target_choice: &EphemeralChoice,
+        dns_choice: Option<&EphemeralChoice>,
+    ) -> Plan {
+        decide(&PlanInput {
+            config: &config(),
+            topology: &topology(),
+            access,
+            node_namespace: "kube-system",
+            target_choice,
+            dns_choice,
+        })
+    }
+
     #[test]
     fn full_access_captures_in_the_pod() {
-        let (cfg, topo, acc) = (config(), topology(), answers(&[]));
+        let acc = answers(&[]);
         let tc = choice(Some(Privilege::Capture), &[]);
-        let plan = decide(&PlanInput {
-            config: &cfg,
-            topology: &topo,
-            access: &acc,
-            node_namespace: "kube-system",
-            target_choice: &tc,
-            dns_choice: Some(&tc),
-        });
+        let plan = plan_for(&acc, &tc, Some(&tc));
         assert_eq!(plan.strategy, Strategy::EphemeralCapture);
         assert_eq!(plan.nodes, vec!["n1", "n2"]);
         // The crashlooping DNS pod gets no container.
@@ -295,16 +304,9 @@ mod tests {
 
     #[test]
     fn baseline_namespace_falls_back_to_node_capture_and_says_why() {
-        let (cfg, topo, acc) = (config(), topology(), answers(&[]));
+        let acc = answers(&[]);
         let tc = choice(Some(Privilege::ProbeOnly), &[Privilege::Capture]);
-        let plan = decide(&PlanInput {
-            config: &cfg,
-            topology: &topo,
-            access: &acc,
-            node_namespace: "kube-system",
-            target_choice: &tc,
-            dns_choice: None,
-        });
+        let plan = plan_for(&acc, &tc, None);
         assert_eq!(plan.strategy, Strategy::NodeCapture);
         assert_eq!(plan.target_capture, CaptureVia::NodeNsenter);
         assert!(
@@ -318,17 +320,9 @@ mod tests {
 
     #[test]
     fn without_node_permissions_it_degrades_to_pod_level_and_says_so() {
-        let (cfg, topo) = (config(), topology());
         let acc = answers(&[("create", "jobs")]);
         let tc = choice(Some(Privilege::ProbeOnly), &[Privilege::Capture]);
-        let plan = decide(&PlanInput {
-            config: &cfg,
-            topology: &topo,
-            access: &acc,
-            node_namespace: "kube-system",
-            target_choice: &tc,
-            dns_choice: None,
-        });
+        let plan = plan_for(&acc, &tc, None);
         assert_eq!(plan.strategy, Strategy::ProbeOnly);
         assert!(plan.nodes.is_empty());
         assert!(
@@ -342,17 +336,9 @@ mod tests {
 
     #[test]
     fn no_ephemeral_access_means_api_only() {
-        let (cfg, topo) = (config(), topology());
         let acc = answers(&[("patch", "pods/ephemeralcontainers")]);
         let tc = choice(Some(Privilege::Capture), &[]);
-        let plan = decide(&PlanInput {
-            config: &cfg,
-            topology: &topo,
-            access: &acc,
-            node_namespace: "kube-system",
-            target_choice: &tc,
-            dns_choice: None,
-        });
+        let plan = plan_for(&acc, &tc, None);
         assert_eq!(plan.strategy, Strategy::ApiOnly);
     }
 }
