@@ -1,6 +1,9 @@
 //! Diagnosis on the real cluster (issue 5): for every fault switch of tests/cluster, the
-//! doctor run against an affected client pod exits 1 and names the cause as its top finding;
-//! with the fault off it exits 0 with no error finding, ten times in a row.
+//! doctor run against an affected client pod exits 1 and names the cause as its top finding,
+//! with evidence and remediation; with the fault off it exits 0 with no error finding, ten
+//! times in a row. The runbook's faults use the plain client pods; the scenarios beyond it
+//! that are about one pod's configuration (search-path, dns-bypass, nodelocaldns-down) bring
+//! their own client pod, which the fault switch creates and removes.
 //!
 //! The suite writes the accuracy table (scenario, expected finding, found finding, exit
 //! code, time to verdict) to docs/accuracy.md and into README.md between its markers, so
@@ -23,13 +26,16 @@ struct Row {
     detail: String,
 }
 
-fn run_json(client: &str) -> (Option<i32>, serde_json::Value, String) {
+/// The fake upstream's name whose answer (40 addresses) is too big for UDP.
+const BIG_NAME: &str = "big.external.test";
+
+fn run_json(client: &str, external_name: &str) -> (Option<i32>, serde_json::Value, String) {
     let run = doctor(&[
         client,
         "-n",
         CLIENT_NS,
         "--external-name",
-        EXTERNAL_NAME,
+        external_name,
         "-o",
         "json",
         "--capture-seconds",
@@ -67,8 +73,19 @@ fn scenario(
     expected: &'static str,
     fault_name: Option<&'static str>,
 ) -> Row {
+    scenario_asking(name, client, EXTERNAL_NAME, expected, fault_name)
+}
+
+/// A scenario whose application needs `external_name` (the doctor's --external-name).
+fn scenario_asking(
+    name: &str,
+    client: &'static str,
+    external_name: &str,
+    expected: &'static str,
+    fault_name: Option<&'static str>,
+) -> Row {
     let _fault = fault_name.map(Fault::on);
-    let (code, report, stderr) = run_json(client);
+    let (code, report, stderr) = run_json(client, external_name);
     let found = top_finding(&report);
     let verdict_ms = report["timings"]["time_to_verdict_ms"]
         .as_u64()
@@ -175,6 +192,35 @@ fn every_fault_is_named_and_the_healthy_cluster_is_clean() {
             "five-second-latency",
             Some("aaaa-drop"),
         ));
+    }
+    // Beyond the runbook.
+    rows.push(scenario_asking(
+        "truncated-tcp-blocked",
+        GLIBC_CLIENT,
+        BIG_NAME,
+        "truncated-no-tcp",
+        Some("truncated-tcp-blocked"),
+    ));
+    for (fault, client, expected) in [
+        (
+            "conntrack-near-full",
+            GLIBC_CLIENT,
+            "conntrack-table-near-full",
+        ),
+        ("one-replica-broken", GLIBC_CLIENT, "one-replica-broken"),
+        (
+            "nodelocaldns-down",
+            "client-nodelocal",
+            "nodelocaldns-not-answering",
+        ),
+        ("search-path", "client-ndots", "search-path-amplification"),
+        (
+            "dns-bypass",
+            "client-bypass",
+            "pod-dns-policy-bypasses-cluster-dns",
+        ),
+    ] {
+        rows.push(scenario(fault, client, expected, Some(fault)));
     }
     let t = table(&rows);
     publish(&t);

@@ -164,8 +164,8 @@ fn read_resolv_conf(config: &PodConfig) -> (RawFile, ResolvConf) {
     }
 }
 
-/// The servers to test, in report order, without duplicates: nameservers, endpoints, then
-/// explicit servers.
+/// The servers to test, in report order, each address once (its first role wins):
+/// nameservers, endpoints, then explicit servers.
 fn targets(config: &PodConfig, conf: &ResolvConf) -> Vec<(SocketAddr, ServerRole)> {
     let mut out: Vec<(SocketAddr, ServerRole)> = Vec::new();
     let nameservers = conf
@@ -178,7 +178,7 @@ fn targets(config: &PodConfig, conf: &ResolvConf) -> Vec<(SocketAddr, ServerRole
         .chain(endpoints)
         .chain(config.servers.iter().copied())
     {
-        if !out.contains(&target) {
+        if !out.iter().any(|(addr, _)| *addr == target.0) {
             out.push(target);
         }
     }
@@ -431,5 +431,10 @@ mod tests {
         );
         config.use_nameservers = false;
         assert_eq!(targets(&config, &conf).len(), 2);
+        // The cluster DNS address given explicitly is tested once, as the nameserver it is.
+        config.use_nameservers = true;
+        config.servers = vec![("10.96.0.10:53".parse().unwrap(), ServerRole::Explicit)];
+        let roles: Vec<ServerRole> = targets(&config, &conf).into_iter().map(|t| t.1).collect();
+        assert_eq!(roles, vec![ServerRole::Nameserver, ServerRole::Endpoint]);
     }
 }

@@ -88,13 +88,15 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
     if probe_missing == 0 && capture_signs == 0 {
         return None;
     }
-    // When every query to the cluster DNS fails, retries after the resolver timeout are the
-    // symptom of that failure (named by another rule), not of the conntrack race.
-    let total_loss = cx.observed.as_ref().is_some_and(|o| {
-        o.cluster_dns_tally(dns_doctor_probe::schema::Transport::Udp)
-            .all_failed()
-    });
-    if probe_missing == 0 && total_loss {
+    // When the one-socket rounds lost nothing and some server the pod asks answers nothing
+    // at all (the cluster DNS when every query fails, one broken replica, a dead NodeLocal
+    // cache), retries after the resolver timeout are that server's failure, named by
+    // another rule, not the conntrack race.
+    let silent_server = cx
+        .observed
+        .as_ref()
+        .is_some_and(|o| !o.silent_servers().is_empty());
+    if probe_missing == 0 && silent_server {
         return None;
     }
     for n in &cx.nodes {
@@ -171,7 +173,7 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
     } else {
         Severity::Warning
     };
-    let measured = if probe_rounds > 0 {
+    let measured = if probe_missing > 0 {
         format!("{probe_missing} of {probe_rounds} parallel A/AAAA rounds lost one reply")
     } else {
         format!("{capture_signs} lookups in the capture lost one reply or were retried after 5 s")

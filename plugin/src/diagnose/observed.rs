@@ -123,13 +123,15 @@ impl<'a> Observed<'a> {
         name == domain || name.ends_with(&format!(".{domain}"))
     }
 
-    /// Queries the pod sent to its nameserver when that nameserver is the cluster DNS address.
+    /// Queries the pod sent to the cluster DNS address: as its nameserver, or, when its
+    /// resolv.conf names another one (dnsPolicy None, a NodeLocal cache), as the address the
+    /// plugin asked the probe to test besides.
     pub fn to_cluster_dns(&self) -> impl Iterator<Item = &'a QueryResult> + '_ {
         let ips = self.cluster_dns_ips();
-        self.report
-            .queries
-            .iter()
-            .filter(move |q| q.role == ServerRole::Nameserver && ips.contains(&q.server.ip()))
+        self.report.queries.iter().filter(move |q| {
+            matches!(q.role, ServerRole::Nameserver | ServerRole::Explicit)
+                && ips.contains(&q.server.ip())
+        })
     }
 
     /// Queries sent straight to DNS endpoints (pod IPs), bypassing the Service.
@@ -179,13 +181,44 @@ impl<'a> Observed<'a> {
             .collect()
     }
 
+    /// Endpoints that failed every direct query while at least one other endpoint answered:
+    /// replicas that are broken while the Service still sends lookups to them.
+    pub fn broken_endpoints(&self) -> Vec<(IpAddr, Tally)> {
+        let per = self.per_endpoint();
+        if per.len() < 2 || !per.iter().any(|(_, t)| t.ok > 0) {
+            return Vec::new();
+        }
+        per.into_iter().filter(|(_, t)| t.all_failed()).collect()
+    }
+
+    /// Servers (nameserver, cluster DNS address, endpoint or upstream) that answered none
+    /// of the probe's UDP queries: whatever a client sends there stalls until it times out.
+    pub fn silent_servers(&self) -> Vec<IpAddr> {
+        let mut ips: Vec<IpAddr> = Vec::new();
+        for q in self.report.queries.iter() {
+            if q.transport == Transport::Udp && !ips.contains(&q.server.ip()) {
+                ips.push(q.server.ip());
+            }
+        }
+        ips.retain(|ip| {
+            Tally::of(
+                self.report
+                    .queries
+                    .iter()
+                    .filter(|q| q.transport == Transport::Udp && q.server.ip() == *ip),
+            )
+            .all_failed()
+        });
+        ips
+    }
+
     /// TCP connects to the cluster DNS address.
     pub fn cluster_dns_connects(&self) -> impl Iterator<Item = &'a TcpConnect> + '_ {
         let ips = self.cluster_dns_ips();
-        self.report
-            .tcp_connects
-            .iter()
-            .filter(move |c| c.role == ServerRole::Nameserver && ips.contains(&c.target.ip()))
+        self.report.tcp_connects.iter().filter(move |c| {
+            matches!(c.role, ServerRole::Nameserver | ServerRole::Explicit)
+                && ips.contains(&c.target.ip())
+        })
     }
 
     /// Whether any TCP connect to the cluster DNS address succeeded (None: none was tried).
@@ -219,7 +252,14 @@ pub fn describe_query(q: &QueryResult) -> String {
         Transport::Tcp => "TCP",
     };
     let outcome = match q.outcome {
-        QueryOutcome::Answered => q.rcode.clone().unwrap_or_else(|| "answered".into()),
+        QueryOutcome::Answered => {
+            let rcode = q.rcode.clone().unwrap_or_else(|| "answered".into());
+            if q.truncated {
+                format!("{rcode}, truncated (TC)")
+            } else {
+                rcode
+            }
+        }
         QueryOutcome::TimedOut => "timed out".into(),
         QueryOutcome::Refused => "refused".into(),
         QueryOutcome::Unreachable => "unreachable".into(),

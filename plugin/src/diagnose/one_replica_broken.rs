@@ -8,14 +8,11 @@ pub const ID: &str = "one-replica-broken";
 
 pub fn rule(cx: &Context<'_>) -> Option<Finding> {
     let o = cx.observed.as_ref()?;
-    let per = o.per_endpoint();
-    if per.len() < 2 || !per.iter().any(|(_, t)| t.ok > 0) {
-        return None;
-    }
-    let broken: Vec<_> = per.iter().filter(|(_, t)| t.all_failed()).collect();
+    let broken = o.broken_endpoints();
     if broken.is_empty() {
         return None;
     }
+    let per = o.per_endpoint();
     let name_of = |ip: &std::net::IpAddr| {
         cx.topology
             .endpoints

@@ -56,6 +56,13 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
                 }
             ),
         ));
+        let via_cluster = o.cluster_dns_names_tally(true);
+        if via_cluster.sent > 0 {
+            evidence.push(EvidenceRef::new(
+                "check:queries",
+                format!("cluster names via the cluster DNS itself: {via_cluster}"),
+            ));
+        }
     }
     Some(Finding {
         id: ID.into(),

@@ -71,8 +71,36 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
         remediation: vec![
             "Use fully qualified names with a trailing dot (e.g. `api.example.com.`) in the application's configuration.".into(),
             "Or lower ndots in the pod's spec.dnsConfig.options (e.g. name: ndots, value: \"2\").".into(),
-            "Remove search domains the pods do not need (they come from the node's resolv.conf).".into(),
+            extra_searches_advice(cx),
         ],
         loss_point: None,
     })
+}
+
+/// Where the extra search domains come from: the pod's own spec.dnsConfig, or the node.
+fn extra_searches_advice(cx: &Context<'_>) -> String {
+    let domain = match cx.topology.cluster_dns.domain.trim_end_matches('.') {
+        "" => "cluster.local",
+        d => d,
+    };
+    let is_cluster_suffix = |s: &str| {
+        let s = s.trim_end_matches('.');
+        s == domain || s.ends_with(&format!(".{domain}"))
+    };
+    let own: Vec<&str> = cx
+        .topology
+        .target
+        .dns_config
+        .iter()
+        .flat_map(|c| c.searches.iter().map(String::as_str))
+        .filter(|s| !is_cluster_suffix(s))
+        .collect();
+    if own.is_empty() {
+        "Remove search domains the pods do not need (beyond the cluster's three they come from the node's resolv.conf).".into()
+    } else {
+        format!(
+            "Remove the search domains the pod does not need from its spec.dnsConfig.searches ({}).",
+            own.join(", ")
+        )
+    }
 }

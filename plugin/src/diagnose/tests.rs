@@ -511,6 +511,32 @@ fn retries_after_total_loss_are_not_blamed_on_the_conntrack_race() {
     assert!(!ids(&d).contains(&five_second_latency::ID), "{:?}", ids(&d));
 }
 
+/// Seen on the real cluster (fault nodelocaldns-down): the pod's nameserver is a dead
+/// NodeLocal cache, so its lookups stall and are retried; the race is not shown.
+#[test]
+fn stalls_behind_a_dead_nameserver_are_not_the_conntrack_race() {
+    let mut s = healthy();
+    s.set_queries(
+        |q| q.role == ServerRole::Nameserver,
+        QueryOutcome::TimedOut,
+        None,
+    );
+    let mut pod = analysis(3);
+    pod.analysis.summary.patterns.five_second_retries = 8;
+    let points = [PointAnalysis {
+        name: "pod-web-0",
+        kind: CaptureKind::Pod,
+        analysis: &pod,
+    }];
+    let d = diagnose(&DiagnosisInput {
+        topology: &s.topology,
+        evidence: &s.evidence,
+        captures: &points,
+        correlation: None,
+    });
+    assert!(!ids(&d).contains(&five_second_latency::ID), "{:?}", ids(&d));
+}
+
 /// The capture helper's real capture (plugin/tests/fixtures/captures/make-fixtures.sh,
 /// scenario 3): glibc's getent with every AAAA query dropped by an iptables rule.
 #[test]
@@ -715,6 +741,29 @@ fn search_path_amplification_warns_beyond_the_kubernetes_default() {
     );
     assert!(f.remediation.iter().any(|r| r.contains("trailing dot")));
     assert!(f.remediation.iter().any(|r| r.contains("ndots")));
+    assert!(f
+        .remediation
+        .iter()
+        .any(|r| r.contains("node's resolv.conf")));
+
+    // Search domains the pod's own dnsConfig adds are named there.
+    s.topology.target.dns_config = Some(PodDnsConfig {
+        searches: vec![
+            "default.svc.cluster.local".into(),
+            "ec2.internal".into(),
+            "corp.example".into(),
+        ],
+        ..PodDnsConfig::default()
+    });
+    let d = s.diagnose();
+    assert!(
+        top(&d)
+            .remediation
+            .iter()
+            .any(|r| r.contains("spec.dnsConfig.searches (ec2.internal, corp.example)")),
+        "{:?}",
+        top(&d).remediation
+    );
 }
 
 #[test]
@@ -737,6 +786,11 @@ fn truncated_answers_with_tcp_blocked() {
     let f = top(&d);
     assert_eq!(f.id, truncated_no_tcp::ID, "{:?}", ids(&d));
     assert!(f.remediation[0].contains("TCP port 53"));
+    assert!(
+        evidence_text(f).contains("NOERROR, truncated (TC)"),
+        "{}",
+        evidence_text(f)
+    );
 }
 
 #[test]
@@ -926,6 +980,30 @@ fn one_replica_broken_names_the_pod() {
         f.summary
     );
     assert_eq!(check(&d, "endpoints-direct").status, CheckStatus::Warn);
+}
+
+/// Seen on the real cluster (fault one-replica-broken): lookups the Service sends to the
+/// broken replica stall for the resolver timeout and the pod capture shows the retries,
+/// while the one-socket rounds lose nothing. The replica explains them, not the race.
+#[test]
+fn stalls_explained_by_a_broken_replica_are_not_the_conntrack_race() {
+    let mut s = healthy();
+    s.set_queries(|q| q.server.ip() == ip(EP_B), QueryOutcome::TimedOut, None);
+    let mut pod = analysis(3);
+    pod.analysis.summary.patterns.five_second_retries = 6;
+    let points = [PointAnalysis {
+        name: "pod-web-0",
+        kind: CaptureKind::Pod,
+        analysis: &pod,
+    }];
+    let d = diagnose(&DiagnosisInput {
+        topology: &s.topology,
+        evidence: &s.evidence,
+        captures: &points,
+        correlation: None,
+    });
+    assert_eq!(top(&d).id, one_replica_broken::ID, "{:?}", ids(&d));
+    assert!(!ids(&d).contains(&five_second_latency::ID), "{:?}", ids(&d));
 }
 
 #[test]

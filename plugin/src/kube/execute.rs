@@ -408,6 +408,11 @@ async fn measure(
         for ep in &topology.endpoints {
             args.extend(["--endpoint".into(), ep.ip.to_string()]);
         }
+        // The cluster DNS address too, even when the pod's resolv.conf does not name it
+        // (dnsPolicy None or Default, a NodeLocal cache): the probe tests an address once.
+        for ip in &topology.cluster_dns.ips {
+            args.extend(["--server".into(), ip.to_string()]);
+        }
         args.extend([
             "--parallel-rounds".into(),
             config.parallel_rounds.to_string(),

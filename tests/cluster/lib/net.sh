@@ -3,8 +3,9 @@
 # Sourced after common.sh.
 # shellcheck shell=bash
 
+# nf_conntrack_max is saved too: fault conntrack-near-full lowers it.
 SYSCTLS=(net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables net.bridge.bridge-nf-call-ip6tables
-	net.ipv4.conf.all.route_localnet)
+	net.ipv4.conf.all.route_localnet net.netfilter.nf_conntrack_max)
 
 save_and_set_sysctls() {
 	local saved=$STATE_DIR/sysctl.saved k
@@ -44,12 +45,16 @@ setup_host_routes() {
 	ip route replace blackhole "$POD_BLACKHOLE"
 	ip route replace blackhole "$UPSTREAM_BLACKHOLE"
 	ip route replace blackhole "$NODE_BLACKHOLE"
+	# NodeLocal DNSCache's link-local address: pods told to use it (fault
+	# nodelocaldns-down) must not reach the default route.
+	ip route replace blackhole "$NODELOCAL_IP/32"
 }
 
 teardown_host_routes() {
 	ip route del blackhole "$POD_BLACKHOLE" 2>/dev/null || true
 	ip route del blackhole "$UPSTREAM_BLACKHOLE" 2>/dev/null || true
 	ip route del blackhole "$NODE_BLACKHOLE" 2>/dev/null || true
+	ip route del blackhole "$NODELOCAL_IP/32" 2>/dev/null || true
 	ip link del "$DUMMY_IF" 2>/dev/null || true
 }
 
@@ -86,6 +91,13 @@ external  IN AAAA 2001:db8::10
 api.external IN A 198.51.100.11
 v4only    IN A   198.51.100.12
 EOF
+	# big.external.test: 40 addresses, 680 bytes as an answer, more than the 512
+	# a query without EDNS may get over UDP, so it comes back truncated and
+	# needs TCP (fault truncated-tcp-blocked).
+	local i
+	for i in $(seq 100 139); do
+		printf 'big.external IN A 198.51.100.%s\n' "$i"
+	done >>"$dir/test.zone"
 	cat >"$dir/hosts" <<'EOF'
 198.51.100.20 example.com www.example.com
 2001:db8::20 example.com www.example.com
