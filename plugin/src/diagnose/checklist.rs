@@ -49,6 +49,7 @@ const NO_NODES: &str = "no node snapshot (node checks off or not permitted)";
 pub fn checklist(cx: &Context<'_>) -> Vec<Check> {
     vec![
         cluster_dns_ip(cx),
+        pod_nameservers(cx),
         dns_service(cx),
         endpoints_present(cx),
         dns_pods(cx),
@@ -61,6 +62,52 @@ pub fn checklist(cx: &Context<'_>) -> Vec<Check> {
         captures(cx),
         five_second(cx),
     ]
+}
+
+/// The pod's resolv.conf: its nameservers are the cluster DNS (or a NodeLocal cache in
+/// front of it) and they answer.
+fn pod_nameservers(cx: &Context<'_>) -> Check {
+    const T: &str = "resolv.conf names the cluster DNS, which answers";
+    let Some(o) = &cx.observed else {
+        return Check::new("pod-nameservers", T, CheckStatus::Skipped, NO_PROBE);
+    };
+    let Some(conf) = o.resolv_conf() else {
+        return Check::new(
+            "pod-nameservers",
+            T,
+            CheckStatus::Skipped,
+            "the probe could not read the pod's resolv.conf",
+        );
+    };
+    let cluster = o.cluster_dns_ips();
+    let local = cx.topology.node_local_dns.as_ref().map(|n| n.local_ip);
+    let mut foreign = false;
+    let mut parts = Vec::new();
+    for ns in conf.nameservers.iter().map(|n| n.address) {
+        let what = if cluster.contains(&ns) {
+            "the cluster DNS"
+        } else if local == Some(ns) {
+            "NodeLocal DNSCache"
+        } else {
+            foreign = true;
+            "not the cluster DNS"
+        };
+        let t = Tally::of(o.to_nameservers().filter(|q| q.server.ip() == ns));
+        parts.push(format!("{ns} ({what}): {t}"));
+    }
+    if parts.is_empty() {
+        return Check::new(
+            "pod-nameservers",
+            T,
+            CheckStatus::Fail,
+            "resolv.conf has no nameserver line",
+        );
+    }
+    let status = match status_of(&Tally::of(o.to_nameservers())) {
+        CheckStatus::Pass if foreign => CheckStatus::Warn,
+        s => s,
+    };
+    Check::new("pod-nameservers", T, status, parts.join("; "))
 }
 
 fn cluster_dns_ip(cx: &Context<'_>) -> Check {
@@ -492,12 +539,16 @@ fn five_second(cx: &Context<'_>) -> Check {
             any = true;
             let s = &t.same_socket;
             missing += s.a_missing + s.aaaa_missing;
-            parts.push(format!(
+            let mut part = format!(
                 "{}: {} of {} rounds lost one reply",
                 t.server,
                 s.a_missing + s.aaaa_missing,
                 s.rounds
-            ));
+            );
+            if s.both_missing > 0 {
+                part.push_str(&format!(", {} got no reply at all", s.both_missing));
+            }
+            parts.push(part);
         }
     }
     let mut conntrack_bad = false;

@@ -65,6 +65,7 @@ fn healthy_cluster_has_no_warning_or_error_and_every_check_passes() {
     );
     assert_eq!(check(&d, "node-firewall").status, CheckStatus::Pass);
     assert_eq!(check(&d, "five-second").status, CheckStatus::Pass);
+    assert_eq!(check(&d, "pod-nameservers").status, CheckStatus::Pass);
     // The default search path is reported, as information only.
     assert_eq!(ids(&d), vec![search_path_amplification::ID]);
     assert_eq!(d.findings[0].severity, Severity::Info);
@@ -886,10 +887,28 @@ fn nodelocaldns_not_answering() {
         q.outcome = QueryOutcome::TimedOut;
         q.rcode = None;
     }
+    set_nameserver(&mut s, "169.254.20.10");
     let d = s.diagnose();
     let f = top(&d);
     assert_eq!(f.id, nodelocaldns_not_answering::ID, "{:?}", ids(&d));
     assert_eq!(f.severity, Severity::Error);
+    let c = check(&d, "pod-nameservers");
+    assert_eq!(c.status, CheckStatus::Fail);
+    assert!(
+        c.detail.contains("169.254.20.10 (NodeLocal DNSCache): 0/"),
+        "{}",
+        c.detail
+    );
+}
+
+/// The pod's resolv.conf with `ip` as its only nameserver.
+fn set_nameserver(s: &mut Scenario, ip: &str) {
+    let conf = s.probe().resolv_conf.content.clone().unwrap_or_default();
+    let conf = conf.replace(
+        &format!("nameserver {CLUSTER_IP}"),
+        &format!("nameserver {ip}"),
+    );
+    s.probe().resolv_conf.content = Some(conf);
 }
 
 #[test]
@@ -945,11 +964,15 @@ fn dns_policy_none_with_foreign_nameserver() {
         }
     }
     s.probe().parallel.clear();
+    set_nameserver(&mut s, UPSTREAM);
     let d = s.diagnose();
     let f = top(&d);
     assert_eq!(f.id, pod_dns_policy::ID, "{:?}", ids(&d));
     assert_eq!(f.severity, Severity::Error);
     assert!(f.summary.contains(UPSTREAM));
+    let c = check(&d, "pod-nameservers");
+    assert_eq!(c.status, CheckStatus::Warn, "{}", c.detail);
+    assert!(c.detail.contains("(not the cluster DNS)"), "{}", c.detail);
 }
 
 #[test]
