@@ -101,7 +101,8 @@ pub fn pod(ns: &str, args: &[&str], limit: Duration) -> (ProbeOutput, PodReport)
     (output, report)
 }
 
-/// A `dns-doctor-probe capture` running in the background.
+/// A `dns-doctor-probe capture` (or another mode, see [`Capture::start_mode`]) running in
+/// the background.
 pub struct Capture {
     child: std::process::Child,
     stderr_lines: std::sync::mpsc::Receiver<String>,
@@ -113,6 +114,11 @@ impl Capture {
     /// Starts `dns-doctor-probe capture ARGS`, inside `ns` when given (else in the test's
     /// own namespace, e.g. with `--netns-pid`).
     pub fn start(ns: Option<&str>, args: &[&str]) -> Self {
+        Self::start_mode(ns, "capture", args)
+    }
+
+    /// Starts `dns-doctor-probe MODE ARGS` in the background, inside `ns` when given.
+    pub fn start_mode(ns: Option<&str>, mode: &str, args: &[&str]) -> Self {
         use std::io::{BufRead, BufReader, Read};
         use std::process::{Command, Stdio};
         let binary = binary();
@@ -125,7 +131,7 @@ impl Capture {
             None => Command::new(binary),
         };
         let mut child = command
-            .arg("capture")
+            .arg(mode)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -859,3 +859,49 @@ fn node_mode_snapshots_the_kube_proxy_rules_and_counters() {
         "{http:?}"
     );
 }
+
+/// The plugin ends the node's conntrack window once the pod probe is done (`stop --only
+/// node` sends SIGTERM): the snapshot is still completed, with both conntrack snapshots and
+/// the window as it really was.
+#[test]
+fn node_mode_window_ends_early_on_sigterm() {
+    let topo = Topology::new();
+    let started = std::time::Instant::now();
+    let node = probe::Capture::start_mode(
+        Some(&topo.node),
+        "node",
+        &[
+            "--node-name",
+            "netns-node",
+            "--conntrack-window-ms",
+            "30000",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    node.signal("TERM");
+    let (status, stdout, stderr) = node.finish(Duration::from_secs(20));
+    let elapsed = started.elapsed();
+    assert_eq!(status.code(), Some(0), "{}", stderr.join("\n"));
+    let output: dns_doctor_probe::schema::ProbeOutput =
+        serde_json::from_slice(&stdout).expect("one JSON document");
+    let ProbeResult::Node(snapshot) = output.result else {
+        panic!("not a node snapshot")
+    };
+    assert!(
+        elapsed < Duration::from_secs(15),
+        "the window did not end on SIGTERM: {elapsed:?}"
+    );
+    assert!(
+        snapshot.conntrack_window_ms < 15_000,
+        "window {} ms",
+        snapshot.conntrack_window_ms
+    );
+    for key in ["conntrack-stats-before", "conntrack-stats-after"] {
+        let stats = snapshot
+            .commands
+            .iter()
+            .find(|c| c.key == key)
+            .unwrap_or_else(|| panic!("no {key}"));
+        assert_eq!(stats.exit_code, Some(0), "{stats:?}");
+    }
+}

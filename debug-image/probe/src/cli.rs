@@ -140,7 +140,8 @@ pub struct NodeArgs {
     /// Node name recorded in the snapshot (default: this host's name).
     #[arg(long)]
     pub node_name: Option<String>,
-    /// Time between the two `conntrack -S` snapshots.
+    /// Longest time between the two `conntrack -S` snapshots; SIGTERM or SIGINT (e.g.
+    /// `stop --only node`) ends the window early, and the snapshot is completed and printed.
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub conntrack_window_ms: u64,
     /// Limit for each command run.
@@ -300,6 +301,27 @@ fn run_pod(args: PodArgs) -> i32 {
 
 fn run_node(args: NodeArgs) -> i32 {
     let clock = RunClock::start();
+    // SIGTERM/SIGINT end the conntrack window; blocked before any thread starts so that the
+    // waiting thread below receives them. Without that, the window just runs its length.
+    let (window_end, window_ended) = std::sync::mpsc::channel::<()>();
+    // Held until the end when no thread waits for the signal: a dropped sender would end
+    // the window at once.
+    let _unsignalled = match child::block_termination_signals() {
+        Ok(()) => {
+            std::thread::spawn(move || {
+                if child::wait_termination_signal().is_ok() {
+                    let _ = window_end.send(());
+                }
+            });
+            None
+        }
+        Err(e) => {
+            output::log(&format!(
+                "cannot block SIGTERM ({e}); the conntrack window cannot be ended early"
+            ));
+            Some(window_end)
+        }
+    };
     let node_name = args.node_name.unwrap_or_else(|| {
         std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_owned())
@@ -327,7 +349,7 @@ fn run_node(args: NodeArgs) -> i32 {
         }),
         Box::new(child::kill_current),
     );
-    node::run(&config, &snapshot);
+    node::run(&config, &snapshot, &window_ended);
     let result = snapshot
         .lock()
         .unwrap_or_else(PoisonError::into_inner)

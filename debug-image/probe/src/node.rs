@@ -6,8 +6,8 @@ use crate::schema::{CommandOutput, HttpProbe, NodeSnapshot, RawFile};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::thread;
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
@@ -77,8 +77,9 @@ fn lock(snapshot: &SharedSnapshot) -> std::sync::MutexGuard<'_, NodeSnapshot> {
 }
 
 /// Runs the node mode, filling `snapshot` as it goes. Must run on the main thread (see
-/// [`child::spawn_tied`]).
-pub fn run(config: &NodeConfig, snapshot: &SharedSnapshot) {
+/// [`child::spawn_tied`]). The conntrack window lasts `config.conntrack_window` or until
+/// `window_end` receives (the plugin ends it once the pod probe is done), whichever is first.
+pub fn run(config: &NodeConfig, snapshot: &SharedSnapshot, window_end: &Receiver<()>) {
     let conntrack_before = command(
         "conntrack-stats-before",
         &CONNTRACK_STATS,
@@ -111,7 +112,8 @@ pub fn run(config: &NodeConfig, snapshot: &SharedSnapshot) {
     }
 
     if let Some(rest) = config.conntrack_window.checked_sub(window_start.elapsed()) {
-        thread::sleep(rest);
+        // Timeout, a message or a dropped sender all end the window.
+        let _ = window_end.recv_timeout(rest);
     }
     let actual_window = window_start.elapsed();
     let conntrack_after = command(
@@ -233,7 +235,7 @@ mod tests {
     fn http_get_talks_to_a_real_listener_on_loopback() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let server = thread::spawn(move || {
+        let server = std::thread::spawn(move || {
             let (mut conn, _) = listener.accept().unwrap();
             let mut request = Vec::new();
             let mut chunk = [0u8; 512];

@@ -247,6 +247,27 @@ pub async fn wait_running(
     image: &str,
     timeout: Duration,
 ) -> Result<(), KubeError> {
+    let target = super::exec::ExecTarget {
+        namespace: namespace.to_string(),
+        pod: pod.to_string(),
+        container: name.to_string(),
+    };
+    // Whichever comes first: an exec that works, or the status (which also tells why a
+    // container does not start).
+    tokio::select! {
+        r = wait_status_running(client, namespace, pod, name, image, timeout) => r,
+        () = super::exec::until_reachable(client, &target) => Ok(()),
+    }
+}
+
+async fn wait_status_running(
+    client: &Client,
+    namespace: &str,
+    pod: &str,
+    name: &str,
+    image: &str,
+    timeout: Duration,
+) -> Result<(), KubeError> {
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let cname = name.to_string();
     let cond =
@@ -286,6 +307,29 @@ pub async fn wait_running(
         }),
         ContainerState::Pending => unreachable!("the wait condition excludes Pending"),
     }
+}
+
+/// Waits until the ephemeral container `name` has terminated (or its pod is gone), at most
+/// `timeout`. False when it still runs then, or the pod cannot be watched.
+pub async fn wait_terminated(
+    client: &Client,
+    namespace: &str,
+    pod: &str,
+    name: &str,
+    timeout: Duration,
+) -> bool {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let cname = name.to_string();
+    let ended = move |p: Option<&Pod>| {
+        matches!(
+            container_state(p, &cname),
+            ContainerState::Terminated { .. } | ContainerState::Gone
+        )
+    };
+    matches!(
+        tokio::time::timeout(timeout, await_condition(api, pod, ended)).await,
+        Ok(Ok(_))
+    )
 }
 
 #[cfg(test)]

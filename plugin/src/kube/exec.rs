@@ -13,6 +13,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use super::ephemeral::PROBE_BIN;
 use super::KubeError;
 
 /// Line the probe's capture mode prints on stderr once tcpdump listens.
@@ -69,6 +70,24 @@ async fn open(
 }
 
 /// Run a command to completion and collect its output.
+/// How often [`until_reachable`] tries an exec.
+const REACHABLE_POLL: Duration = Duration::from_millis(250);
+
+/// Returns once an exec of the probe (`version`) succeeds in `target`; never otherwise (race
+/// it with a status wait that has a deadline). The kubelet runs an exec as soon as the
+/// container runs in the container runtime, up to a second before its status says so.
+pub async fn until_reachable(client: &Client, target: &ExecTarget) {
+    let argv = [PROBE_BIN.to_string(), "version".to_string()];
+    loop {
+        if let Ok(out) = run(client, target, &argv, Duration::from_secs(2)).await {
+            if out.status.as_deref() == Some("Success") {
+                return;
+            }
+        }
+        tokio::time::sleep(REACHABLE_POLL).await;
+    }
+}
+
 pub async fn run(
     client: &Client,
     target: &ExecTarget,

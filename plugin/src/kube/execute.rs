@@ -10,7 +10,6 @@ use std::time::Duration;
 use dns_doctor_probe::schema::ProbeResult;
 use futures::stream::{self, StreamExt};
 use kube::Client;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::ephemeral::{self, PROBE_BIN};
@@ -23,14 +22,24 @@ use crate::evidence::{
 use crate::plan::{CaptureVia, Plan};
 use crate::topology::Topology;
 
-/// How many pods are injected or probed at once.
-const CONCURRENCY: usize = 4;
+/// How many pods are injected or probed at once: enough for the target and the DNS pods of
+/// a usual cluster to start together (the kubelets start them in parallel, so a smaller
+/// bound makes every replica beyond it cost a whole container start), few enough to keep
+/// a cluster with many DNS replicas from a burst of writes.
+const CONCURRENCY: usize = 12;
+/// The nodes' conntrack window when no pod probe runs to end it.
+const NODE_WINDOW_FIXED: Duration = Duration::from_secs(2);
+/// The longest conntrack window when the pod probe ends it (the node probe's own limit is
+/// 60 s; the window also stays 10 s inside the probe timeout).
+const NODE_WINDOW_MAX: Duration = Duration::from_secs(45);
 /// Time allowed for a container or node pod to start.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// Time allowed for tcpdump to start listening.
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
 /// Upper bound for cleanup, whatever happened before.
 pub const CLEANUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Between the end of the probes and the capture stops.
+const CAPTURE_GRACE: Duration = Duration::from_millis(300);
 /// Largest capture kept per point.
 const CAPTURE_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -96,6 +105,53 @@ fn probe_argv(run_id: &str, mode: &str, args: impl IntoIterator<Item = String>) 
     ];
     v.extend(args);
     v
+}
+
+/// The DNS pods to query the upstream from: one per node, since the way out to the upstream
+/// is the node's (its firewall, its routes, its security group), not the pod's.
+fn one_per_node<'a>(
+    dns_execs: &'a [(usize, ExecTarget)],
+    plan: &Plan,
+) -> Vec<&'a (usize, ExecTarget)> {
+    let mut nodes: Vec<Option<&str>> = Vec::new();
+    dns_execs
+        .iter()
+        .filter(|(i, _)| {
+            let node = plan.dns_pods.get(*i).and_then(|d| d.node.as_deref());
+            // A pod whose node is unknown is kept: nothing says it shares a node.
+            if node.is_some() && nodes.contains(&node) {
+                return false;
+            }
+            nodes.push(node);
+            true
+        })
+        .collect()
+}
+
+/// Ends the nodes' conntrack windows (`stop --only node`), again every second while the
+/// node probes still run: a stop sent before a node probe's process started finds nothing.
+async fn end_node_windows(
+    client: &Client,
+    run_id: &str,
+    started: &Started,
+    nodes_done: &tokio::sync::Notify,
+    window: Duration,
+) {
+    let argv = probe_argv(run_id, "stop", ["--only".to_string(), "node".to_string()]);
+    let deadline = tokio::time::Instant::now() + window;
+    while tokio::time::Instant::now() < deadline {
+        futures::future::join_all(
+            started
+                .node_pods
+                .iter()
+                .map(|(_, t)| exec::run(client, t, &argv, Duration::from_secs(10))),
+        )
+        .await;
+        tokio::select! {
+            () = nodes_done.notified() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
 }
 
 async fn measure(
@@ -254,6 +310,10 @@ async fn measure(
         return Err(e);
     }
 
+    tracing::debug!(
+        containers = started.containers.len(),
+        "ephemeral containers started"
+    );
     // Node pods: wait until they run.
     if started.jobs_created {
         let waits: Vec<(String, Result<String, KubeError>)> =
@@ -295,6 +355,7 @@ async fn measure(
         started.node_pods.sort_by(|a, b| a.0.cmp(&b.0));
     }
 
+    tracing::debug!(nodes = started.node_pods.len(), "node pods running");
     // Captures, all at once, each streamed into its file while written.
     let mut captures: Vec<(RunningCapture, CaptureKind)> = Vec::new();
     if config.capture {
@@ -367,9 +428,17 @@ async fn measure(
                 cap_args(vec![]),
             ));
         }
-        for (target, name, kind, argv) in to_start {
-            let file = input.capture_dir.join(format!("{}.pcap", sanitize(&name)));
-            match exec::start_capture(client, &target, &name, &argv, &file).await {
+        // Opened at once: one exec after the other costs a round trip per capture point.
+        let opened = futures::future::join_all(to_start.into_iter().map(
+            |(target, name, kind, argv)| async move {
+                let file = input.capture_dir.join(format!("{}.pcap", sanitize(&name)));
+                let r = exec::start_capture(client, &target, &name, &argv, &file).await;
+                (name, kind, r)
+            },
+        ))
+        .await;
+        for (name, kind, r) in opened {
+            match r {
                 Ok(c) => captures.push((c, kind)),
                 Err(e) => evidence.step_errors.push(StepError {
                     step: format!("capture {name}"),
@@ -427,14 +496,46 @@ async fn measure(
         ]);
         Some(exec::run_probe(client, t, &probe_argv(run_id, "pod", args), probe_timeout).await)
     };
-    let node_probes =
-        futures::future::join_all(started.node_pods.iter().map(|(node, t)| async move {
-            let args = vec!["--node-name".into(), node.clone()];
-            (
-                node.clone(),
-                exec::run_probe(client, t, &probe_argv(run_id, "node", args), probe_timeout).await,
-            )
-        }));
+    // The nodes' conntrack windows span the pod probe: they end when it is done (a stop
+    // that ends the window, not the snapshot), else after NODE_WINDOW_FIXED.
+    let windows_follow_pod = target_exec.is_some();
+    let window = if windows_follow_pod {
+        NODE_WINDOW_MAX
+            .min(probe_timeout.saturating_sub(Duration::from_secs(10)))
+            .max(NODE_WINDOW_FIXED)
+    } else {
+        NODE_WINDOW_FIXED
+    };
+    let window_ms = window.as_millis().to_string();
+    let nodes_done = tokio::sync::Notify::new();
+    let node_probes = async {
+        let results = futures::future::join_all(started.node_pods.iter().map(|(node, t)| {
+            let window_ms = window_ms.clone();
+            async move {
+                let args = vec![
+                    "--node-name".into(),
+                    node.clone(),
+                    "--conntrack-window-ms".into(),
+                    window_ms,
+                ];
+                (
+                    node.clone(),
+                    exec::run_probe(client, t, &probe_argv(run_id, "node", args), probe_timeout)
+                        .await,
+                )
+            }
+        }))
+        .await;
+        nodes_done.notify_one();
+        results
+    };
+    let pod_probe = async {
+        let result = pod_probe.await;
+        if windows_follow_pod && !started.node_pods.is_empty() {
+            end_node_windows(client, run_id, started, &nodes_done, window).await;
+        }
+        result
+    };
     let external: Vec<String> = config
         .names
         .iter()
@@ -442,8 +543,11 @@ async fn measure(
         .cloned()
         .collect();
     // Nothing to ask the upstream when every name is a cluster name.
-    let upstream_targets: &[(usize, ExecTarget)] =
-        if external.is_empty() { &[] } else { &dns_execs };
+    let upstream_targets = if external.is_empty() {
+        Vec::new()
+    } else {
+        one_per_node(&dns_execs, plan)
+    };
     let upstream_probes = futures::future::join_all(upstream_targets.iter().map(|(i, t)| {
         let external = external.clone();
         async move {
@@ -528,8 +632,9 @@ async fn measure(
     // Stop the captures now that the probes are done, and collect the files.
     if !captures.is_empty() {
         (input.progress)("collecting captures");
-        // A second of grace lets late replies and retransmissions land in the pcaps.
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        // Every probe query has been answered or has timed out; a moment of grace lets
+        // replies still in flight and the application's own retransmissions land.
+        tokio::time::sleep(CAPTURE_GRACE).await;
         let mut targets: Vec<&ExecTarget> = started
             .containers
             .iter()
@@ -657,6 +762,16 @@ async fn clean_up(input: &ExecuteInput<'_>, started: &Started, evidence: &mut Ev
         }
     }
     let work = async {
+        // Node Jobs go while the containers are told to stop.
+        let delete_jobs = async {
+            if started.jobs_created {
+                cleanup::delete_run_jobs(input.client, &input.plan.node_namespace, input.run_id)
+                    .await
+                    .err()
+            } else {
+                None
+            }
+        };
         let stops = futures::future::join_all(injected.iter().map(|t| async move {
             let running = started.containers.iter().any(|(c, ok)| c == t && *ok);
             if !running {
@@ -676,8 +791,15 @@ async fn clean_up(input: &ExecuteInput<'_>, started: &Started, evidence: &mut Ev
                 t,
                 cleanup::stop_run_in(input.client, t, input.run_id, Duration::from_secs(10)).await,
             )
-        }))
-        .await;
+        }));
+        let (stops, jobs_error) = tokio::join!(stops, delete_jobs);
+        tracing::debug!("probes stopped, node Jobs deleted");
+        if let Some(e) = jobs_error {
+            evidence.step_errors.push(StepError {
+                step: "delete node pods".into(),
+                error: e.to_string(),
+            });
+        }
         for (t, r) in stops {
             if let Err(e) = r {
                 evidence.step_errors.push(StepError {
@@ -686,52 +808,25 @@ async fn clean_up(input: &ExecuteInput<'_>, started: &Started, evidence: &mut Ev
                 });
             }
         }
-        if started.jobs_created {
-            if let Err(e) =
-                cleanup::delete_run_jobs(input.client, &input.plan.node_namespace, input.run_id)
-                    .await
-            {
-                evidence.step_errors.push(StepError {
-                    step: "delete node pods".into(),
-                    error: e.to_string(),
-                });
-            }
-        }
         // Confirm the ephemeral containers exited: they stay in the spec, but must not run.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        for left in evidence.ephemeral_containers.iter_mut() {
+        let ended = futures::future::join_all(evidence.ephemeral_containers.iter().map(|left| {
             let (ns, pod) = left.pod.split_once('/').unwrap_or_default();
-            left.terminated =
-                wait_terminated(input.client, ns, pod, &left.container, deadline).await;
+            ephemeral::wait_terminated(
+                input.client,
+                ns,
+                pod,
+                &left.container,
+                Duration::from_secs(10),
+            )
+        }))
+        .await;
+        for (left, ended) in evidence.ephemeral_containers.iter_mut().zip(ended) {
+            left.terminated = ended;
         }
+        tracing::debug!("ephemeral containers confirmed terminated");
     };
     if tokio::time::timeout(CLEANUP_TIMEOUT, work).await.is_err() {
         evidence.step_errors.push(StepError { step: "cleanup".into(), error: format!("not finished within {}s; the containers end at their own deadline and node Jobs are removed by their TTL", CLEANUP_TIMEOUT.as_secs()) });
-    }
-}
-
-async fn wait_terminated(
-    client: &Client,
-    ns: &str,
-    pod: &str,
-    container: &str,
-    deadline: Instant,
-) -> bool {
-    let api: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::namespaced(client.clone(), ns);
-    loop {
-        match api.get_opt(pod).await {
-            Ok(p) => match ephemeral::container_state(p.as_ref(), container) {
-                ephemeral::ContainerState::Terminated { .. } | ephemeral::ContainerState::Gone => {
-                    return true
-                }
-                _ => {}
-            },
-            Err(_) => return false,
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 

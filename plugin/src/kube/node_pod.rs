@@ -170,9 +170,20 @@ pub async fn wait_running(
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
     let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+    let target = super::exec::ExecTarget {
+        namespace: namespace.to_string(),
+        pod: pod_name.clone(),
+        container: CONTAINER.to_string(),
+    };
+    // An exec that works proves it runs, up to a second before its status says so.
+    let reachable = super::exec::until_reachable(client, &target);
     let cond = |p: Option<&Pod>| !matches!(pod_state(p), ContainerState::Pending);
-    let waited =
-        tokio::time::timeout(remaining, await_condition(api.clone(), &pod_name, cond)).await;
+    let status_wait =
+        tokio::time::timeout(remaining, await_condition(api.clone(), &pod_name, cond));
+    let waited = tokio::select! {
+        w = status_wait => w,
+        () = reachable => return Ok(pod_name),
+    };
     let pod = match waited {
         Err(_) => {
             let why = api
