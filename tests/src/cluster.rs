@@ -256,3 +256,63 @@ pub fn spawn_doctor(args: &[&str]) -> std::process::Child {
         .spawn()
         .expect("the plugin starts")
 }
+
+/// The stderr of a doctor started by [`spawn_doctor`], read line by line in the background
+/// (so the child never blocks on a full pipe). With `-v` the run logs its progress steps,
+/// which tests use to act at a known point of a run rather than after a guessed delay.
+pub struct StderrWatch {
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl StderrWatch {
+    pub fn new(child: &mut std::process::Child) -> Self {
+        use std::io::BufRead;
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (tx, lines) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits until a line contains `needle`; false when stderr ends or `limit` passes.
+    pub fn wait_for(&mut self, needle: &str, limit: Duration) -> bool {
+        let end = std::time::Instant::now() + limit;
+        loop {
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let found = line.contains(needle);
+                    self.seen.push(line);
+                    if found {
+                        return true;
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Everything read so far plus what arrives until stderr ends (at most `limit`).
+    pub fn all(mut self, limit: Duration) -> String {
+        let end = std::time::Instant::now() + limit;
+        loop {
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => return self.seen.join("\n"),
+            }
+        }
+    }
+}

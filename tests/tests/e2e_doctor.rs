@@ -486,8 +486,13 @@ fn wait_child(child: &mut std::process::Child, limit: Duration) -> Option<i32> {
 #[test]
 fn sigint_at_any_point_cleans_up_and_exits_130() {
     let _guard = cluster_lock();
-    // Before anything is started, while containers start, and during the capture.
-    for delay_ms in [300u64, 1500, 4000] {
+    // Before anything is started, while containers start, and during the capture: each
+    // point found by the progress step the run logs (-v), not by a guess of its timing.
+    for step in [
+        "discovering the cluster DNS",
+        "starting probe containers and node pods",
+        "probing DNS",
+    ] {
         let before = ephemeral_names(CLIENT_NS, GLIBC_CLIENT);
         let mut child = spawn_doctor(&[
             GLIBC_CLIENT,
@@ -497,15 +502,20 @@ fn sigint_at_any_point_cleans_up_and_exits_130() {
             EXTERNAL_NAME,
             "--capture-seconds",
             "20",
+            "-v",
         ]);
-        std::thread::sleep(Duration::from_millis(delay_ms));
+        let mut stderr = StderrWatch::new(&mut child);
+        assert!(
+            stderr.wait_for(step, Duration::from_secs(60)),
+            "the run never logged {step:?}"
+        );
         let status = std::process::Command::new("kill")
             .args(["-INT", &child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
         let code = wait_child(&mut child, Duration::from_secs(50));
-        assert_eq!(code, Some(130), "SIGINT after {delay_ms} ms");
+        assert_eq!(code, Some(130), "SIGINT at {step:?}");
         assert_nothing_left(CLIENT_NS, GLIBC_CLIENT, &before);
     }
 }
@@ -522,8 +532,10 @@ fn sigterm_is_handled_like_ctrl_c() {
         EXTERNAL_NAME,
         "--capture-seconds",
         "20",
+        "-v",
     ]);
-    std::thread::sleep(Duration::from_millis(3000));
+    let mut stderr = StderrWatch::new(&mut child);
+    assert!(stderr.wait_for("starting captures", Duration::from_secs(60)));
     std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

@@ -288,8 +288,11 @@ fn target_deleted_mid_run_ends_cleanly() {
         EXTERNAL_NAME,
         "--capture-seconds",
         "20",
+        "-v",
     ]);
-    std::thread::sleep(Duration::from_secs(4));
+    // Deleted while the probe runs.
+    let mut stderr = StderrWatch::new(&mut child);
+    assert!(stderr.wait_for("probing DNS", Duration::from_secs(60)));
     kubectl_ok(&[
         "delete",
         "pod",
@@ -315,7 +318,7 @@ fn target_deleted_mid_run_ends_cleanly() {
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        stderr.all(Duration::from_secs(5))
     );
     assert!(
         matches!(status.code(), Some(1) | Some(2)),

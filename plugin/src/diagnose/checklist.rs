@@ -26,7 +26,11 @@ fn status_of(t: &Tally) -> CheckStatus {
     }
 }
 
+/// Addresses as the checklist shows them; "none" rather than an empty list.
 fn list(ips: &[IpAddr]) -> String {
+    if ips.is_empty() {
+        return "none".into();
+    }
     let v: Vec<String> = ips.iter().map(|i| i.to_string()).collect();
     v.join(", ")
 }
@@ -221,12 +225,7 @@ fn endpoints_present(cx: &Context<'_>) -> Check {
         (false, true) => CheckStatus::Pass,
         (false, false) => CheckStatus::Warn,
     };
-    Check::new(
-        "endpoints-present",
-        T,
-        status,
-        detail.trim_end_matches(": ").to_string(),
-    )
+    Check::new("endpoints-present", T, status, detail)
 }
 
 fn dns_pods(cx: &Context<'_>) -> Check {

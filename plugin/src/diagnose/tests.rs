@@ -113,6 +113,7 @@ fn coredns_down_names_no_endpoints() {
     assert!(f.summary.contains("kube-system/kube-dns"), "{}", f.summary);
     assert!(f.remediation.iter().any(|r| r.contains("k8s-app=kube-dns")));
     assert_eq!(check(&d, "endpoints-present").status, CheckStatus::Fail);
+    assert_eq!(check(&d, "endpoints-present").detail, "0 ready: none");
     assert_eq!(check(&d, "dns-pods").status, CheckStatus::Fail);
 }
 
