@@ -1118,3 +1118,17 @@ fn every_priority_id_is_unique_and_findings_use_known_ids() {
         }
     }
 }
+
+/// Rounds without any reply say nothing about 5-second stalls; the check must not pass.
+#[test]
+fn parallel_rounds_without_any_reply_do_not_pass_the_five_second_check() {
+    let mut s = healthy();
+    for t in &mut s.probe().parallel {
+        t.same_socket.both_missing = t.same_socket.rounds;
+        t.same_socket.both_answered = 0;
+    }
+    let d = s.diagnose();
+    let c = check(&d, "five-second");
+    assert_eq!(c.status, CheckStatus::Warn, "{}", c.detail);
+    assert!(c.detail.contains("got no reply at all"), "{}", c.detail);
+}
