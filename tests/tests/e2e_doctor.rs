@@ -483,46 +483,9 @@ fn wait_child(child: &mut std::process::Child, limit: Duration) -> Option<i32> {
     panic!("the plugin did not exit within {}s", limit.as_secs());
 }
 
-#[test]
-fn sigint_at_any_point_cleans_up_and_exits_130() {
-    let _guard = cluster_lock();
-    // Before anything is started, while containers start, and during the capture: each
-    // point found by the progress step the run logs (-v), not by a guess of its timing.
-    for step in [
-        "discovering the cluster DNS",
-        "starting probe containers and node pods",
-        "probing DNS",
-    ] {
-        let before = ephemeral_names(CLIENT_NS, GLIBC_CLIENT);
-        let mut child = spawn_doctor(&[
-            GLIBC_CLIENT,
-            "-n",
-            CLIENT_NS,
-            "--external-name",
-            EXTERNAL_NAME,
-            "--capture-seconds",
-            "20",
-            "-v",
-        ]);
-        let mut stderr = StderrWatch::new(&mut child);
-        assert!(
-            stderr.wait_for(step, Duration::from_secs(60)),
-            "the run never logged {step:?}"
-        );
-        let status = std::process::Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let code = wait_child(&mut child, Duration::from_secs(50));
-        assert_eq!(code, Some(130), "SIGINT at {step:?}");
-        assert_nothing_left(CLIENT_NS, GLIBC_CLIENT, &before);
-    }
-}
-
-#[test]
-fn sigterm_is_handled_like_ctrl_c() {
-    let _guard = cluster_lock();
+/// Starts a run (with -v, so it logs its progress steps), sends `signal` once it logs
+/// `step`, and checks it exits 130 with nothing of it left behind.
+fn interrupt_at(step: &str, signal: &str) {
     let before = ephemeral_names(CLIENT_NS, GLIBC_CLIENT);
     let mut child = spawn_doctor(&[
         GLIBC_CLIENT,
@@ -535,13 +498,38 @@ fn sigterm_is_handled_like_ctrl_c() {
         "-v",
     ]);
     let mut stderr = StderrWatch::new(&mut child);
-    assert!(stderr.wait_for("starting captures", Duration::from_secs(60)));
-    std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+    assert!(
+        stderr.wait_for(step, Duration::from_secs(60)),
+        "the run never logged {step:?}"
+    );
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
         .unwrap();
-    assert_eq!(wait_child(&mut child, Duration::from_secs(50)), Some(130));
+    assert!(status.success());
+    let code = wait_child(&mut child, Duration::from_secs(50));
+    assert_eq!(code, Some(130), "SIG{signal} at {step:?}");
     assert_nothing_left(CLIENT_NS, GLIBC_CLIENT, &before);
+}
+
+#[test]
+fn sigint_at_any_point_cleans_up_and_exits_130() {
+    let _guard = cluster_lock();
+    // Before anything is started, while containers start, and during the capture: each
+    // point found by the progress step the run logs, not by a guess of its timing.
+    for step in [
+        "discovering the cluster DNS",
+        "starting probe containers and node pods",
+        "probing DNS",
+    ] {
+        interrupt_at(step, "INT");
+    }
+}
+
+#[test]
+fn sigterm_is_handled_like_ctrl_c() {
+    let _guard = cluster_lock();
+    interrupt_at("starting captures", "TERM");
 }
 
 #[test]

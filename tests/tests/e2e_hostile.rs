@@ -62,6 +62,26 @@ fn run_json(args: &[&str]) -> (Option<i32>, serde_json::Value, String) {
     )
 }
 
+/// Creates client pod NS/POD with `spec_extra` and runs the doctor on it (JSON, 8 s capture).
+fn doctor_on_new_pod(
+    ns: &str,
+    pod: &str,
+    spec_extra: &str,
+) -> (Option<i32>, serde_json::Value, String) {
+    client_pod(ns, pod, &[], spec_extra);
+    run_json(&[
+        pod,
+        "-n",
+        ns,
+        "--external-name",
+        EXTERNAL_NAME,
+        "-o",
+        "json",
+        "--capture-seconds",
+        "8",
+    ])
+}
+
 fn ids(report: &serde_json::Value) -> Vec<String> {
     report["findings"]
         .as_array()
@@ -152,23 +172,11 @@ fn pod_security_restricted_still_probes() {
 #[test]
 fn host_network_pod_is_examined() {
     let _guard = cluster_lock();
-    client_pod(
+    let (code, report, out) = doctor_on_new_pod(
         "dd-hostnet",
         "client",
-        &[],
         "  hostNetwork: true\n  dnsPolicy: ClusterFirstWithHostNet\n",
     );
-    let (code, report, out) = run_json(&[
-        "client",
-        "-n",
-        "dd-hostnet",
-        "--external-name",
-        EXTERNAL_NAME,
-        "-o",
-        "json",
-        "--capture-seconds",
-        "8",
-    ]);
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(report["target"]["dns_policy"], "ClusterFirstWithHostNet");
     assert!(eventually(Duration::from_secs(60), || leftovers().is_empty()));
@@ -177,23 +185,11 @@ fn host_network_pod_is_examined() {
 #[test]
 fn host_network_with_cluster_first_is_named() {
     let _guard = cluster_lock();
-    client_pod(
+    let (code, report, out) = doctor_on_new_pod(
         "dd-hostnet",
         "client-cf",
-        &[],
         "  hostNetwork: true\n  dnsPolicy: ClusterFirst\n",
     );
-    let (code, report, out) = run_json(&[
-        "client-cf",
-        "-n",
-        "dd-hostnet",
-        "--external-name",
-        EXTERNAL_NAME,
-        "-o",
-        "json",
-        "--capture-seconds",
-        "8",
-    ]);
     // hostNetwork + ClusterFirst falls back to the node's resolver: cluster names fail.
     assert_eq!(code, Some(1), "{out}");
     assert_eq!(
@@ -207,23 +203,11 @@ fn host_network_with_cluster_first_is_named() {
 fn dns_policy_none_with_custom_nameservers_is_named() {
     let _guard = cluster_lock();
     // The fake upstream answers external names but knows nothing of the cluster.
-    client_pod(
+    let (code, report, out) = doctor_on_new_pod(
         "dd-custom",
         "client",
-        &[],
         "  dnsPolicy: None\n  dnsConfig:\n    nameservers: [\"10.253.0.2\"]\n    searches: [\"dd-custom.svc.cluster.local\"]\n",
     );
-    let (code, report, out) = run_json(&[
-        "client",
-        "-n",
-        "dd-custom",
-        "--external-name",
-        EXTERNAL_NAME,
-        "-o",
-        "json",
-        "--capture-seconds",
-        "8",
-    ]);
     assert_eq!(code, Some(1), "{out}");
     assert_eq!(
         ids(&report).first().map(String::as_str),

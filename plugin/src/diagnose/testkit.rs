@@ -11,13 +11,14 @@ use dns_doctor_probe::schema::{
     TcpConnect, Transport,
 };
 
-use crate::evidence::{Evidence, NodeEvidence, UpstreamProbe};
+use crate::capture::CaptureAnalysis;
+use crate::evidence::{CaptureKind, Evidence, NodeEvidence, UpstreamProbe};
 use crate::topology::{
     ClusterDns, ClusterDnsSource, DnsPodInfo, EndpointInfo, KubeProxyInfo, KubeProxyPod, PodInfo,
     ServiceInfo, ServicePort, Topology,
 };
 
-use super::{diagnose, Diagnosis, DiagnosisInput};
+use super::{diagnose, Diagnosis, DiagnosisInput, PointAnalysis};
 
 pub const CLUSTER_IP: &str = "10.96.0.10";
 pub const EP_A: &str = "10.244.0.2";
@@ -63,6 +64,21 @@ impl Scenario {
             topology: &self.topology,
             evidence: &self.evidence,
             captures: &[],
+            correlation: None,
+        })
+    }
+
+    /// Diagnoses with one capture, taken in the target pod (`pod-web-0`).
+    pub fn diagnose_with_pod_capture(&self, pod: &CaptureAnalysis) -> Diagnosis {
+        let points = [PointAnalysis {
+            name: "pod-web-0",
+            kind: CaptureKind::Pod,
+            analysis: pod,
+        }];
+        diagnose(&DiagnosisInput {
+            topology: &self.topology,
+            evidence: &self.evidence,
+            captures: &points,
             correlation: None,
         })
     }

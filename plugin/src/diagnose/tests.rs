@@ -472,17 +472,7 @@ fn five_second_stalls_seen_only_in_the_pod_capture_are_a_warning() {
     p.a_aaaa_pairs = 10;
     p.a_aaaa_one_missing = 3;
     p.five_second_retries = 3;
-    let points = [PointAnalysis {
-        name: "pod-web-0",
-        kind: CaptureKind::Pod,
-        analysis: &pod,
-    }];
-    let d = diagnose(&DiagnosisInput {
-        topology: &s.topology,
-        evidence: &s.evidence,
-        captures: &points,
-        correlation: None,
-    });
+    let d = s.diagnose_with_pod_capture(&pod);
     let f = top(&d);
     assert_eq!(f.id, five_second_latency::ID, "{:?}", ids(&d));
     assert_eq!(f.severity, Severity::Warning);
@@ -498,17 +488,7 @@ fn retries_after_total_loss_are_not_blamed_on_the_conntrack_race() {
     s.probe().parallel.clear();
     let mut pod = analysis(3);
     pod.analysis.summary.patterns.five_second_retries = 23;
-    let points = [PointAnalysis {
-        name: "pod-web-0",
-        kind: CaptureKind::Pod,
-        analysis: &pod,
-    }];
-    let d = diagnose(&DiagnosisInput {
-        topology: &s.topology,
-        evidence: &s.evidence,
-        captures: &points,
-        correlation: None,
-    });
+    let d = s.diagnose_with_pod_capture(&pod);
     assert_eq!(top(&d).id, node_firewall::ID, "{:?}", ids(&d));
     assert!(!ids(&d).contains(&five_second_latency::ID), "{:?}", ids(&d));
 }
@@ -525,17 +505,7 @@ fn stalls_behind_a_dead_nameserver_are_not_the_conntrack_race() {
     );
     let mut pod = analysis(3);
     pod.analysis.summary.patterns.five_second_retries = 8;
-    let points = [PointAnalysis {
-        name: "pod-web-0",
-        kind: CaptureKind::Pod,
-        analysis: &pod,
-    }];
-    let d = diagnose(&DiagnosisInput {
-        topology: &s.topology,
-        evidence: &s.evidence,
-        captures: &points,
-        correlation: None,
-    });
+    let d = s.diagnose_with_pod_capture(&pod);
     assert!(!ids(&d).contains(&five_second_latency::ID), "{:?}", ids(&d));
 }
 
@@ -552,17 +522,7 @@ fn real_capture_of_glibc_aaaa_stall_is_five_second_latency() {
         .expect("the fixture is a capture");
     let mut s = healthy();
     s.probe().parallel.clear();
-    let points = [PointAnalysis {
-        name: "pod-web-0",
-        kind: CaptureKind::Pod,
-        analysis: &pod,
-    }];
-    let d = diagnose(&DiagnosisInput {
-        topology: &s.topology,
-        evidence: &s.evidence,
-        captures: &points,
-        correlation: None,
-    });
+    let d = s.diagnose_with_pod_capture(&pod);
     let f = top(&d);
     assert_eq!(f.id, five_second_latency::ID, "{:?}", ids(&d));
     let ev = evidence_text(f);
@@ -800,19 +760,7 @@ fn truncated_answers_in_a_capture_are_an_error_once_a_tcp_retry_failed() {
     let s = healthy();
     let mut pod = analysis(0);
     pod.analysis.summary.patterns.truncated_no_tcp = 2;
-    let run = |pod: &CaptureAnalysis| {
-        let points = [PointAnalysis {
-            name: "pod-web-0",
-            kind: CaptureKind::Pod,
-            analysis: pod,
-        }];
-        diagnose(&DiagnosisInput {
-            topology: &s.topology,
-            evidence: &s.evidence,
-            captures: &points,
-            correlation: None,
-        })
-    };
+    let run = |pod: &CaptureAnalysis| s.diagnose_with_pod_capture(pod);
     let d = run(&pod);
     assert_eq!(top(&d).id, truncated_no_tcp::ID, "{:?}", ids(&d));
     assert_eq!(top(&d).severity, Severity::Warning);
@@ -832,17 +780,7 @@ fn real_capture_of_a_rejected_tcp_retry_is_truncated_no_tcp() {
         crate::capture::analyze_capture(pcap, Default::default(), Default::default(), &mut |_| {})
             .expect("the fixture is a capture");
     let s = healthy();
-    let points = [PointAnalysis {
-        name: "pod-web-0",
-        kind: CaptureKind::Pod,
-        analysis: &pod,
-    }];
-    let d = diagnose(&DiagnosisInput {
-        topology: &s.topology,
-        evidence: &s.evidence,
-        captures: &points,
-        correlation: None,
-    });
+    let d = s.diagnose_with_pod_capture(&pod);
     let f = top(&d);
     assert_eq!(f.id, truncated_no_tcp::ID, "{:?}", ids(&d));
     assert_eq!(f.severity, Severity::Warning);
@@ -1015,17 +953,7 @@ fn stalls_explained_by_a_broken_replica_are_not_the_conntrack_race() {
     s.set_queries(|q| q.server.ip() == ip(EP_B), QueryOutcome::TimedOut, None);
     let mut pod = analysis(3);
     pod.analysis.summary.patterns.five_second_retries = 6;
-    let points = [PointAnalysis {
-        name: "pod-web-0",
-        kind: CaptureKind::Pod,
-        analysis: &pod,
-    }];
-    let d = diagnose(&DiagnosisInput {
-        topology: &s.topology,
-        evidence: &s.evidence,
-        captures: &points,
-        correlation: None,
-    });
+    let d = s.diagnose_with_pod_capture(&pod);
     assert_eq!(top(&d).id, one_replica_broken::ID, "{:?}", ids(&d));
     assert!(!ids(&d).contains(&five_second_latency::ID), "{:?}", ids(&d));
 }
