@@ -96,7 +96,10 @@ fn init_logging(verbosity: Verbosity) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        // Logging must never fail a run (or panic) because stderr was closed, e.g. by
+        // `2>&1 | head -1`: the run still has to clean up after the last line.
+        .with_writer(printer::StderrWriter)
+        .log_internal_errors(false)
         .with_ansi(std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal())
         .try_init();
 }
@@ -134,9 +137,10 @@ fn analyze(files: &[std::path::PathBuf], output: OutputFormat) -> anyhow::Result
         printer::write_report(serde_norway::to_string(&value)?.as_bytes())?;
         v
     } else {
-        let mut out = printer::ReportWriter::default();
+        let mut out = printer::ReportWriter;
         let v = crate::analyze::run(files, format, &mut out)?;
-        out.flush()?;
+        out.flush()
+            .map_err(|source| printer::ReportNotWritten { source })?;
         v
     };
     Ok(match verdict {

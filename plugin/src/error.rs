@@ -15,6 +15,17 @@ pub fn hint_for(err: &anyhow::Error) -> Option<String> {
                     .to_string(),
             );
         }
+        if cause
+            .downcast_ref::<crate::printer::ReportNotWritten>()
+            .is_some()
+        {
+            return Some(
+                "the run itself finished and cleaned up; let the reader take the whole report \
+                 (redirect it to a file rather than closing the pipe early), or add \
+                 `--output-dir DIR` to keep report.json and report.txt"
+                    .to_string(),
+            );
+        }
         if cause.downcast_ref::<UsageError>().is_some() {
             return Some("see `kubectl dns-doctor --help`".to_string());
         }

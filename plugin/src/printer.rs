@@ -1,18 +1,30 @@
 //! The one place that writes to stdout and stderr.
 //!
-//! stdout carries the report and nothing else; messages and progress go to stderr. A
-//! closed stdout (`| head`) is not an error: the report is simply cut short.
+//! stdout carries the report and nothing else; messages and progress go to stderr.
+//!
+//! Neither stream closing may stop a run: a doctor run has containers and node pods to
+//! clean up after the last log line. Writes to a closed stderr are dropped silently; a
+//! report that cannot be written to stdout is an error the caller turns into exit code 2,
+//! because a script reading it got nothing it can rely on.
 
 use std::io::{self, Write};
 
-/// Write the report to stdout. A broken pipe is swallowed.
+/// Write the report to stdout. Any failure, a closed pipe included, is returned: the
+/// report did not reach its reader.
 #[allow(clippy::print_stdout)]
-pub fn write_report(bytes: &[u8]) -> io::Result<()> {
+pub fn write_report(bytes: &[u8]) -> Result<(), ReportNotWritten> {
     let mut out = io::stdout().lock();
-    match out.write_all(bytes).and_then(|()| out.flush()) {
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-        other => other,
-    }
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .map_err(|source| ReportNotWritten { source })
+}
+
+/// The report could not be written to stdout.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write the report to stdout")]
+pub struct ReportNotWritten {
+    #[source]
+    pub source: io::Error,
 }
 
 /// Print an error chain the way users read it: the error, its causes, then what to do.
@@ -28,42 +40,50 @@ pub fn print_error(err: &anyhow::Error) {
 }
 
 /// Write a line to stderr, ignoring failures (there is nowhere left to report them).
-#[allow(clippy::print_stderr)]
 pub fn write_stderr(s: &str) {
-    let _ = io::stderr().lock().write_all(s.as_bytes());
+    let _ = StderrWriter.write_all(s.as_bytes());
 }
 
-/// A streaming writer to stdout for large reports. After the reader goes away (broken
-/// pipe) further output is dropped silently.
-#[derive(Default)]
-pub struct ReportWriter {
-    closed: bool,
+/// stderr for logs and messages: a write that fails (closed pipe, full disk) is dropped
+/// and reported as done, so no logger or message can fail, or panic, because of it.
+#[derive(Clone, Copy, Default)]
+pub struct StderrWriter;
+
+impl Write for StderrWriter {
+    #[allow(clippy::print_stderr)]
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let _ = io::stderr().lock().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let _ = io::stderr().lock().flush();
+        Ok(())
+    }
 }
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for StderrWriter {
+    type Writer = StderrWriter;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        StderrWriter
+    }
+}
+
+/// A streaming writer to stdout for large reports; errors (a closed pipe included) are
+/// returned to the writer's user.
+#[derive(Default)]
+pub struct ReportWriter;
 
 impl Write for ReportWriter {
     #[allow(clippy::print_stdout)]
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.closed {
-            return Ok(buf.len());
-        }
-        match io::stdout().lock().write_all(buf) {
-            Ok(()) => Ok(buf.len()),
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
-                self.closed = true;
-                Ok(buf.len())
-            }
-            Err(e) => Err(e),
-        }
+        io::stdout().lock().write_all(buf).map(|()| buf.len())
     }
 
+    #[allow(clippy::print_stdout)]
     fn flush(&mut self) -> io::Result<()> {
-        if self.closed {
-            return Ok(());
-        }
-        match io::stdout().lock().flush() {
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-            other => other,
-        }
+        io::stdout().lock().flush()
     }
 }
 

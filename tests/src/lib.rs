@@ -14,3 +14,5 @@ pub mod cmd;
 pub mod netns;
 /// The probe binary and its modes, run for real.
 pub mod probe;
+/// What the suite's scripts run, and the list of commands install-deps installs.
+pub mod scripts;

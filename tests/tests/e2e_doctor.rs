@@ -532,6 +532,119 @@ fn sigterm_is_handled_like_ctrl_c() {
     interrupt_at("starting captures", "TERM");
 }
 
+/// Runs the plugin through `bash -c SCRIPT` (the binary in `$PLUGIN`), as a runbook script
+/// pipes it; returns the plugin's own exit code (PIPESTATUS) and what bash printed.
+fn doctor_in_pipeline(script: &str) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new("bash")
+        .args([
+            "-c",
+            &format!("{script}; echo \"plugin-exit=${{PIPESTATUS[0]}}\""),
+        ])
+        .env("PLUGIN", dns_doctor_tests::cluster::plugin_binary())
+        .env("KUBECONFIG", dns_doctor_tests::cluster::kubeconfig())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("bash runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let code = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("plugin-exit="))
+        .and_then(|c| c.trim().parse().ok());
+    (code, stdout, stderr)
+}
+
+/// What every DNS pod and the target carry of this run: nothing may still be running.
+fn running_ephemeral_of_run(
+    pods: &[(String, String)],
+    before: &[(String, Vec<String>)],
+) -> Vec<String> {
+    let mut running = Vec::new();
+    for (ns, pod) in pods {
+        let old = before
+            .iter()
+            .find(|(p, _)| p == pod)
+            .map(|(_, names)| names.clone())
+            .unwrap_or_default();
+        for (name, state) in ephemeral_states(ns, pod) {
+            if !old.contains(&name) && state != "terminated" {
+                running.push(format!("{ns}/{pod}: {name} {state}"));
+            }
+        }
+    }
+    running
+}
+
+#[test]
+fn a_closed_stderr_or_stdout_neither_panics_nor_skips_cleanup() {
+    let _guard = cluster_lock();
+    let mut pods = vec![(CLIENT_NS.to_string(), MUSL_CLIENT.to_string())];
+    for name in kubectl_ok(&[
+        "get",
+        "pods",
+        "-n",
+        "kube-system",
+        "-l",
+        "k8s-app=kube-dns",
+        "-o",
+        "name",
+    ])
+    .lines()
+    {
+        pods.push((
+            "kube-system".into(),
+            name.trim_start_matches("pod/").to_string(),
+        ));
+    }
+    let snapshot = |pods: &[(String, String)]| {
+        pods.iter()
+            .map(|(ns, p)| (p.clone(), ephemeral_names(ns, p)))
+            .collect::<Vec<_>>()
+    };
+    let args =
+        format!("\"$PLUGIN\" {MUSL_CLIENT} -n {CLIENT_NS} --external-name {EXTERNAL_NAME} -v");
+
+    // The runbook's way of grepping the log: stderr and stdout into `head -1`, which
+    // closes the pipe after the first log line, long before the run is done.
+    let before = snapshot(&pods);
+    let (code, out, err) = doctor_in_pipeline(&format!("{args} 2>&1 | head -1"));
+    assert!(
+        !out.contains("panicked") && !err.contains("panicked"),
+        "{out}\n{err}"
+    );
+    // The report could not be written (stdout is the same closed pipe): exit 2, not 101.
+    assert_eq!(code, Some(2), "stdout:\n{out}\nstderr:\n{err}");
+    // Cleanup ran before the exit: no Job, no node pod, no running container of this run,
+    // well before any container's own deadline would have ended it.
+    assert!(
+        eventually(Duration::from_secs(15), || leftovers().is_empty()),
+        "left behind: {:?}",
+        leftovers()
+    );
+    assert!(
+        eventually(Duration::from_secs(15), || running_ephemeral_of_run(
+            &pods, &before
+        )
+        .is_empty()),
+        "still running: {:?}",
+        running_ephemeral_of_run(&pods, &before)
+    );
+
+    // Only stdout closed (its reader gone before the report is ready): stderr says the
+    // report could not be written, and the exit code says the run's result is unknown.
+    let before = snapshot(&pods);
+    let (code, _out, err) = doctor_in_pipeline(&format!("{args} -q | true"));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("cannot write the report to stdout"), "{err}");
+    assert!(
+        eventually(Duration::from_secs(15), || leftovers().is_empty()
+            && running_ephemeral_of_run(&pods, &before).is_empty()),
+        "left behind: {:?} {:?}",
+        leftovers(),
+        running_ephemeral_of_run(&pods, &before)
+    );
+}
+
 #[test]
 fn sigkill_leaves_nothing_after_the_deadlines() {
     let _guard = cluster_lock();

@@ -125,7 +125,7 @@ oci_image() {
 }
 
 # The manifest digest of an image tarball written by oci_image.
-image_digest() { tar -xOf "$1" index.json | grep -o 'sha256:[0-9a-f]*' | head -n 1; }
+image_digest() { tar -xOf "$1" index.json | grep -o 'sha256:[0-9a-f]*' | sed -n 1p; }
 
 # A one-file layer: layer_with_file SRC DEST_PATH MODE
 layer_with_file() {
@@ -236,16 +236,9 @@ build_images() {
 }
 
 ensure_apt_packages() {
-	local need=() p
-	for p in containerd runc containernetworking-plugins iptables nftables conntrack iproute2 openssl curl mmdebstrap musl-tools gcc libc6-dev; do
-		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
-	done
-	if ((${#need[@]})); then
-		log "apt-get install ${need[*]}"
-		apt-get update -qq >>"$LOG_DIR/build.log" 2>&1 || true
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >>"$LOG_DIR/build.log" 2>&1 || {
-			log_tail build.log
-			die "apt-get install failed"
-		}
-	fi
+	# One list for the whole suite (tests/commands.tsv), installed and checked in one place.
+	"$REPO_DIR/tests/install-deps" >>"$LOG_DIR/build.log" 2>&1 || {
+		log_tail build.log
+		die "tests/install-deps failed (see above)"
+	}
 }

@@ -54,31 +54,38 @@ pod_ready() {
 
 api_service_programmed() {
 	if [[ $KUBE_PROXY_MODE == nftables ]]; then
-		nft list table ip kube-proxy 2>/dev/null | grep -q "$API_SERVICE_IP . tcp . 443"
+		grep -q "$API_SERVICE_IP . tcp . 443" <<<"$(nft list table ip kube-proxy 2>/dev/null)"
 	else
-		iptables -t nat -S KUBE-SERVICES 2>/dev/null | grep -q -- "-d $API_SERVICE_IP/32 -p tcp"
+		grep -q -- "-d $API_SERVICE_IP/32 -p tcp" <<<"$(iptables -t nat -S KUBE-SERVICES 2>/dev/null)"
 	fi
 }
 
 # True when kube-proxy has programmed the DNS ClusterIP on this node.
 proxy_rules_present() {
 	if [[ $KUBE_PROXY_MODE == nftables ]]; then
-		nft list table ip kube-proxy 2>/dev/null | grep -q "$DNS_SERVICE_IP . udp . 53"
+		grep -q "$DNS_SERVICE_IP . udp . 53" <<<"$(nft list table ip kube-proxy 2>/dev/null)"
 	else
-		iptables -t nat -S KUBE-SERVICES 2>/dev/null | grep -q -- "-d $DNS_SERVICE_IP/32 -p udp .*dport 53"
+		grep -q -- "-d $DNS_SERVICE_IP/32 -p udp .*dport 53" <<<"$(iptables -t nat -S KUBE-SERVICES 2>/dev/null)"
 	fi
 }
 
 # The DNS ClusterIP is programmed with exactly the current ready CoreDNS endpoints.
 proxy_rules_current() {
 	proxy_rules_present || return 1
-	local ep
+	# Read the rules once: a reader that stops at its first match would kill the writer
+	# with SIGPIPE, which pipefail turns into a random "stale".
+	local ep rules
+	if [[ $KUBE_PROXY_MODE == nftables ]]; then
+		rules=$(nft list table ip kube-proxy) || return 1
+	else
+		rules=$(iptables -t nat -S) || return 1
+	fi
 	for ep in $(kc -n kube-system get endpointslices -l kubernetes.io/service-name=kube-dns \
 		-o jsonpath='{range .items[*].endpoints[?(@.conditions.ready==true)]}{.addresses[0]}{"\n"}{end}'); do
 		if [[ $KUBE_PROXY_MODE == nftables ]]; then
-			nft list table ip kube-proxy | grep -q "$ep" || return 1
+			grep -q "$ep" <<<"$rules" || return 1
 		else
-			iptables -t nat -S | grep -q -- "--to-destination $ep:53" || return 1
+			grep -q -- "--to-destination $ep:53" <<<"$rules" || return 1
 		fi
 	done
 }
@@ -96,7 +103,7 @@ resolve() { pod_exec dns-clients "$1" 30 /usr/local/bin/dnsc resolve "$2"; }
 # resolve_tcp POD NAME : the same lookup with glibc forced to TCP (use-vc).
 resolve_tcp() { pod_exec dns-clients "$1" 30 env RES_OPTIONS=use-vc /usr/local/bin/dnsc resolve "$2"; }
 
-resolves_ok() { resolve "$1" "$2" | grep -q '^ok '; }
+resolves_ok() { grep -q '^ok ' <<<"$(resolve "$1" "$2")"; }
 
 # Elapsed milliseconds of one lookup, or "fail".
 resolve_ms() {
@@ -109,7 +116,7 @@ resolve_ms() {
 	fi
 }
 
-uses_cluster_dns() { pod_exec dns-clients "$1" 15 /usr/local/bin/dnsc cat /etc/resolv.conf | grep -qx "nameserver $DNS_SERVICE_IP"; }
+uses_cluster_dns() { grep -qx "nameserver $DNS_SERVICE_IP" <<<"$(pod_exec dns-clients "$1" 15 /usr/local/bin/dnsc cat /etc/resolv.conf)"; }
 
 CLUSTER_NAME=kubernetes.default.svc.cluster.local
 EXTERNAL_NAME=external.test

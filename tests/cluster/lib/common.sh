@@ -160,6 +160,6 @@ debug_image_ref() {
 ctr_k8s() { ctr --address "$CONTAINERD_SOCK" -n k8s.io "$@"; }
 
 # Interface that carries the default route (the one no packet may leave by).
-default_if() { ip -4 route show default | awk '{for(i=1;i<NF;i++) if($i=="dev"){print $(i+1); exit}}'; }
+default_if() { ip -4 route show default | awk '!found {for(i=1;i<NF;i++) if($i=="dev"){print $(i+1); found=1; break}}'; }
 
 require_root() { [[ $(id -u) == 0 ]] || die "must run as root"; }

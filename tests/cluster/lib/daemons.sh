@@ -14,7 +14,7 @@ start_etcd() {
 		--unsafe-no-fsync --snapshot-count=10000 --log-level=warn
 }
 
-etcd_healthy() { curl -fsS --max-time 2 http://127.0.0.1:2381/health | grep -q '"health":"true"'; }
+etcd_healthy() { grep -q '"health":"true"' <<<"$(curl -fsS --max-time 2 http://127.0.0.1:2381/health)"; }
 
 start_apiserver() {
 	local bin
@@ -45,8 +45,10 @@ start_apiserver() {
 }
 
 apiserver_ready() {
-	curl -fsS --max-time 3 --cacert "$PKI_DIR/ca.crt" --cert "$PKI_DIR/admin.crt" --key "$PKI_DIR/admin.key" \
-		https://127.0.0.1:6443/readyz | grep -q ok
+	local out
+	out=$(curl -fsS --max-time 3 --cacert "$PKI_DIR/ca.crt" --cert "$PKI_DIR/admin.crt" --key "$PKI_DIR/admin.key" \
+		https://127.0.0.1:6443/readyz) || return 1
+	[[ $out == *ok* ]]
 }
 
 start_controller_manager() {

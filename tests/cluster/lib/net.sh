@@ -109,7 +109,7 @@ EOF
 setup_upstream() {
 	local bin
 	bin=$(k8s_bin_dir)
-	if ! ip netns list | grep -qw "$UPSTREAM_NS"; then
+	if ! grep -qw "$UPSTREAM_NS" <<<"$(ip netns list)"; then
 		ip netns add "$UPSTREAM_NS"
 	fi
 	if ! ip link show "$UPSTREAM_HOST_IF" >/dev/null 2>&1; then
