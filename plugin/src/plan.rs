@@ -58,6 +58,9 @@ pub struct Plan {
     /// Nodes that get a node pod.
     pub nodes: Vec<String>,
     pub node_namespace: String,
+    /// Names the pod probe resolves as an application would: `--names` (or the defaults)
+    /// and a Service of the target's own namespace, whose right answer the API knows.
+    pub probe_names: Vec<String>,
 }
 
 /// Everything the plan is decided from.
@@ -179,7 +182,30 @@ pub fn decide(input: &PlanInput<'_>) -> Plan {
         dns_pods,
         nodes,
         node_namespace: input.node_namespace.to_string(),
+        probe_names: probe_names(&cfg.names, input.topology),
     }
+}
+
+/// The names to resolve from the pod: those asked for, then the first Service of the pod's
+/// own namespace by its short name (as applications there write it), unless one of the
+/// given names already means a Service of that namespace.
+pub fn probe_names(asked: &[String], topology: &Topology) -> Vec<String> {
+    let mut names = asked.to_vec();
+    let ns = &topology.target.namespace;
+    let own = topology
+        .known_services
+        .iter()
+        .find(|s| &s.namespace == ns && !(s.namespace == "default" && s.name == "kubernetes"));
+    if let Some(s) = own {
+        let means_own = |n: &str| {
+            let n = n.trim_end_matches('.');
+            n == s.name || n.starts_with(&format!("{}.{ns}", s.name))
+        };
+        if !names.iter().any(|n| means_own(n)) {
+            names.push(s.name.clone());
+        }
+    }
+    names
 }
 
 fn privilege_name(p: Privilege) -> &'static str {

@@ -29,9 +29,21 @@ pub struct Topology {
     pub kube_proxy: KubeProxyInfo,
     #[serde(default)]
     pub node_local_dns: Option<NodeLocalDnsInfo>,
+    /// Services whose DNS answer the API knows: default/kubernetes and the target
+    /// namespace's ClusterIP Services. Lookups of them must return these addresses.
+    #[serde(default)]
+    pub known_services: Vec<KnownService>,
     /// Discovery steps that could not be done (forbidden, not found), with the reason.
     #[serde(default)]
     pub gaps: Vec<String>,
+}
+
+/// A Service and its ClusterIPs (one per IP family).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KnownService {
+    pub namespace: String,
+    pub name: String,
+    pub cluster_ips: Vec<IpAddr>,
 }
 
 /// A pod as far as DNS cares.
@@ -203,6 +215,38 @@ pub struct NodeLocalDnsInfo {
 }
 
 impl Topology {
+    /// Why the target, by design, does not use the cluster DNS, if it is such a pod: a DNS
+    /// server must not ask itself (its upstream is what matters), and a hostNetwork pod
+    /// with dnsPolicy Default resolves exactly as its node does.
+    pub fn bypasses_cluster_dns_by_design(&self) -> Option<String> {
+        let t = &self.target;
+        if self
+            .dns_pods
+            .iter()
+            .any(|p| p.namespace == t.namespace && p.name == t.name)
+        {
+            return Some(format!(
+                "{}/{} is a pod of the cluster DNS itself: it must not ask itself, it forwards to its upstream",
+                t.namespace, t.name
+            ));
+        }
+        if let Some(nl) = &self.node_local_dns {
+            if nl.namespace == t.namespace && t.name.starts_with(&format!("{}-", nl.name)) {
+                return Some(format!(
+                    "{}/{} is a NodeLocal DNSCache pod: it forwards to the cluster DNS and the upstream itself",
+                    t.namespace, t.name
+                ));
+            }
+        }
+        if t.host_network && t.dns_policy == "Default" {
+            return Some(format!(
+                "{}/{} runs in the node's network with dnsPolicy Default: it resolves exactly as its node does",
+                t.namespace, t.name
+            ));
+        }
+        None
+    }
+
     /// Nodes the run needs node checks on: the target's, then every DNS pod's.
     pub fn nodes_involved(&self) -> Vec<String> {
         let mut nodes: Vec<String> = Vec::new();

@@ -14,7 +14,7 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
     let o = cx.observed.as_ref()?;
     let udp = o.cluster_dns_tally(Transport::Udp);
     let direct = Tally::of(o.to_endpoints());
-    if !udp.all_failed() || (direct.sent > 0 && direct.ok == 0) {
+    if !udp.mostly_failed() || (direct.sent > 0 && direct.mostly_failed()) {
         return None;
     }
     let node = cx.topology.target.node.as_deref()?;

@@ -5,6 +5,7 @@
 //! never parse raw text themselves: they call the parsers in `node`, `dns_config` and
 //! `capture`.
 
+pub mod app_lookup;
 pub mod check;
 pub mod checklist;
 pub mod corefile_view;
@@ -13,6 +14,7 @@ pub mod ladder;
 pub mod node_view;
 pub mod observed;
 
+pub mod app_lookups;
 pub mod cluster_dns_unreachable;
 pub mod conntrack_table_near_full;
 pub mod dns_pods_not_ready;
@@ -71,6 +73,9 @@ pub struct Diagnosis {
     pub findings: Vec<Finding>,
     pub checklist: Vec<Check>,
     pub lost_queries: Vec<PacketLadder>,
+    /// Each name as the pod's applications look it up, replayed over the measurements.
+    #[serde(default)]
+    pub lookups: Vec<app_lookup::AppLookup>,
 }
 
 impl Diagnosis {
@@ -107,6 +112,11 @@ pub const PRIORITY: &[&str] = &[
     pod_dns_policy::ID,
     search_path_amplification::ID,
     cluster_dns_unreachable::ID,
+    app_lookups::ID_NAMESERVER,
+    app_lookups::ID_WRONG,
+    app_lookups::ID_FAILS,
+    app_lookups::ID_SLOW,
+    app_lookups::ID_UNEXPLAINED,
 ];
 
 /// How many lost queries get a packet ladder in the report.
@@ -122,6 +132,8 @@ pub struct Context<'a> {
     pub nodes: Vec<NodeView<'a>>,
     pub captures: &'a [PointAnalysis<'a>],
     pub correlation: Option<&'a Correlation>,
+    /// The names the probe resolved, replayed through the pod's resolver path.
+    pub lookups: Vec<app_lookup::AppLookup>,
 }
 
 impl<'a> Context<'a> {
@@ -145,6 +157,22 @@ impl<'a> Context<'a> {
             },
             captures: input.captures,
             correlation: input.correlation,
+            lookups: input
+                .evidence
+                .pod_probe
+                .as_ref()
+                .and_then(|r| {
+                    let conf = crate::dns_config::resolv_conf::parse_resolv_conf(
+                        r.resolv_conf.content.as_deref()?,
+                    );
+                    Some(app_lookup::replay(
+                        r,
+                        &conf,
+                        &input.topology.cluster_dns.domain,
+                        &input.topology.known_services,
+                    ))
+                })
+                .unwrap_or_default(),
         }
     }
 
@@ -188,28 +216,43 @@ pub fn diagnose(input: &DiagnosisInput<'_>) -> Diagnosis {
     findings.extend(conntrack_table_near_full::rule(&cx));
     findings.extend(pod_dns_policy::rule(&cx));
     findings.extend(search_path_amplification::rule(&cx));
-    // The fallback looks at what the others found, so it runs last.
+    // The fallback looks at what the others found, so it runs after them.
     findings.extend(cluster_dns_unreachable::rule(&cx, &findings));
+    // What the applications experience: always reported, ranked after any cause.
+    findings.extend(app_lookups::rule(&cx));
+    let checklist = checklist::checklist(&cx);
+    // Never healthy while a step did not pass, even if no rule explains it.
+    findings.extend(app_lookups::unexplained(&checklist, &findings));
     order(&mut findings);
     let points: Vec<String> = input.captures.iter().map(|c| c.name.to_string()).collect();
     Diagnosis {
-        checklist: checklist::checklist(&cx),
+        checklist,
         lost_queries: input
             .correlation
             .map(|c| ladder::ladders(c, &points, MAX_LADDERS))
             .unwrap_or_default(),
         findings,
+        lookups: cx.lookups,
     }
 }
 
-/// Sorts findings root cause first: by severity, then by [`PRIORITY`], stable otherwise.
+/// Sorts findings root cause first: causes before symptoms (when some cause is at least a
+/// warning), then by severity, then by [`PRIORITY`], stable otherwise.
 pub fn order(findings: &mut [Finding]) {
+    let is_symptom = |f: &Finding| app_lookups::SYMPTOMS.contains(&f.id.as_str());
+    let a_cause = findings
+        .iter()
+        .any(|f| !is_symptom(f) && f.severity >= Severity::Warning);
     findings.sort_by_key(|f| {
         let rank = PRIORITY
             .iter()
             .position(|id| *id == f.id)
             .unwrap_or(PRIORITY.len());
-        (std::cmp::Reverse(f.severity), rank)
+        (
+            a_cause && is_symptom(f),
+            std::cmp::Reverse(f.severity),
+            rank,
+        )
     });
 }
 

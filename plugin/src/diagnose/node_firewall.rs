@@ -17,7 +17,7 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
     let udp = o.cluster_dns_tally(Transport::Udp);
     let tcp = o.cluster_dns_tally(Transport::Tcp);
     // Both transports dead: a block on one transport only is `udp-blocked`.
-    let both_dead = udp.all_failed() && (tcp.sent == 0 || tcp.all_failed());
+    let both_dead = udp.mostly_failed() && (tcp.sent == 0 || tcp.mostly_failed());
     if !both_dead || udp.timed_out == 0 && udp.refused == 0 {
         return None;
     }
@@ -56,7 +56,7 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
     // the DNS pods' failure, not a firewall's.
     let direct = super::observed::Tally::of(o.to_endpoints());
     let dns_pods_ready = !cx.topology.ready_endpoint_ips().is_empty();
-    if rules.is_empty() && (direct.ok > 0 || !dns_pods_ready) {
+    if rules.is_empty() && (!direct.mostly_failed() || !dns_pods_ready) {
         return None;
     }
     if let Some((name, _, count, total)) = loss {

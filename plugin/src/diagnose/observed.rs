@@ -11,6 +11,9 @@ use dns_doctor_probe::schema::{
 use crate::dns_config::resolv_conf::{parse_resolv_conf, ResolvConf};
 use crate::topology::Topology;
 
+/// The share of tries, in percent, that makes a path "working" or "dead".
+pub const MOSTLY: usize = 95;
+
 /// Counts of probe queries by how they ended.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Tally {
@@ -55,7 +58,34 @@ impl Tally {
     pub fn all_ok(&self) -> bool {
         self.sent > 0 && self.ok == self.sent
     }
+
+    /// "It works": at least [`MOSTLY`] percent of the queries got a usable answer, or all
+    /// but one stray of a good number. A conclusion rests on proportions, so one lost
+    /// packet does not flip it.
+    pub fn mostly_ok(&self) -> bool {
+        self.sent > 0 && self.failed() <= self.strays()
+    }
+
+    /// "It is dead": at most a stray share of the queries got a usable answer; one answer
+    /// that slipped through does not make a dead path look alive.
+    pub fn mostly_failed(&self) -> bool {
+        self.sent > 0 && self.ok <= self.strays()
+    }
+
+    /// How many tries may go the other way without changing the conclusion: the
+    /// (100 - [`MOSTLY`]) percent, and at least one out of [`STRAY_MIN_TRIES`] or more.
+    fn strays(&self) -> usize {
+        let share = self.sent * (100 - MOSTLY) / 100;
+        if self.sent >= STRAY_MIN_TRIES {
+            share.max(1)
+        } else {
+            share
+        }
+    }
 }
+
+/// With fewer tries than this, every one counts.
+pub const STRAY_MIN_TRIES: usize = 8;
 
 impl fmt::Display for Tally {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

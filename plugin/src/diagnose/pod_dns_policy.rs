@@ -33,6 +33,22 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
         }
         _ => return None,
     };
+    if let Some(design) = cx.topology.bypasses_cluster_dns_by_design() {
+        // Not a fault: say so, and let the upstream checks speak for this pod.
+        return Some(Finding {
+            id: ID.into(),
+            severity: Severity::Info,
+            summary: format!("the pod does not use the cluster DNS, by design: {design}"),
+            evidence: vec![EvidenceRef::new(
+                "api",
+                format!("pod {}/{}: {why}", t.namespace, t.name),
+            )],
+            remediation: vec![
+                "Nothing to change in its dnsPolicy; what matters for this pod is that its own nameservers (the node's resolv.conf, the upstream) answer external names.".into(),
+            ],
+            loss_point: None,
+        });
+    }
     let mut evidence = vec![EvidenceRef::new(
         "api",
         format!("pod {}/{}: {why}", t.namespace, t.name),

@@ -14,8 +14,8 @@ use dns_doctor_probe::schema::{
 use crate::capture::CaptureAnalysis;
 use crate::evidence::{CaptureKind, Evidence, NodeEvidence, UpstreamProbe};
 use crate::topology::{
-    ClusterDns, ClusterDnsSource, DnsPodInfo, EndpointInfo, KubeProxyInfo, KubeProxyPod, PodInfo,
-    ServiceInfo, ServicePort, Topology,
+    ClusterDns, ClusterDnsSource, DnsPodInfo, EndpointInfo, KnownService, KubeProxyInfo,
+    KubeProxyPod, PodInfo, ServiceInfo, ServicePort, Topology,
 };
 
 use super::{diagnose, Diagnosis, DiagnosisInput, PointAnalysis};
@@ -401,6 +401,11 @@ pub fn healthy() -> Scenario {
             configured_mode: Some(String::new()),
         },
         node_local_dns: None,
+        known_services: vec![KnownService {
+            namespace: "default".into(),
+            name: "kubernetes".into(),
+            cluster_ips: vec![ip("10.96.0.1")],
+        }],
         gaps: Vec::new(),
     };
     let mut upstream = healthy_probe();

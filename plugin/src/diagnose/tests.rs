@@ -242,6 +242,29 @@ fn kube_proxy_down_names_kube_proxy_with_rule_and_pod_evidence() {
 }
 
 #[test]
+fn one_stray_answer_does_not_flip_kube_proxy_down_into_an_upstream_failure() {
+    // As seen on the cluster: 1 of 24 ClusterIP answers got through (a reply from before
+    // the rules were flushed). "Cluster names resolve" must rest on most tries, not one.
+    let mut s = healthy();
+    s.topology.kube_proxy.pods[0].phase = "Failed".into();
+    s.topology.kube_proxy.pods[0].ready = false;
+    s.set_node_command("iptables-legacy-save", IPT_FLUSHED);
+    s.set_queries(is_cluster_dns, QueryOutcome::TimedOut, None);
+    let stray = s
+        .probe()
+        .queries
+        .iter_mut()
+        .find(|q| is_cluster_dns(q) && q.qname == CLUSTER_NAME && q.qtype == "A")
+        .unwrap();
+    stray.outcome = QueryOutcome::Answered;
+    stray.rcode = Some("NOERROR".into());
+    stray.answers = vec!["A 10.96.0.1".into()];
+    let d = s.diagnose();
+    assert_eq!(top(&d).id, kube_proxy_not_translating::ID, "{:?}", ids(&d));
+    assert!(!ids(&d).contains(&upstream_failing::ID), "{:?}", ids(&d));
+}
+
+#[test]
 fn stale_rules_with_every_clusterip_query_failing_is_still_stale_rules() {
     // Both DNS pods were replaced while kube-proxy was stopped: the rules point at neither.
     let mut s = healthy();
@@ -870,6 +893,8 @@ fn nodelocaldns_address_as_cluster_dns_is_not_a_missing_service() {
     {
         q.server = sock("169.254.20.10");
     }
+    let conf = s.probe().resolv_conf.content.take().unwrap();
+    s.probe().resolv_conf.content = Some(conf.replace(CLUSTER_IP, "169.254.20.10"));
     let d = s.diagnose();
     assert_eq!(problems(&d), vec![], "{:#?}", d.findings);
     assert_eq!(check(&d, "dns-service").status, CheckStatus::Skipped);

@@ -12,7 +12,7 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
     let o = cx.observed.as_ref()?;
     let udp = o.cluster_dns_tally(Transport::Udp);
     let tcp = o.cluster_dns_tally(Transport::Tcp);
-    if !udp.all_failed() || tcp.ok == 0 {
+    if !udp.mostly_failed() || !tcp.mostly_ok() {
         return None;
     }
     if o.cluster_dns_tcp_connects_ok() == Some(false) {

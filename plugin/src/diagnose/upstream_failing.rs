@@ -19,7 +19,11 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
         .to_cluster_dns()
         .filter(|q| !o.is_cluster_name(&q.qname))
         .any(|q| answered_ok(q) && !q.answers.is_empty());
-    if cluster.ok == 0 || resolved || external.sent == 0 || external.failed() * 2 < external.sent {
+    if !cluster.mostly_ok()
+        || resolved
+        || external.sent == 0
+        || external.failed() * 2 < external.sent
+    {
         return None;
     }
     let mut evidence = vec![

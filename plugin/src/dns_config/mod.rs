@@ -2,4 +2,5 @@
 //! input makes them panic.
 
 pub mod corefile;
+pub mod names;
 pub mod resolv_conf;

@@ -17,8 +17,9 @@ use kube::{Api, Client};
 use super::KubeError;
 use crate::cli::{TargetKind, TargetRef};
 use crate::topology::{
-    ClusterDns, ClusterDnsSource, DnsPodInfo, EndpointInfo, KubeProxyInfo, KubeProxyPod, LogLine,
-    NodeLocalDnsInfo, PodDnsConfig, PodInfo, ServiceInfo, ServicePort, Termination, Topology,
+    ClusterDns, ClusterDnsSource, DnsPodInfo, EndpointInfo, KnownService, KubeProxyInfo,
+    KubeProxyPod, LogLine, NodeLocalDnsInfo, PodDnsConfig, PodInfo, ServiceInfo, ServicePort,
+    Termination, Topology,
 };
 
 /// The link-local address NodeLocal DNSCache listens on unless configured otherwise.
@@ -228,7 +229,9 @@ pub async fn discover(client: &Client, pod: &Pod, chosen_from: Option<String>) -
     };
     let mut gaps = Vec::new();
     topo.cluster_dns = cluster_dns(client, &topo, &mut gaps).await;
-    topo.dns_service = find_dns_service(client, &topo.cluster_dns, &mut gaps).await;
+    let services = list_services(client, &mut gaps).await;
+    topo.dns_service = find_dns_service(&services, &topo.cluster_dns, &mut gaps);
+    topo.known_services = known_services(&services, &topo.target.namespace);
     if let Some(svc) = &topo.dns_service {
         topo.endpoints = endpoints(client, svc, &mut gaps).await;
         topo.dns_pods = dns_pods(client, svc, &topo.endpoints, &mut gaps).await;
@@ -303,9 +306,29 @@ pub fn parse_configz(text: &str) -> Option<ClusterDns> {
     })
 }
 
-/// The Service whose ClusterIP is the cluster DNS address, searched in every namespace.
-async fn find_dns_service(
-    client: &Client,
+/// Every Service, to find the DNS Service by IP and the Services whose answers are known.
+/// Without list permission: kube-system/kube-dns and default/kubernetes only.
+async fn list_services(client: &Client, gaps: &mut Vec<String>) -> Vec<Service> {
+    let all: Api<Service> = Api::all(client.clone());
+    match all.list(&ListParams::default()).await {
+        Ok(list) => list.items,
+        Err(e) => {
+            gaps.push(format!(
+                "cannot list Services in all namespaces: {e}; trying kube-system/kube-dns and default/kubernetes"
+            ));
+            let mut found = Vec::new();
+            for (ns, name) in [("kube-system", "kube-dns"), ("default", "kubernetes")] {
+                let api: Api<Service> = Api::namespaced(client.clone(), ns);
+                found.extend(api.get_opt(name).await.ok().flatten());
+            }
+            found
+        }
+    }
+}
+
+/// The Service whose ClusterIP is the cluster DNS address.
+fn find_dns_service(
+    services: &[Service],
     dns: &ClusterDns,
     gaps: &mut Vec<String>,
 ) -> Option<ServiceInfo> {
@@ -313,26 +336,62 @@ async fn find_dns_service(
         gaps.push("no cluster DNS address known, so no DNS Service looked up".into());
         return None;
     }
-    let all: Api<Service> = Api::all(client.clone());
-    let services = match all.list(&ListParams::default()).await {
-        Ok(list) => list.items,
-        Err(e) => {
-            gaps.push(format!(
-                "cannot list Services in all namespaces: {e}; trying kube-system/kube-dns"
-            ));
-            let ks: Api<Service> = Api::namespaced(client.clone(), "kube-system");
-            ks.get_opt("kube-dns")
-                .await
-                .ok()
-                .flatten()
-                .into_iter()
-                .collect()
-        }
-    };
     services
         .iter()
         .filter_map(service_info)
         .find(|s| dns.ips.contains(&s.cluster_ip))
+}
+
+/// Services whose DNS answer the API knows and the probe may ask: default/kubernetes and
+/// the ClusterIP Services of the target's own namespace (at most [`MAX_KNOWN_SERVICES`]).
+pub fn known_services(services: &[Service], target_ns: &str) -> Vec<KnownService> {
+    const MAX_KNOWN_SERVICES: usize = 50;
+    let mut out: Vec<KnownService> = services
+        .iter()
+        .filter(|s| {
+            let ns = s.metadata.namespace.as_deref().unwrap_or_default();
+            let name = s.metadata.name.as_deref().unwrap_or_default();
+            (ns == "default" && name == "kubernetes") || ns == target_ns
+        })
+        .filter_map(|s| {
+            let spec = s.spec.as_ref()?;
+            // ExternalName Services answer with a CNAME; headless ones with pod IPs.
+            if spec.type_.as_deref() == Some("ExternalName") {
+                return None;
+            }
+            let ips: Vec<IpAddr> = spec
+                .cluster_ips
+                .iter()
+                .flatten()
+                .chain(spec.cluster_ip.iter())
+                .filter_map(|ip| ip.parse().ok())
+                .fold(Vec::new(), |mut v, ip| {
+                    if !v.contains(&ip) {
+                        v.push(ip);
+                    }
+                    v
+                });
+            (!ips.is_empty()).then(|| KnownService {
+                namespace: s.metadata.namespace.clone().unwrap_or_default(),
+                name: s.metadata.name.clone().unwrap_or_default(),
+                cluster_ips: ips,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        (
+            a.namespace != "default" || a.name != "kubernetes",
+            &a.namespace,
+            &a.name,
+        )
+            .cmp(&(
+                b.namespace != "default" || b.name != "kubernetes",
+                &b.namespace,
+                &b.name,
+            ))
+    });
+    out.truncate(MAX_KNOWN_SERVICES);
+    out
 }
 
 /// A Service as DNS discovery needs it; None for headless or address-less Services.

@@ -471,7 +471,7 @@ async fn measure(
     let pod_probe = async {
         let Some(t) = &target_exec else { return None };
         let mut args: Vec<String> = Vec::new();
-        for name in &config.names {
+        for name in &plan.probe_names {
             args.extend(["--name".into(), name.clone()]);
         }
         for ep in &topology.endpoints {
@@ -539,7 +539,7 @@ async fn measure(
     let external: Vec<String> = config
         .names
         .iter()
-        .filter(|n| !is_cluster_name(n, &topology.cluster_dns.domain))
+        .filter(|n| !crate::dns_config::names::is_cluster_name(n, &topology.cluster_dns.domain))
         .cloned()
         .collect();
     // Nothing to ask the upstream when every name is a cluster name.
@@ -708,25 +708,6 @@ async fn find_pod_pid(
         })
 }
 
-/// Whether a name is expected to be answered by the cluster DNS itself (a Service name)
-/// rather than forwarded upstream.
-pub fn is_cluster_name(name: &str, domain: &str) -> bool {
-    let n = name.trim_end_matches('.');
-    let domain = if domain.is_empty() {
-        "cluster.local"
-    } else {
-        domain
-    };
-    // Service names are written `svc`, `svc.ns`, `svc.ns.svc` or fully qualified; a
-    // two-label name in the namespaces every cluster has is a Service too.
-    !n.contains('.')
-        || n.ends_with(&format!(".{domain}"))
-        || n.ends_with(".svc")
-        || n.contains(".svc.")
-        || n.ends_with(".default")
-        || n.ends_with(".kube-system")
-}
-
 fn sanitize(name: &str) -> String {
     name.chars()
         .map(|c| {
@@ -838,21 +819,4 @@ pub fn private_temp_dir(run_id: &str) -> std::io::Result<PathBuf> {
         .recursive(true)
         .create(&dir)?;
     Ok(dir)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cluster_names_are_told_from_external_ones() {
-        assert!(is_cluster_name("kubernetes.default", "cluster.local"));
-        assert!(is_cluster_name(
-            "kubernetes.default.svc.cluster.local.",
-            "cluster.local"
-        ));
-        assert!(is_cluster_name("web.shop.svc", "cluster.local"));
-        assert!(!is_cluster_name("external.test", "cluster.local"));
-        assert!(!is_cluster_name("kubernetes.io", "cluster.local"));
-    }
 }

@@ -136,6 +136,9 @@ pub struct Report {
     pub findings: Vec<Finding>,
     pub checklist: Vec<Check>,
     pub lost_queries: Vec<PacketLadder>,
+    /// Each name as the pod's applications look it up: answer, wall time, verdict.
+    #[serde(default)]
+    pub lookups: Vec<crate::diagnose::app_lookup::AppLookup>,
     pub capture_points: Vec<CaptureEntry>,
     /// Ephemeral containers this run added: they stay in the pod specs.
     pub ephemeral_containers: Vec<EphemeralLeft>,
@@ -208,6 +211,7 @@ impl Report {
             findings: diagnosis.findings,
             checklist: diagnosis.checklist,
             lost_queries: diagnosis.lost_queries,
+            lookups: diagnosis.lookups,
             capture_points: evidence
                 .captures
                 .iter()
