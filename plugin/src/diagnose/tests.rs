@@ -746,6 +746,67 @@ fn aaaa_drop_on_musl_says_single_request_reopen_does_nothing() {
     assert!(!r.contains("glibc: add"), "{r}");
 }
 
+/// A static executable, or a resolver the probe could not identify, gets no glibc or musl
+/// advice: the options may do nothing there.
+#[test]
+fn aaaa_drop_on_a_static_or_unidentified_client_gives_libc_neutral_advice() {
+    for (kind, label) in [
+        (
+            LibcKind::Static,
+            "the resolver (static executable, no libc)",
+        ),
+        (LibcKind::Unknown, "the resolver (unrecognised libc)"),
+        (
+            LibcKind::NotVisible,
+            "the resolver (libc unknown: its filesystem was not visible)",
+        ),
+    ] {
+        let d = aaaa_drop(kind).diagnose();
+        let f = top(&d);
+        assert_eq!(f.id, five_second_latency::ID, "{kind:?}");
+        assert!(f.summary.contains(label), "{kind:?}: {}", f.summary);
+        let r = f.remediation.join("\n");
+        assert!(r.contains("Run NodeLocal DNSCache"), "{r}");
+        assert!(!r.contains("uses glibc") && !r.contains("uses musl"), "{r}");
+        assert!(!r.contains("add dnsConfig option"), "{r}");
+        if kind == LibcKind::Static {
+            assert!(r.contains("Go's resolver"), "{r}");
+        }
+    }
+}
+
+#[test]
+fn udp_blocked_offers_use_vc_only_where_it_works() {
+    let advice = |kind: LibcKind| {
+        let mut s = healthy();
+        s.probe().libc.kind = kind;
+        s.set_node_command("iptables-legacy-save", IPT_UDP_BLOCKED);
+        s.set_queries(
+            |q| q.transport == Transport::Udp && q.role != ServerRole::Upstream,
+            QueryOutcome::TimedOut,
+            None,
+        );
+        let d = s.diagnose();
+        let f = top(&d);
+        assert_eq!(f.id, udp_blocked::ID, "{:?}", ids(&d));
+        f.remediation.join("\n")
+    };
+    let glibc = advice(LibcKind::Glibc);
+    assert!(
+        glibc.contains("(glibc) can be switched to TCP with the dnsConfig option `use-vc`"),
+        "{glibc}"
+    );
+    assert!(advice(LibcKind::Musl).contains("musl, which ignores `use-vc`"));
+    let static_exe = advice(LibcKind::Static);
+    assert!(static_exe.contains("Go's resolver"), "{static_exe}");
+    assert!(!static_exe.contains("glibc"), "{static_exe}");
+    for kind in [LibcKind::Unknown, LibcKind::NotVisible] {
+        let r = advice(kind);
+        assert!(!r.contains("use-vc") && !r.contains("glibc"), "{r}");
+        assert!(r.contains("Allow UDP port 53"), "{r}");
+    }
+}
+
 #[test]
 fn conntrack_insert_failures_are_evidence_for_five_second_latency() {
     let mut s = aaaa_drop(LibcKind::Glibc);
