@@ -5,6 +5,8 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::dns_config::coredns_log::{ApiPermission, LogClass};
+
 /// Everything discovery learnt about the target pod and the cluster DNS behind it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Topology {
@@ -154,12 +156,17 @@ pub struct Termination {
 /// A notable line in a DNS pod's log, with what it means.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogLine {
-    /// Which pattern it matched, e.g. "forwarding-loop", "upstream-timeout".
-    pub kind: String,
+    /// What the line reports, e.g. `forwarding_loop`, `upstream_timeout`.
+    pub kind: LogClass,
+    /// The line, whole, or cut with a visible `… [cut, N more chars]` when very long.
     pub line: String,
     /// True when it came from the previous (crashed) container instance.
     #[serde(default)]
     pub previous: bool,
+    /// For `kubernetes_api_forbidden`: the permission the API server refused, when the line
+    /// names it.
+    #[serde(default)]
+    pub forbidden: Option<ApiPermission>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use dns_doctor::dns_config::coredns_log::notable_lines;
 use dns_doctor::dns_config::corefile::parse_corefile;
 use dns_doctor::dns_config::resolv_conf::parse_resolv_conf;
 use dns_doctor::node::conntrack::parse_conntrack_stats;
@@ -38,6 +39,7 @@ fn all_parsers(text: &str) {
     node_sysctls(&parse_sysctl_lines(text));
     parse_resolv_conf(text).candidates("a.b");
     let _ = parse_corefile(text);
+    notable_lines(text);
 }
 
 #[test]

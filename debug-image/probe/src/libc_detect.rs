@@ -1,10 +1,13 @@
 //! Which libc the target container's resolver uses, seen through `/proc/<pid>`.
 //!
 //! The remediation for lost parallel A/AAAA replies differs (single-request-reopen exists
-//! only in glibc), so the plugin needs to know. The decisive evidence is the ELF interpreter
-//! of the container's main process; the libc files in its root filesystem are the fallback
-//! for static or unreadable executables. An image can hold both libcs (Debian's `musl`
-//! package installs `/lib/ld-musl-*.so.1` beside glibc), which is why the interpreter wins.
+//! only in glibc), so the plugin needs to know. The decisive evidence is the container's
+//! main executable: its ELF interpreter names the libc, and an executable without one is
+//! static, resolving names with its own runtime (Go's resolver, a libc linked in) whatever
+//! libc files the image also holds. The libc files in the root filesystem are only the
+//! fallback when the executable cannot be read. An image can hold both libcs (Debian's
+//! `musl` package installs `/lib/ld-musl-*.so.1` beside glibc), which is why the
+//! interpreter wins.
 
 use crate::schema::{LibcDetection, LibcKind};
 use std::fs;
@@ -38,14 +41,26 @@ pub fn detect(proc_root: &Path, self_pid: u32) -> LibcDetection {
         };
     }
     let exe = proc_dir.join("exe");
-    if let Some(interp) = read_interpreter(&exe) {
-        if let Some(kind) = kind_of_interpreter(&interp) {
+    match read_linking(&exe) {
+        Some(ElfLinking::Dynamic(interp)) => {
+            let kind = kind_of_interpreter(&interp).unwrap_or(LibcKind::Unknown);
             return LibcDetection {
                 kind,
                 pid: Some(pid),
                 evidence: Some(format!("{}: ELF interpreter {interp}", exe.display())),
             };
         }
+        Some(ElfLinking::Static) => {
+            return LibcDetection {
+                kind: LibcKind::Static,
+                pid: Some(pid),
+                evidence: Some(format!(
+                    "{}: static ELF executable (no interpreter)",
+                    exe.display()
+                )),
+            };
+        }
+        None => {}
     }
     match scan_root(&root) {
         Some((kind, file)) => LibcDetection {
@@ -75,14 +90,14 @@ fn target_pid(proc_root: &Path, self_pid: u32) -> Option<u32> {
     })
 }
 
-fn read_interpreter(exe: &Path) -> Option<String> {
+fn read_linking(exe: &Path) -> Option<ElfLinking> {
     let mut bytes = Vec::new();
     fs::File::open(exe)
         .ok()?
         .take(ELF_READ_LIMIT)
         .read_to_end(&mut bytes)
         .ok()?;
-    elf_interpreter(&bytes)
+    elf_linking(&bytes)
 }
 
 fn kind_of_interpreter(interp: &str) -> Option<LibcKind> {
@@ -96,10 +111,19 @@ fn kind_of_interpreter(interp: &str) -> Option<LibcKind> {
     }
 }
 
-/// The PT_INTERP path of an ELF executable (32 or 64 bit, either byte order), or None for
-/// a static executable, a script, or anything that is not a complete ELF header within
-/// `bytes`.
-pub fn elf_interpreter(bytes: &[u8]) -> Option<String> {
+/// How an ELF executable is linked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ElfLinking {
+    /// Its PT_INTERP program header names this loader, e.g. `/lib/ld-musl-x86_64.so.1`.
+    Dynamic(String),
+    /// Its program headers are complete and none is PT_INTERP: no libc from the image is
+    /// loaded.
+    Static,
+}
+
+/// How an ELF executable (32 or 64 bit, either byte order) is linked, or None for a script
+/// or anything whose ELF header and program headers are not complete within `bytes`.
+pub fn elf_linking(bytes: &[u8]) -> Option<ElfLinking> {
     const PT_INTERP: u32 = 3;
     if bytes.get(..4)? != b"\x7fELF" {
         return None;
@@ -132,6 +156,11 @@ pub fn elf_interpreter(bytes: &[u8]) -> Option<String> {
         (read(0x1c, 4)?, read(0x2a, 2)?, read(0x2c, 2)?)
     };
     let (off_field, size_field) = if wide { (0x08, 0x20) } else { (0x04, 0x10) };
+    // An executable always has program headers; without them this is no executable (or an
+    // object file) and says nothing about how the process was started.
+    if phnum == 0 {
+        return None;
+    }
     for i in 0..phnum {
         let header = usize::try_from(phoff.checked_add(i.checked_mul(phentsize)?)?).ok()?;
         if read(header, 4)? != u64::from(PT_INTERP) {
@@ -141,9 +170,11 @@ pub fn elf_interpreter(bytes: &[u8]) -> Option<String> {
         let size = usize::try_from(read(header + size_field, word)?).ok()?;
         let raw = bytes.get(offset..offset.checked_add(size)?)?;
         let text = raw.split(|&b| b == 0).next()?;
-        return String::from_utf8(text.to_vec()).ok();
+        return String::from_utf8(text.to_vec())
+            .ok()
+            .map(ElfLinking::Dynamic);
     }
-    None
+    Some(ElfLinking::Static)
 }
 
 /// Looks for a libc's loader or library in the usual places of a root filesystem; musl first,
@@ -290,18 +321,82 @@ mod tests {
     #[test]
     fn reads_the_interpreter_of_a_real_dynamic_executable() {
         let bytes = fs::read("/proc/self/exe").unwrap();
-        let interp = elf_interpreter(&bytes).expect("the test binary is dynamically linked");
+        let Some(ElfLinking::Dynamic(interp)) = elf_linking(&bytes) else {
+            panic!("the test binary is dynamically linked");
+        };
         assert_eq!(kind_of_interpreter(&interp), Some(LibcKind::Glibc));
     }
 
+    /// A real static executable, built by gcc without any libc (the smallest program that
+    /// links), has no interpreter: the process is static whatever libc files its image holds.
     #[test]
-    fn non_elf_and_truncated_input_has_no_interpreter() {
-        assert_eq!(elf_interpreter(b"#!/bin/sh\n"), None);
+    fn a_real_static_executable_is_static_despite_libc_files_in_its_root() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("app.c");
+        fs::write(&src, "void _start(void) { for (;;) {} }\n").unwrap();
+        let bin = tmp.path().join("static-app");
+        let out = std::process::Command::new("gcc")
+            .args(["-static", "-nostdlib", "-o"])
+            .arg(&bin)
+            .arg(&src)
+            .output()
+            .expect("gcc runs");
+        assert!(out.status.success(), "gcc: {out:?}");
+        assert_eq!(
+            elf_linking(&fs::read(&bin).unwrap()),
+            Some(ElfLinking::Static)
+        );
+
+        let proc_root = tmp.path().join("proc");
+        let target = process(&proc_root, 4, "static-app");
+        touch(&target.join("root/lib/x86_64-linux-gnu/libc.so.6"));
+        touch(&target.join("root/lib/ld-musl-x86_64.so.1"));
+        fs::copy(&bin, target.join("exe")).unwrap();
+        let found = detect(&proc_root, 100);
+        assert_eq!((found.kind, found.pid), (LibcKind::Static, Some(4)));
+        let evidence = found.evidence.unwrap();
+        assert!(
+            evidence.ends_with("4/exe: static ELF executable (no interpreter)"),
+            "{evidence}"
+        );
+    }
+
+    #[test]
+    fn an_unrecognised_interpreter_is_unknown_not_a_guess_from_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = process(tmp.path(), 4, "app");
+        touch(&target.join("root/lib/x86_64-linux-gnu/libc.so.6"));
+        fs::write(target.join("exe"), elf64_with_interp("/lib/ld-uClibc.so.0")).unwrap();
+        let found = detect(tmp.path(), 100);
+        assert_eq!(found.kind, LibcKind::Unknown);
+        assert!(found.evidence.unwrap().contains("ld-uClibc.so.0"));
+    }
+
+    #[test]
+    fn an_unreadable_executable_falls_back_to_the_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = process(tmp.path(), 4, "app");
+        touch(&target.join("root/lib/ld-musl-x86_64.so.1"));
+        // A script's text, or an ELF cut short: nothing to decide from.
+        fs::write(target.join("exe"), b"#!/bin/sh\n").unwrap();
+        assert_eq!(detect(tmp.path(), 100).kind, LibcKind::Musl);
+        let cut = elf64_with_interp("/lib64/ld-linux-x86-64.so.2");
+        fs::write(target.join("exe"), &cut[..0x50]).unwrap();
+        assert_eq!(detect(tmp.path(), 100).kind, LibcKind::Musl);
+    }
+
+    #[test]
+    fn non_elf_and_truncated_input_is_undecided() {
+        assert_eq!(elf_linking(b"#!/bin/sh\n"), None);
         let full = elf64_with_interp("/lib64/ld-linux-x86-64.so.2");
         assert_eq!(
-            elf_interpreter(&full).as_deref(),
-            Some("/lib64/ld-linux-x86-64.so.2")
+            elf_linking(&full),
+            Some(ElfLinking::Dynamic("/lib64/ld-linux-x86-64.so.2".into()))
         );
-        assert_eq!(elf_interpreter(&full[..0x50]), None);
+        assert_eq!(elf_linking(&full[..0x50]), None);
+        // Without program headers it is no executable, so not "static" either.
+        let mut no_headers = full.clone();
+        no_headers[0x38..0x3a].copy_from_slice(&0u16.to_le_bytes());
+        assert_eq!(elf_linking(&no_headers), None);
     }
 }

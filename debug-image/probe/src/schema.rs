@@ -66,7 +66,13 @@ pub enum ServerRole {
 pub enum LibcKind {
     Glibc,
     Musl,
-    /// The container's filesystem was visible but neither libc was recognised (static binary, distroless...).
+    /// The main executable is static (an ELF without an interpreter): it resolves names with
+    /// its own runtime (Go's resolver, a libc linked in), not with any libc in the image, so
+    /// libc-specific resolv.conf advice may not apply.
+    Static,
+    /// The container's filesystem was visible but no libc was recognised: the executable
+    /// could not be read and no libc file was found (distroless...), or its interpreter is
+    /// neither glibc's nor musl's.
     Unknown,
     /// The target container's filesystem was not visible (no shared PID namespace).
     NotVisible,

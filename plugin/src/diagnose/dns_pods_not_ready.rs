@@ -1,7 +1,9 @@
 //! Rule: the DNS pods exist but are not ready or keep restarting, with the reason from their
-//! status and logs (a forwarding loop the `loop` plugin detected, OOM, a bad Corefile...).
+//! status and logs (a forwarding loop the `loop` plugin detected, OOM, a bad Corefile, the
+//! kubernetes plugin refused or cut off by the API server...).
 
-use crate::topology::{DnsPodInfo, Topology};
+use crate::dns_config::coredns_log::{ApiPermission, LogClass};
+use crate::topology::{DnsPodInfo, LogLine, Topology};
 
 use super::finding::{EvidenceRef, Finding, Severity};
 use super::Context;
@@ -51,10 +53,17 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
     }
     let total = cx.topology.dns_pods.len();
     let crash = failing.iter().any(|p| crashlooping(p));
-    let looped = failing
-        .iter()
-        .flat_map(|p| p.log_lines.iter())
-        .any(|l| l.kind == "forwarding-loop");
+    let logged = |class: LogClass| {
+        failing
+            .iter()
+            .flat_map(|p| p.log_lines.iter())
+            .any(|l| l.kind == class)
+    };
+    let looped = logged(LogClass::ForwardingLoop);
+    let config_error = logged(LogClass::ConfigError);
+    let api_forbidden = logged(LogClass::KubernetesApiForbidden);
+    let api_unreachable = logged(LogClass::KubernetesApiUnreachable);
+    let refused = refused_permissions(&failing);
     let oom = failing.iter().any(|p| {
         p.last_termination
             .as_ref()
@@ -65,7 +74,7 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
         .map(|p| EvidenceRef::new("api", describe(p)))
         .collect();
     for p in &failing {
-        for l in p.log_lines.iter().take(3) {
+        for l in most_telling(&p.log_lines) {
             let which = if l.previous {
                 "previous container"
             } else {
@@ -89,13 +98,28 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
         ));
     }
     let cause = if looped {
-        "the CoreDNS loop plugin detected a forwarding loop"
+        "the CoreDNS loop plugin detected a forwarding loop".to_string()
     } else if oom {
-        "the DNS container is killed for exceeding its memory limit (OOMKilled)"
+        "the DNS container is killed for exceeding its memory limit (OOMKilled)".to_string()
+    } else if config_error {
+        "CoreDNS rejects its Corefile".to_string()
+    } else if api_forbidden && !refused.is_empty() {
+        let names: Vec<String> = refused
+            .iter()
+            .map(|p| format!("{} {}", p.verb, p.resource))
+            .collect();
+        format!(
+            "the API server forbids CoreDNS's kubernetes plugin to {} (RBAC), so it never syncs",
+            names.join(", ")
+        )
+    } else if api_forbidden {
+        "the API server forbids CoreDNS's kubernetes plugin to read the objects it serves (RBAC), so it never syncs".to_string()
+    } else if api_unreachable {
+        "CoreDNS's kubernetes plugin cannot reach the API server, so it never syncs".to_string()
     } else if crash {
-        "the DNS container keeps exiting"
+        "the DNS container keeps exiting".to_string()
     } else {
-        "their readiness probe fails"
+        "their readiness probe fails".to_string()
     };
     let mut remediation = Vec::new();
     if looped && forward.as_ref().is_some_and(|f| f.uses_resolv_conf()) {
@@ -112,6 +136,15 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
         );
     } else if oom {
         remediation.push("Raise the DNS container's memory limit, and look for the query flood that fills its cache (search-path amplification, a misbehaving client).".to_string());
+    } else if config_error {
+        remediation.push("Fix the Corefile (ConfigMap coredns) at the line and directive the log names; CoreDNS neither starts nor reloads with a Corefile it cannot parse.".to_string());
+    } else if api_forbidden {
+        remediation.extend(refused.iter().map(|p| grant(p)));
+        if refused.is_empty() {
+            remediation.push("Grant the DNS pods' service account list and watch on what the log line says is forbidden, in the ClusterRole bound to it (system:coredns in kubeadm clusters); CoreDNS needs endpointslices.discovery.k8s.io, services and namespaces.".to_string());
+        }
+    } else if api_unreachable {
+        remediation.push("Make the API server reachable from the DNS pods: check the `kubernetes` Service in namespace default and its endpoints, kube-proxy's rules for it on the DNS pods' nodes, and NetworkPolicies or firewalls blocking egress to the API server's port (443 or 6443).".to_string());
     } else {
         remediation.push("Read the DNS pods' logs (`kubectl logs --previous`) and events; fix the Corefile error or the failing upstream they name.".to_string());
     }
@@ -139,4 +172,48 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
         remediation,
         loss_point: None,
     })
+}
+
+/// A pod's log lines most telling first (a refusal before the "still waiting" it causes),
+/// at most three.
+fn most_telling(lines: &[LogLine]) -> Vec<&LogLine> {
+    let mut sorted: Vec<&LogLine> = lines.iter().collect();
+    sorted.sort_by_key(|l| l.kind);
+    sorted.truncate(3);
+    sorted
+}
+
+/// The distinct permissions the API server refused the failing pods, in log order.
+fn refused_permissions<'a>(failing: &[&'a DnsPodInfo]) -> Vec<&'a ApiPermission> {
+    let mut out: Vec<&ApiPermission> = Vec::new();
+    for p in failing
+        .iter()
+        .flat_map(|p| p.log_lines.iter())
+        .filter_map(|l| l.forbidden.as_ref())
+    {
+        if !out
+            .iter()
+            .any(|q| q.verb == p.verb && q.resource == p.resource)
+        {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// The RBAC fix for one refused permission, with the rule to add.
+fn grant(p: &ApiPermission) -> String {
+    let (group, resource) = p.group_and_resource();
+    let who = p
+        .user
+        .as_deref()
+        .map_or("the DNS pods' service account".to_string(), |u| {
+            format!("`{u}`")
+        });
+    // The plugin's informers list and then watch every resource: granting only the verb
+    // that was refused first fails again on the other.
+    format!(
+        "Grant {who} {} on {}: add the rule `{{apiGroups: [\"{group}\"], resources: [\"{resource}\"], verbs: [\"list\", \"watch\"]}}` to the ClusterRole bound to it (system:coredns in kubeadm clusters).",
+        p.verb, p.resource
+    )
 }

@@ -2,22 +2,13 @@
 //! A/AAAA replies never comes (the conntrack insert race when both packets of one socket
 //! are NATed at once, or a rule dropping part of the DNS traffic).
 
-use dns_doctor_probe::schema::{LibcKind, ServerRole};
+use dns_doctor_probe::schema::ServerRole;
 
 use super::finding::{EvidenceRef, Finding, Severity};
+use super::libc_advice;
 use super::Context;
 
 pub const ID: &str = "five-second-latency";
-
-/// The name of the target container's libc as the report says it.
-pub fn libc_name(kind: Option<LibcKind>) -> &'static str {
-    match kind {
-        Some(LibcKind::Glibc) => "glibc",
-        Some(LibcKind::Musl) => "musl",
-        Some(LibcKind::Unknown) => "an unrecognised libc (static binary?)",
-        Some(LibcKind::NotVisible) | None => "an unknown libc (its filesystem was not visible)",
-    }
-}
 
 pub fn rule(cx: &Context<'_>) -> Option<Finding> {
     let mut evidence = Vec::new();
@@ -147,27 +138,13 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
     }
     let reopen_set = resolv.as_ref().is_some_and(|r| r.single_request_reopen);
     let libc = cx.observed.as_ref().map(|o| o.report.libc.kind);
-    let libc_label = libc_name(libc);
-    let mut remediation = vec![
+    let libc_label = libc_advice::resolver_name(libc);
+    let remediation = vec![
         "Run NodeLocal DNSCache, so pods query a cache on their node without DNAT and the conntrack race cannot hit them.".to_string(),
-    ];
-    match libc {
-        Some(LibcKind::Musl) => {
-            remediation.push("The target container uses musl: `single-request-reopen` and `use-vc` have no effect there (musl ignores them); use NodeLocal DNSCache, a cache inside the pod, or a glibc-based image.".into());
-        }
-        Some(LibcKind::Glibc) if reopen_set => {
-            remediation.push("The target container uses glibc and already sets `single-request-reopen`, yet replies are lost: look for a rule dropping DNS on the node, or switch to `use-vc` (TCP).".into());
-        }
-        Some(LibcKind::Glibc) => {
-            remediation.push("The target container uses glibc: add dnsConfig option `single-request-reopen` (A and AAAA from separate sockets), or `use-vc` to resolve over TCP.".into());
-        }
-        _ => {
-            remediation.push("For glibc containers only: dnsConfig option `single-request-reopen` (or `use-vc` for TCP); musl ignores both.".into());
-        }
-    }
-    remediation.push(
+        libc_advice::lost_parallel_reply(libc, reopen_set),
         "If a firewall rule drops part of the DNS traffic (e.g. AAAA queries), remove it.".into(),
-    );
+    ];
+
     let severity = if probe_missing > 0 {
         Severity::Error
     } else {

@@ -11,6 +11,7 @@ pub mod checklist;
 pub mod corefile_view;
 pub mod finding;
 pub mod ladder;
+pub mod libc_advice;
 pub mod node_view;
 pub mod observed;
 

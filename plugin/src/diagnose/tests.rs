@@ -6,7 +6,8 @@ use dns_doctor_probe::schema::{ConnectOutcome, LibcKind, QueryOutcome, ServerRol
 use crate::capture::correlate::MatchKind;
 use crate::capture::{CaptureAnalysis, CaptureFormat, Correlation, LostQuery, Sighting, Timestamp};
 use crate::evidence::CaptureKind;
-use crate::topology::{LogLine, NodeLocalDnsInfo, PodDnsConfig, Termination};
+use crate::kube::discover::scan_dns_log;
+use crate::topology::{NodeLocalDnsInfo, PodDnsConfig, Termination};
 
 use super::testkit::*;
 use super::*;
@@ -158,11 +159,10 @@ fn crashloop_with_forwarding_loop_names_the_loop_and_its_fix() {
             exit_code: 1,
             message: None,
         });
-        p.log_lines.push(LogLine {
-            kind: "forwarding-loop".into(),
-            line: "[FATAL] plugin/loop: Loop (127.0.0.1:41315 -> :53) detected for zone \".\", see https://coredns.io/plugins/loop#troubleshooting. Query: \"HINFO 3161394461339880371.4366402768497767271.\"".into(),
-            previous: true,
-        });
+        p.log_lines = scan_dns_log(
+            "[FATAL] plugin/loop: Loop (127.0.0.1:41315 -> :53) detected for zone \".\", see https://coredns.io/plugins/loop#troubleshooting. Query: \"HINFO 3161394461339880371.4366402768497767271.\"",
+            true,
+        );
     }
     for e in &mut s.topology.endpoints {
         e.ready = false;
@@ -193,6 +193,88 @@ fn crashloop_with_forwarding_loop_names_the_loop_and_its_fix() {
     );
     // No endpoints is a consequence here, not a second root cause.
     assert!(!ids(&d).contains(&dns_service_no_endpoints::ID));
+}
+
+/// CoreDNS 1.11 starting with a ClusterRole that lacks endpointslices, as it logs it.
+const RBAC_LOG: &str = r#".:53
+[INFO] plugin/reload: Running configuration SHA512 = 591cf328cccc12bc490481273e738df59329c62c0b729d94e8b61db9961c2fa5f046dd37f1cf888b953814040d180f52594972691cd6ff41be96639138a43908
+CoreDNS-1.11.3
+linux/amd64, go1.21.11, a6338e9
+[INFO] plugin/ready: Still waiting on: "kubernetes"
+[INFO] plugin/kubernetes: pkg/mod/k8s.io/client-go@v0.29.3/tools/cache/reflector.go:229: failed to list *v1.EndpointSlice: endpointslices.discovery.k8s.io is forbidden: User "system:serviceaccount:kube-system:coredns" cannot list resource "endpointslices" in API group "discovery.k8s.io" at the cluster scope
+[ERROR] plugin/kubernetes: pkg/mod/k8s.io/client-go@v0.29.3/tools/cache/reflector.go:229: Failed to watch *v1.EndpointSlice: failed to list *v1.EndpointSlice: endpointslices.discovery.k8s.io is forbidden: User "system:serviceaccount:kube-system:coredns" cannot list resource "endpointslices" in API group "discovery.k8s.io" at the cluster scope
+[WARNING] plugin/kubernetes: starting server with unsynced Kubernetes API
+[INFO] plugin/ready: Still waiting on: "kubernetes"
+"#;
+
+/// CoreDNS 1.11 that cannot reach the API server's ClusterIP.
+const API_TIMEOUT_LOG: &str = r#"[INFO] plugin/ready: Still waiting on: "kubernetes"
+[INFO] plugin/kubernetes: pkg/mod/k8s.io/client-go@v0.29.3/tools/cache/reflector.go:229: failed to list *v1.Namespace: Get "https://10.96.0.1:443/api/v1/namespaces?limit=500&resourceVersion=0": dial tcp 10.96.0.1:443: i/o timeout
+[ERROR] plugin/kubernetes: pkg/mod/k8s.io/client-go@v0.29.3/tools/cache/reflector.go:229: Failed to watch *v1.Namespace: failed to list *v1.Namespace: Get "https://10.96.0.1:443/api/v1/namespaces?limit=500&resourceVersion=0": dial tcp 10.96.0.1:443: i/o timeout
+"#;
+
+/// Every DNS pod running but unready with `log`, so nothing answers through the Service.
+fn dns_pods_unready_with_log(log: &str) -> Scenario {
+    let mut s = healthy();
+    for p in &mut s.topology.dns_pods {
+        p.ready = false;
+        p.log_lines = scan_dns_log(log, false);
+    }
+    for e in &mut s.topology.endpoints {
+        e.ready = false;
+    }
+    s.set_node_command("iptables-legacy-save", IPT_NO_ENDPOINTS);
+    s.set_queries(is_cluster_dns, QueryOutcome::Refused, None);
+    s
+}
+
+#[test]
+fn dns_pods_unready_for_lack_of_rbac_name_the_missing_permission_and_rule() {
+    let d = dns_pods_unready_with_log(RBAC_LOG).diagnose();
+    let f = top(&d);
+    assert_eq!(f.id, dns_pods_not_ready::ID_NOT_READY, "{:?}", ids(&d));
+    assert_eq!(f.severity, Severity::Error);
+    assert!(
+        f.summary.contains(
+            "forbids CoreDNS's kubernetes plugin to list endpointslices.discovery.k8s.io (RBAC)"
+        ),
+        "{}",
+        f.summary
+    );
+    let r = f.remediation.join("\n");
+    assert!(
+        r.contains(r#"Grant `system:serviceaccount:kube-system:coredns` list on endpointslices.discovery.k8s.io: add the rule `{apiGroups: ["discovery.k8s.io"], resources: ["endpointslices"], verbs: ["list", "watch"]}`"#),
+        "{r}"
+    );
+    // The line keeps the part that says why, and the refusal comes before the waiting it causes.
+    let ev = evidence_text(f);
+    assert!(
+        ev.contains(r#"cannot list resource "endpointslices" in API group "discovery.k8s.io" at the cluster scope"#),
+        "{ev}"
+    );
+    let refusal = ev
+        .find("[kubernetes_api_forbidden]")
+        .expect("refusal shown");
+    let waiting = ev.find("[waiting_for_kubernetes]").expect("waiting shown");
+    assert!(refusal < waiting, "{ev}");
+}
+
+#[test]
+fn dns_pods_unready_without_the_api_say_so() {
+    let d = dns_pods_unready_with_log(API_TIMEOUT_LOG).diagnose();
+    let f = top(&d);
+    assert_eq!(f.id, dns_pods_not_ready::ID_NOT_READY, "{:?}", ids(&d));
+    assert!(
+        f.summary.contains("cannot reach the API server"),
+        "{}",
+        f.summary
+    );
+    assert!(
+        f.remediation[0].contains("the `kubernetes` Service in namespace default"),
+        "{:?}",
+        f.remediation
+    );
+    assert!(!f.remediation.join("\n").contains("Grant"));
 }
 
 #[test]
@@ -592,11 +674,10 @@ fn upstream_down_when_cluster_names_resolve_and_external_fail() {
         q.outcome = QueryOutcome::TimedOut;
         q.rcode = None;
     }
-    s.topology.dns_pods[0].log_lines.push(LogLine {
-        kind: "upstream-timeout".into(),
-        line: "[ERROR] plugin/errors: 2 external.test. A: read udp 10.244.0.2:45678->10.200.0.2:53: i/o timeout".into(),
-        previous: false,
-    });
+    s.topology.dns_pods[0].log_lines = scan_dns_log(
+        "[ERROR] plugin/errors: 2 external.test. A: read udp 10.244.0.2:45678->10.200.0.2:53: i/o timeout",
+        false,
+    );
     let d = s.diagnose();
     let f = top(&d);
     assert_eq!(f.id, upstream_failing::ID, "{:?}", ids(&d));
@@ -686,6 +767,67 @@ fn aaaa_drop_on_musl_says_single_request_reopen_does_nothing() {
         "{r}"
     );
     assert!(!r.contains("glibc: add"), "{r}");
+}
+
+/// A static executable, or a resolver the probe could not identify, gets no glibc or musl
+/// advice: the options may do nothing there.
+#[test]
+fn aaaa_drop_on_a_static_or_unidentified_client_gives_libc_neutral_advice() {
+    for (kind, label) in [
+        (
+            LibcKind::Static,
+            "the resolver (static executable, no libc)",
+        ),
+        (LibcKind::Unknown, "the resolver (unrecognised libc)"),
+        (
+            LibcKind::NotVisible,
+            "the resolver (libc unknown: its filesystem was not visible)",
+        ),
+    ] {
+        let d = aaaa_drop(kind).diagnose();
+        let f = top(&d);
+        assert_eq!(f.id, five_second_latency::ID, "{kind:?}");
+        assert!(f.summary.contains(label), "{kind:?}: {}", f.summary);
+        let r = f.remediation.join("\n");
+        assert!(r.contains("Run NodeLocal DNSCache"), "{r}");
+        assert!(!r.contains("uses glibc") && !r.contains("uses musl"), "{r}");
+        assert!(!r.contains("add dnsConfig option"), "{r}");
+        if kind == LibcKind::Static {
+            assert!(r.contains("Go's resolver"), "{r}");
+        }
+    }
+}
+
+#[test]
+fn udp_blocked_offers_use_vc_only_where_it_works() {
+    let advice = |kind: LibcKind| {
+        let mut s = healthy();
+        s.probe().libc.kind = kind;
+        s.set_node_command("iptables-legacy-save", IPT_UDP_BLOCKED);
+        s.set_queries(
+            |q| q.transport == Transport::Udp && q.role != ServerRole::Upstream,
+            QueryOutcome::TimedOut,
+            None,
+        );
+        let d = s.diagnose();
+        let f = top(&d);
+        assert_eq!(f.id, udp_blocked::ID, "{:?}", ids(&d));
+        f.remediation.join("\n")
+    };
+    let glibc = advice(LibcKind::Glibc);
+    assert!(
+        glibc.contains("(glibc) can be switched to TCP with the dnsConfig option `use-vc`"),
+        "{glibc}"
+    );
+    assert!(advice(LibcKind::Musl).contains("musl, which ignores `use-vc`"));
+    let static_exe = advice(LibcKind::Static);
+    assert!(static_exe.contains("Go's resolver"), "{static_exe}");
+    assert!(!static_exe.contains("glibc"), "{static_exe}");
+    for kind in [LibcKind::Unknown, LibcKind::NotVisible] {
+        let r = advice(kind);
+        assert!(!r.contains("use-vc") && !r.contains("glibc"), "{r}");
+        assert!(r.contains("Allow UDP port 53"), "{r}");
+    }
 }
 
 #[test]

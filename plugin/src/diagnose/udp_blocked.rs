@@ -4,6 +4,7 @@
 use dns_doctor_probe::schema::Transport;
 
 use super::finding::{EvidenceRef, Finding, Severity};
+use super::libc_advice;
 use super::Context;
 
 pub const ID: &str = "udp-blocked";
@@ -57,10 +58,11 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
             ips.join(", ")
         ),
         evidence,
-        remediation: vec![
-            "Allow UDP port 53 from the pod range to the DNS pods and the DNS ClusterIP wherever TCP 53 is allowed: node firewall (iptables/nftables), NetworkPolicies in the pod's and the DNS namespace, and the cloud security groups / NACLs between nodes.".into(),
-            "Until then, clients using glibc can be switched to TCP with the dnsConfig option use-vc.".into(),
-        ],
+        remediation: std::iter::once(
+            "Allow UDP port 53 from the pod range to the DNS pods and the DNS ClusterIP wherever TCP 53 is allowed: node firewall (iptables/nftables), NetworkPolicies in the pod's and the DNS namespace, and the cloud security groups / NACLs between nodes.".to_string(),
+        )
+        .chain(libc_advice::tcp_instead_of_udp(Some(o.report.libc.kind)))
+        .collect(),
         loss_point,
     })
 }

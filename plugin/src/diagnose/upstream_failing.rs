@@ -84,12 +84,7 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
         ));
     }
     for p in &cx.topology.dns_pods {
-        for l in p
-            .log_lines
-            .iter()
-            .filter(|l| l.kind.starts_with("upstream"))
-            .take(2)
-        {
+        for l in p.log_lines.iter().filter(|l| l.kind.is_upstream()).take(2) {
             evidence.push(EvidenceRef::new(format!("logs:{}", p.name), l.line.clone()));
         }
     }

@@ -1,6 +1,7 @@
-//! Parsers for resolv.conf and the CoreDNS Corefile. Pure: text in, typed values out; no
-//! input makes them panic.
+//! Parsers for resolv.conf, the CoreDNS Corefile and CoreDNS's log lines. Pure: text in,
+//! typed values out; no input makes them panic.
 
+pub mod coredns_log;
 pub mod corefile;
 pub mod names;
 pub mod resolv_conf;

@@ -16,6 +16,7 @@ use kube::{Api, Client};
 
 use super::KubeError;
 use crate::cli::{TargetKind, TargetRef};
+use crate::dns_config::coredns_log::notable_lines;
 use crate::topology::{
     ClusterDns, ClusterDnsSource, DnsPodInfo, EndpointInfo, KnownService, KubeProxyInfo,
     KubeProxyPod, LogLine, NodeLocalDnsInfo, PodDnsConfig, PodInfo, ServiceInfo, ServicePort,
@@ -612,34 +613,15 @@ pub fn dns_pod_info(pod: &Pod) -> DnsPodInfo {
 
 /// Lines of a CoreDNS log that point at a cause, classified.
 pub fn scan_dns_log(text: &str, previous: bool) -> Vec<LogLine> {
-    const MAX_PER_KIND: usize = 3;
-    let mut out: Vec<LogLine> = Vec::new();
-    for line in text.lines() {
-        let lower = line.to_ascii_lowercase();
-        let kind = if lower.contains("loop") && lower.contains("detected") {
-            "forwarding-loop"
-        } else if lower.contains("i/o timeout") {
-            "upstream-timeout"
-        } else if lower.contains("connection refused") {
-            "connection-refused"
-        } else if lower.contains("no such host") || lower.contains("servfail") {
-            "upstream-error"
-        } else if lower.contains("[fatal]")
-            || lower.contains("plugin/") && lower.contains("[error]")
-        {
-            "error"
-        } else {
-            continue;
-        };
-        if out.iter().filter(|l| l.kind == kind).count() < MAX_PER_KIND {
-            out.push(LogLine {
-                kind: kind.to_string(),
-                line: line.trim().chars().take(400).collect(),
-                previous,
-            });
-        }
-    }
-    out
+    notable_lines(text)
+        .into_iter()
+        .map(|l| LogLine {
+            kind: l.class,
+            line: l.text,
+            previous,
+            forbidden: l.forbidden,
+        })
+        .collect()
 }
 
 /// The Corefile the DNS pods mount (via their ConfigMap volume), else ConfigMap `coredns`.
@@ -771,6 +753,7 @@ fn local_ip_from_args(args: &[String]) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dns_config::coredns_log::LogClass;
 
     #[test]
     fn configz_gives_cluster_dns_and_domain() {
@@ -793,10 +776,14 @@ mod tests {
 [ERROR] plugin/errors: 2 external.test. A: read udp 10.244.0.5:40001->10.253.0.2:53: i/o timeout
 ";
         let lines = scan_dns_log(log, true);
-        let kinds: Vec<&str> = lines.iter().map(|l| l.kind.as_str()).collect();
+        let kinds: Vec<LogClass> = lines.iter().map(|l| l.kind).collect();
         assert_eq!(
             kinds,
-            vec!["forwarding-loop", "upstream-timeout", "upstream-timeout"]
+            vec![
+                LogClass::ForwardingLoop,
+                LogClass::UpstreamTimeout,
+                LogClass::UpstreamTimeout
+            ]
         );
         assert!(lines.iter().all(|l| l.previous));
         assert!(scan_dns_log("[INFO] plugin/reload: ok\n", false).is_empty());

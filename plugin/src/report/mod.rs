@@ -67,7 +67,8 @@ pub struct TargetInfo {
     /// The workload (`deployment/web`) the pod was chosen from, when one was named.
     #[serde(default)]
     pub chosen_from: Option<String>,
-    /// glibc, musl, unknown or not_visible; None when the pod probe did not run.
+    /// glibc, musl, static (a static executable: no libc resolves its names), unknown or
+    /// not_visible; None when the pod probe did not run.
     #[serde(default)]
     pub libc: Option<String>,
 }

@@ -9,7 +9,7 @@ use crate::capture::{Correlation, LostQuery, Sighting, Timestamp};
 use crate::diagnose::testkit::{healthy, Scenario, CLUSTER_NAME, IPT_NODE_FIREWALL};
 use crate::diagnose::{diagnose, DiagnosisInput, PointAnalysis};
 use crate::evidence::{CaptureKind, CapturePoint, EphemeralLeft, StepError};
-use dns_doctor_probe::schema::{ConnectOutcome, QueryOutcome, ServerRole};
+use dns_doctor_probe::schema::{ConnectOutcome, LibcKind, QueryOutcome, ServerRole};
 
 use super::*;
 
@@ -221,6 +221,17 @@ fn json_has_the_documented_top_level_fields() {
     assert_eq!(v["verdict"], "healthy");
     assert_eq!(v["target"]["libc"], "glibc");
     assert_eq!(v["cluster_dns"]["source"], "kubelet_configz");
+}
+
+#[test]
+fn a_static_target_is_reported_as_static_not_as_a_libc() {
+    let mut s = healthy();
+    s.probe().libc.kind = LibcKind::Static;
+    let r = Report::new(&s.topology, &s.evidence, s.diagnose(), run_info());
+    let v = serde_json::to_value(&r).unwrap();
+    assert_eq!(v["target"]["libc"], "static");
+    let t = text(&r, false);
+    assert!(t.contains("dnsPolicy ClusterFirst, libc static\n"), "{t}");
 }
 
 #[test]
