@@ -157,6 +157,16 @@ fn publish(table: &str) {
     }
 }
 
+/// How often each fault scenario runs: once in CI (`tests/run`), three times for the
+/// accuracy table (`tests/accuracy`), from `DNS_DOCTOR_ACCURACY_RUNS`.
+fn runs_per_fault() -> usize {
+    std::env::var("DNS_DOCTOR_ACCURACY_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n: &usize| (1..=10).contains(n))
+        .unwrap_or(1)
+}
+
 #[test]
 fn every_fault_is_named_and_the_healthy_cluster_is_clean() {
     let _guard = cluster_lock();
@@ -174,53 +184,137 @@ fn every_fault_is_named_and_the_healthy_cluster_is_clean() {
             None,
         ));
     }
-    for (fault, expected) in [
-        ("coredns-down", "dns-service-no-endpoints"),
-        ("coredns-crashloop", "dns-pods-crashloop"),
-        ("kube-proxy-down", "kube-proxy-not-translating"),
-        ("stale-rules", "kube-proxy-stale-rules"),
-        ("node-firewall", "node-firewall"),
-        ("udp-blocked", "udp-blocked"),
-        ("upstream-down", "upstream-failing"),
-    ] {
-        rows.push(scenario(fault, GLIBC_CLIENT, expected, Some(fault)));
-    }
-    for client in [GLIBC_CLIENT, MUSL_CLIENT] {
-        rows.push(scenario(
+    // (fault, client pod, the name its application needs, the expected top finding)
+    let faults: &[(&'static str, &'static str, &str, &'static str)] = &[
+        (
+            "coredns-down",
+            GLIBC_CLIENT,
+            EXTERNAL_NAME,
+            "dns-service-no-endpoints",
+        ),
+        (
+            "coredns-crashloop",
+            GLIBC_CLIENT,
+            EXTERNAL_NAME,
+            "dns-pods-crashloop",
+        ),
+        (
+            "kube-proxy-down",
+            GLIBC_CLIENT,
+            EXTERNAL_NAME,
+            "kube-proxy-not-translating",
+        ),
+        (
+            "stale-rules",
+            GLIBC_CLIENT,
+            EXTERNAL_NAME,
+            "kube-proxy-stale-rules",
+        ),
+        (
+            "node-firewall",
+            GLIBC_CLIENT,
+            EXTERNAL_NAME,
+            "node-firewall",
+        ),
+        ("udp-blocked", GLIBC_CLIENT, EXTERNAL_NAME, "udp-blocked"),
+        (
+            "upstream-down",
+            GLIBC_CLIENT,
+            EXTERNAL_NAME,
+            "upstream-failing",
+        ),
+        (
             "aaaa-drop",
-            client,
+            GLIBC_CLIENT,
+            EXTERNAL_NAME,
             "five-second-latency",
-            Some("aaaa-drop"),
-        ));
-    }
-    // Beyond the runbook.
-    rows.push(scenario_asking(
-        "truncated-tcp-blocked",
-        GLIBC_CLIENT,
-        BIG_NAME,
-        "truncated-no-tcp",
-        Some("truncated-tcp-blocked"),
-    ));
-    for (fault, client, expected) in [
+        ),
+        (
+            "aaaa-drop",
+            MUSL_CLIENT,
+            EXTERNAL_NAME,
+            "five-second-latency",
+        ),
+        // Beyond the runbook.
+        (
+            "truncated-tcp-blocked",
+            GLIBC_CLIENT,
+            BIG_NAME,
+            "truncated-no-tcp",
+        ),
         (
             "conntrack-near-full",
             GLIBC_CLIENT,
+            EXTERNAL_NAME,
             "conntrack-table-near-full",
         ),
-        ("one-replica-broken", GLIBC_CLIENT, "one-replica-broken"),
+        (
+            "one-replica-broken",
+            GLIBC_CLIENT,
+            EXTERNAL_NAME,
+            "one-replica-broken",
+        ),
         (
             "nodelocaldns-down",
             "client-nodelocal",
+            EXTERNAL_NAME,
             "nodelocaldns-not-answering",
         ),
-        ("search-path", "client-ndots", "search-path-amplification"),
+        (
+            "search-path",
+            "client-ndots",
+            EXTERNAL_NAME,
+            "search-path-amplification",
+        ),
         (
             "dns-bypass",
             "client-bypass",
+            EXTERNAL_NAME,
             "pod-dns-policy-bypasses-cluster-dns",
         ),
-    ] {
-        rows.push(scenario(fault, client, expected, Some(fault)));
+        // The causes the field reports most.
+        (
+            "dead-nameserver",
+            "client-deadns",
+            EXTERNAL_NAME,
+            "nameserver-not-answering",
+        ),
+        ("wrong-answer", GLIBC_CLIENT, EXTERNAL_NAME, "wrong-answer"),
+        (
+            "network-policy",
+            GLIBC_CLIENT,
+            EXTERNAL_NAME,
+            "network-policy-blocks-dns",
+        ),
+        (
+            "service-port-mismatch",
+            GLIBC_CLIENT,
+            EXTERNAL_NAME,
+            "dns-service-port-mismatch",
+        ),
+        (
+            "cluster-domain-mismatch",
+            GLIBC_CLIENT,
+            EXTERNAL_NAME,
+            "cluster-domain-mismatch",
+        ),
+        (
+            "coredns-rbac",
+            GLIBC_CLIENT,
+            EXTERNAL_NAME,
+            "dns-pods-not-ready",
+        ),
+    ];
+    let runs = runs_per_fault();
+    for &(fault, client, name, expected) in faults {
+        for run in 1..=runs {
+            let label = if runs > 1 {
+                format!("{fault} (run {run}/{runs})")
+            } else {
+                fault.to_string()
+            };
+            rows.push(scenario_asking(&label, client, name, expected, Some(fault)));
+        }
     }
     let t = table(&rows);
     publish(&t);

@@ -9,6 +9,7 @@ render() {
 		-e "s|@KUBE_PROXY_MODE@|$KUBE_PROXY_MODE|g" \
 		-e "s|@POD_CIDR@|$POD_CIDR|g" \
 		-e "s|@NODELOCAL_IP@|$NODELOCAL_IP|g" \
+		-e "s|@DEAD_NAMESERVER_IP@|$DEAD_NAMESERVER_IP|g" \
 		-e "s|@GLIBC_IMAGE@|$GLIBC_IMAGE|g" \
 		-e "s|@MUSL_IMAGE@|$MUSL_IMAGE|g" \
 		"$CLUSTER_DIR/manifests/$1"

@@ -45,6 +45,9 @@ UPSTREAM_HOST_IP=10.253.0.1
 UPSTREAM_IP=10.253.0.2
 UPSTREAM_BLACKHOLE=10.253.0.0/16
 NODELOCAL_IP=169.254.20.10
+# An address of the service range that nothing owns: the host blackholes it, so a pod
+# that lists it as a nameserver gets no answer (fault dead-nameserver).
+DEAD_NAMESERVER_IP=10.96.0.250
 FAULT_CHAIN=DNSDOCTOR-FAULT
 # kube-proxy mode: iptables (default) or nftables, chosen by DNS_DOCTOR_PROXY_MODE
 # at `up`; later commands read the mode the running cluster was started with.
