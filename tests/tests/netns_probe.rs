@@ -87,6 +87,7 @@ fn connect_to(report: &PodReport, server: std::net::SocketAddr) -> ConnectOutcom
 }
 
 fn assert_all(queries: &[&QueryResult], outcome: QueryOutcome) {
+    assert!(!queries.is_empty(), "no query to check for {outcome:?}");
     for q in queries {
         assert_eq!(
             q.outcome, outcome,
@@ -200,9 +201,8 @@ fn a_stopped_server_is_refused_over_udp_and_tcp() {
             QueryOutcome::Refused,
         );
     }
-    for test in &report.parallel {
-        assert_eq!(test.same_socket.both_missing, 6, "{test:?}");
-    }
+    // A server that answers no query has nothing to race: no parallel rounds wait on it.
+    assert!(report.parallel.is_empty(), "{:?}", report.parallel);
 }
 
 #[test]
@@ -222,15 +222,21 @@ fn a_stopped_server_behind_a_drop_rule_times_out_instead() {
 
     for server in [cluster_ip(), endpoint()] {
         assert_eq!(connect_to(&report, server), ConnectOutcome::TimedOut);
-        assert_all(
-            &queries_to(&report, server, Transport::Udp),
-            QueryOutcome::TimedOut,
-        );
+        let udp = queries_to(&report, server, Transport::Udp);
+        assert_all(&udp, QueryOutcome::TimedOut);
         assert_all(
             &queries_to(&report, server, Transport::Tcp),
             QueryOutcome::TimedOut,
         );
+        // A path proven dead is given up: of the 16 UDP queries (2 names x 4 candidates x
+        // A/AAAA) only those already in flight were sent, and no parallel round waited.
+        assert!(
+            udp.len() < 16,
+            "{} UDP queries sent to a dead path",
+            udp.len()
+        );
     }
+    assert!(report.parallel.is_empty(), "{:?}", report.parallel);
 }
 
 #[test]

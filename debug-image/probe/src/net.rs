@@ -219,6 +219,9 @@ struct Round {
     elapsed: Duration,
 }
 
+/// Parallel rounds stop after this many in a row lost both replies.
+pub const DEAD_AFTER_ROUNDS: u32 = 3;
+
 /// Runs `rounds` parallel A+AAAA lookups of `qname` against `server`: each round from fresh
 /// socket(s), as a resolver does per lookup, so each round creates new conntrack entries
 /// (the insert race only happens on a connection's first packets). With `same_socket` both
@@ -239,7 +242,12 @@ pub fn parallel_rounds(
         both_missing: 0,
         round_ms: Vec::new(),
     };
-    for _ in 0..rounds {
+    for n in 0..rounds {
+        // Rounds measure partial loss (one of two replies); a path that lost both replies
+        // of every round so far is dead, and waiting out more rounds adds nothing.
+        if n >= DEAD_AFTER_ROUNDS && stats.both_missing == n {
+            break;
+        }
         let round = if same_socket {
             round_same_socket(server, qname, wait)
         } else {

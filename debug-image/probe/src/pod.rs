@@ -94,24 +94,36 @@ pub fn run(config: &PodConfig, report: &SharedReport) {
     for &(server, role) in &targets {
         jobs.push(Job::Connect(server, role));
     }
-    for &(server, role) in &targets {
-        for (_, candidates) in &expansions {
-            for qname in candidates {
-                for transport in [Transport::Udp, Transport::Tcp] {
-                    for qtype in [QType::A, QType::Aaaa] {
-                        jobs.push(Job::Query(QuerySpec {
-                            server,
-                            role,
-                            transport,
-                            qname: qname.clone(),
-                            qtype,
-                            timeout: config.timeout,
-                        }));
+    // Each server's queries, first candidates of every name first; then taken round-robin
+    // across servers, so the first wave in flight tells every path's fate at once.
+    let per_server: Vec<Vec<Job>> = targets
+        .iter()
+        .map(|&(server, role)| {
+            let depth = expansions.iter().map(|(_, c)| c.len()).max().unwrap_or(0);
+            let mut q = Vec::new();
+            for i in 0..depth {
+                for (_, candidates) in &expansions {
+                    let Some(qname) = candidates.get(i) else {
+                        continue;
+                    };
+                    for transport in [Transport::Udp, Transport::Tcp] {
+                        for qtype in [QType::A, QType::Aaaa] {
+                            q.push(Job::Query(QuerySpec {
+                                server,
+                                role,
+                                transport,
+                                qname: qname.clone(),
+                                qtype,
+                                timeout: config.timeout,
+                            }));
+                        }
                     }
                 }
             }
-        }
-    }
+            q
+        })
+        .collect();
+    jobs.extend(interleave(per_server));
     let finished = run_pool(jobs, config, report);
 
     let mut connects = Vec::new();
@@ -185,11 +197,48 @@ fn targets(config: &PodConfig, conf: &ResolvConf) -> Vec<(SocketAddr, ServerRole
     out
 }
 
+/// Takes the lists' items round-robin: the first of each, then the second of each, ...
+fn interleave<T>(lists: Vec<Vec<T>>) -> Vec<T> {
+    let mut iters: Vec<std::vec::IntoIter<T>> = lists.into_iter().map(Vec::into_iter).collect();
+    let mut out = Vec::new();
+    loop {
+        let before = out.len();
+        for it in &mut iters {
+            out.extend(it.next());
+        }
+        if out.len() == before {
+            return out;
+        }
+    }
+}
+
+/// A path (server and transport) counts as dead once this many of its queries timed out
+/// and none got any reply: its remaining queries are not sent, since each would only wait
+/// out its timeout. The diagnosis works on proportions, which the first ones already give.
+pub const DEAD_AFTER_TIMEOUTS: u32 = 2;
+
+/// What the pool has seen of each path so far.
+#[derive(Default)]
+struct PathFate {
+    replies: u32,
+    timeouts: u32,
+}
+
+impl PathFate {
+    fn dead(&self) -> bool {
+        self.replies == 0 && self.timeouts >= DEAD_AFTER_TIMEOUTS
+    }
+}
+
+type Fates = Mutex<std::collections::HashMap<(SocketAddr, Transport), PathFate>>;
+
 /// Runs the jobs on `config.concurrency` threads; TCP connects land in the shared report
-/// as they finish so a deadline still shows them.
+/// as they finish so a deadline still shows them. Queries on a path proven dead (see
+/// [`DEAD_AFTER_TIMEOUTS`]) are skipped.
 fn run_pool(jobs: Vec<Job>, config: &PodConfig, report: &SharedReport) -> Vec<Done> {
     let queue: Mutex<VecDeque<(usize, Job)>> = Mutex::new(jobs.into_iter().enumerate().collect());
     let results: Mutex<Vec<Done>> = Mutex::new(Vec::new());
+    let fates: Fates = Mutex::default();
     thread::scope(|scope| {
         for _ in 0..config.concurrency.max(1) {
             scope.spawn(|| loop {
@@ -205,7 +254,25 @@ fn run_pool(jobs: Vec<Job>, config: &PodConfig, report: &SharedReport) -> Vec<Do
                         Done::Connect(index, c)
                     }
                     Job::Query(spec) => {
+                        let path = (spec.server, spec.transport);
+                        let dead = fates
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .get(&path)
+                            .is_some_and(PathFate::dead);
+                        if dead {
+                            continue;
+                        }
                         let q = net::query(&spec);
+                        {
+                            let mut f = fates.lock().unwrap_or_else(PoisonError::into_inner);
+                            let fate = f.entry(path).or_default();
+                            match q.outcome {
+                                QueryOutcome::TimedOut => fate.timeouts += 1,
+                                QueryOutcome::Answered => fate.replies += 1,
+                                _ => {}
+                            }
+                        }
                         lock(report).queries.push(q.clone());
                         Done::Query(index, q)
                     }
@@ -295,6 +362,16 @@ fn run_parallel(
 ) {
     thread::scope(|scope| {
         for &(server, role) in targets {
+            // A server that answered none of the UDP queries has nothing to race: every
+            // round would only wait out its timeout.
+            let answers_udp = queries.iter().any(|q| {
+                q.server == server
+                    && q.transport == Transport::Udp
+                    && q.outcome == QueryOutcome::Answered
+            });
+            if !answers_udp {
+                continue;
+            }
             let Some(qname) = parallel_qname(config, server, expansions, queries) else {
                 continue;
             };

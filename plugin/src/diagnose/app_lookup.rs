@@ -259,7 +259,21 @@ fn measured<'a>(
             && q.qtype == qtype
             && q.qname.eq_ignore_ascii_case(qname)
     }) else {
-        return Reply::NotMeasured;
+        // The probe stops sending on a path whose first queries all timed out (a dead
+        // path): what it did not send would have timed out too.
+        let mut on_path = report.queries.iter().filter(|q| {
+            q.role == ServerRole::Nameserver && q.server.ip() == server && q.transport == transport
+        });
+        let first = on_path.next();
+        return match first {
+            Some(f)
+                if f.outcome == QueryOutcome::TimedOut
+                    && on_path.all(|q| q.outcome == QueryOutcome::TimedOut) =>
+            {
+                Reply::TimedOut
+            }
+            _ => Reply::NotMeasured,
+        };
     };
     match q.outcome {
         QueryOutcome::Answered => match q.rcode.as_deref() {

@@ -333,3 +333,19 @@ fn a_dns_server_pod_that_does_not_ask_itself_is_by_design_not_a_problem() {
     let (v, _) = verdict(&s);
     assert_eq!(v, Verdict::ProblemsFound);
 }
+
+#[test]
+fn queries_the_probe_skipped_on_a_dead_path_count_as_timed_out() {
+    // The probe gives up a path after its first queries time out; the replay must still
+    // see a lookup that fails, not one it cannot judge.
+    let mut s = healthy();
+    s.set_queries(is_cluster_dns, QueryOutcome::TimedOut, None);
+    s.probe()
+        .queries
+        .retain(|q| !is_cluster_dns(q) || q.qname.starts_with("kubernetes.default.default."));
+    let d = s.diagnose();
+    for name in ["kubernetes.default", "external.test"] {
+        let l = lookup(&d, name);
+        assert_eq!(l.verdict, LookupVerdict::Fails, "{l:#?}");
+    }
+}
