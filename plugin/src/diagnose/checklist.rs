@@ -417,6 +417,32 @@ fn kube_proxy(cx: &Context<'_>) -> Check {
             None => problems.push(format!("no kube-proxy pod on {node}")),
         }
     }
+    // Without kube-proxy (an eBPF data plane such as Cilium's kube-proxy replacement) the
+    // absence of its rules is expected: the step reports what it saw, and passes when the
+    // ClusterIP answers.
+    let no_kube_proxy = cx.topology.kube_proxy.pods.is_empty()
+        && cx.nodes.iter().all(|n| n.kube_proxy_hooked != Some(true));
+    if no_kube_proxy && !cx.nodes.is_empty() {
+        let clusterip_ok = cx.observed.as_ref().map(|o| {
+            let t = Tally::of(o.to_cluster_dns());
+            t.mostly_ok()
+        });
+        let detail = "no kube-proxy in this cluster and no kube-proxy rules on the nodes: another data plane (eBPF, e.g. Cilium's kube-proxy replacement) translates ClusterIPs";
+        return match clusterip_ok {
+            Some(true) => Check::new(
+                "kube-proxy",
+                T,
+                CheckStatus::Pass,
+                format!("{detail}; the DNS ClusterIP answers"),
+            ),
+            _ => Check::new(
+                "kube-proxy",
+                T,
+                CheckStatus::Skipped,
+                format!("{detail}; check it with its own tools (e.g. `cilium service list`)"),
+            ),
+        };
+    }
     let ready: BTreeSet<IpAddr> = cx.topology.ready_endpoint_ips().into_iter().collect();
     for n in &cx.nodes {
         match n.kube_proxy_hooked {

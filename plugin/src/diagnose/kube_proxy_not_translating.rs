@@ -18,6 +18,13 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
         return None;
     }
     let node = cx.topology.target.node.as_deref()?;
+    // No kube-proxy anywhere: the cluster's service data plane is something else (an eBPF
+    // replacement such as Cilium's); missing iptables rules prove nothing about it.
+    if cx.topology.kube_proxy.pods.is_empty()
+        && cx.nodes.iter().all(|n| n.kube_proxy_hooked != Some(true))
+    {
+        return None;
+    }
     let mut evidence = vec![EvidenceRef::new(
         "check:queries",
         format!("UDP to the DNS ClusterIP: {udp}"),

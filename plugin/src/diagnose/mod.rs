@@ -16,12 +16,14 @@ pub mod node_view;
 pub mod observed;
 
 pub mod app_lookups;
+pub mod bridge_nf_call_iptables_off;
 pub mod cluster_dns_unreachable;
 pub mod conntrack_table_near_full;
 pub mod dns_pods_not_ready;
 pub mod dns_service_missing;
 pub mod dns_service_no_endpoints;
 pub mod five_second_latency;
+pub mod iptables_backends_conflict;
 pub mod kube_proxy_not_translating;
 pub mod kube_proxy_stale_rules;
 pub mod node_firewall;
@@ -103,6 +105,8 @@ pub const PRIORITY: &[&str] = &[
     nodelocaldns_not_answering::ID,
     kube_proxy_not_translating::ID,
     kube_proxy_stale_rules::ID,
+    iptables_backends_conflict::ID,
+    bridge_nf_call_iptables_off::ID,
     node_firewall::ID,
     udp_blocked::ID,
     upstream_failing::ID,
@@ -208,6 +212,8 @@ pub fn diagnose(input: &DiagnosisInput<'_>) -> Diagnosis {
     findings.extend(nodelocaldns_not_answering::rule(&cx));
     findings.extend(kube_proxy_not_translating::rule(&cx));
     findings.extend(kube_proxy_stale_rules::rule(&cx));
+    findings.extend(iptables_backends_conflict::rule(&cx));
+    findings.extend(bridge_nf_call_iptables_off::rule(&cx));
     findings.extend(node_firewall::rule(&cx));
     findings.extend(udp_blocked::rule(&cx));
     findings.extend(upstream_failing::rule(&cx));

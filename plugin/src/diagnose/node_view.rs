@@ -27,6 +27,7 @@ pub const NFT_RULESET_KEY: &str = "nft-list-ruleset";
 pub const IPVSADM_KEY: &str = "ipvsadm";
 pub const CONNTRACK_BEFORE_KEY: &str = "conntrack-stats-before";
 pub const CONNTRACK_AFTER_KEY: &str = "conntrack-stats-after";
+pub const BRIDGE_NF_CALL_IPTABLES_PATH: &str = "/proc/sys/net/bridge/bridge-nf-call-iptables";
 pub const CONNTRACK_COUNT_PATH: &str = "/proc/sys/net/netfilter/nf_conntrack_count";
 pub const CONNTRACK_MAX_PATH: &str = "/proc/sys/net/netfilter/nf_conntrack_max";
 pub const HEALTHZ_KEY: &str = "kube-proxy-healthz";
@@ -60,6 +61,8 @@ pub struct NodeView<'a> {
     pub kube_proxy_hooked: Option<bool>,
     /// Translations of the DNS service ports, from the dumps where kube-proxy's chains are.
     pub translations: Vec<Translation>,
+    /// The iptables dumps (backends) in which kube-proxy's chains are hooked.
+    pub hooked_in: Vec<&'static str>,
     firewall: Vec<NodeRule>,
     drop_policies: Vec<(&'static str, ChainPolicy)>,
 }
@@ -124,6 +127,7 @@ impl<'a> NodeView<'a> {
             snapshot: &e.snapshot,
             kube_proxy_hooked: None,
             translations: Vec::new(),
+            hooked_in: Vec::new(),
             firewall: Vec::new(),
             drop_policies: Vec::new(),
         };
@@ -141,6 +145,7 @@ impl<'a> NodeView<'a> {
             let hooked = kube_proxy_hooks(&save).translates_pod_traffic();
             view.kube_proxy_hooked = Some(view.kube_proxy_hooked.unwrap_or(false) || hooked);
             if hooked {
+                view.hooked_in.push(key);
                 for sp in &targets.service_ports {
                     let v = service_view(&save, sp);
                     view.translations.push(Translation {

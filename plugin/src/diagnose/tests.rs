@@ -1227,3 +1227,77 @@ fn parallel_rounds_without_any_reply_do_not_pass_the_five_second_check() {
     assert_eq!(c.status, CheckStatus::Warn, "{}", c.detail);
     assert!(c.detail.contains("got no reply at all"), "{}", c.detail);
 }
+
+#[test]
+fn kube_proxy_rules_in_both_iptables_backends_are_named() {
+    let mut s = healthy();
+    s.set_node_command("iptables-nft-save", IPT_HEALTHY);
+    let d = s.diagnose();
+    let f = d
+        .findings
+        .iter()
+        .find(|f| f.id == iptables_backends_conflict::ID)
+        .unwrap_or_else(|| panic!("{:?}", ids(&d)));
+    // Both translate to the same endpoints: a risk, not yet a fault.
+    assert_eq!(f.severity, Severity::Warning);
+    assert!(evidence_text(f).contains("iptables-legacy-save"));
+    assert!(evidence_text(f).contains("iptables-nft-save"));
+    // One backend still names endpoints that are gone: an error.
+    s.set_node_command(
+        "iptables-nft-save",
+        &IPT_HEALTHY.replace(EP_B, "10.244.0.99"),
+    );
+    let d = s.diagnose();
+    let f = d
+        .findings
+        .iter()
+        .find(|f| f.id == iptables_backends_conflict::ID)
+        .unwrap();
+    assert_eq!(f.severity, Severity::Error, "{}", evidence_text(f));
+}
+
+#[test]
+fn bridged_replies_that_bypass_iptables_are_named() {
+    let mut s = healthy();
+    s.set_node_command(
+        "ip-addr",
+        "3: cni0: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP\n    link/ether 0a:58:0a:f4:00:01 brd ff:ff:ff:ff:ff:ff promiscuity 0\n    bridge forward_delay 1500 hello_time 200 max_age 2000 ageing_time 30000 stp_state 0\n    inet 10.244.0.1/24 brd 10.244.0.255 scope global cni0\n",
+    );
+    s.set_node_file("/proc/sys/net/bridge/bridge-nf-call-iptables", "1\n");
+    assert!(!ids(&s.diagnose()).contains(&bridge_nf_call_iptables_off::ID));
+    s.set_node_file("/proc/sys/net/bridge/bridge-nf-call-iptables", "0\n");
+    let d = s.diagnose();
+    assert!(
+        ids(&d).contains(&bridge_nf_call_iptables_off::ID),
+        "{:?}",
+        ids(&d)
+    );
+    // The ClusterIP then fails while the endpoints answer directly: that is the cause.
+    s.set_queries(is_cluster_dns, QueryOutcome::TimedOut, None);
+    let d = s.diagnose();
+    assert_eq!(top(&d).id, bridge_nf_call_iptables_off::ID, "{:?}", ids(&d));
+}
+
+#[test]
+fn without_kube_proxy_missing_rules_are_not_blamed_on_it() {
+    // An eBPF data plane: no kube-proxy pods, no KUBE chains, and the ClusterIP works.
+    let mut s = healthy();
+    s.topology.kube_proxy.pods.clear();
+    s.topology.kube_proxy.configured_mode = None;
+    s.set_node_command("iptables-legacy-save", IPT_FLUSHED);
+    let d = s.diagnose();
+    assert_eq!(problems(&d), vec![], "{:#?}", d.findings);
+    assert_eq!(check(&d, "kube-proxy").status, CheckStatus::Pass);
+    assert!(check(&d, "kube-proxy")
+        .detail
+        .contains("another data plane"));
+    // Broken ClusterIP there: not a kube-proxy finding.
+    s.set_queries(is_cluster_dns, QueryOutcome::TimedOut, None);
+    let d = s.diagnose();
+    assert!(
+        !ids(&d).contains(&kube_proxy_not_translating::ID),
+        "{:?}",
+        ids(&d)
+    );
+    assert!(d.has_problems());
+}
