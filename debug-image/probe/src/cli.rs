@@ -285,7 +285,7 @@ fn run_pod(args: PodArgs) -> i32 {
                     .clone(),
             )
         }),
-        Box::new(|| {}),
+        Box::new(child::kill_current),
     );
     pod::run(&config, &report);
     let result = report

@@ -126,7 +126,8 @@ pub fn run(config: &NodeConfig, snapshot: &SharedSnapshot, window_end: &Receiver
     s.conntrack_window_ms = u64::try_from(actual_window.as_millis()).unwrap_or(u64::MAX);
 }
 
-fn command(key: &str, argv: &[&str], timeout: Duration) -> CommandOutput {
+/// Runs one command with a deadline and records its output verbatim under `key`.
+pub(crate) fn command(key: &str, argv: &[&str], timeout: Duration) -> CommandOutput {
     let argv: Vec<String> = argv.iter().map(|a| (*a).to_owned()).collect();
     match child::run_bounded(&argv, timeout) {
         Ok(done) => CommandOutput {

@@ -58,6 +58,7 @@ pub fn empty_report(resolv_conf: &std::path::Path) -> PodReport {
         queries: Vec::new(),
         search_expansion: Vec::new(),
         parallel: Vec::new(),
+        netns_rules: Vec::new(),
     }
 }
 
@@ -77,11 +78,24 @@ enum Done {
     Query(usize, QueryResult),
 }
 
-/// Runs the pod mode, filling `report` as results come in.
+/// The pod network namespace's rule dumps, keyed as the node snapshot keys them.
+const NETNS_COMMANDS: [(&str, &[&str]); 2] = [
+    ("iptables-legacy-save", &["iptables-legacy-save"]),
+    ("iptables-nft-save", &["iptables-nft-save"]),
+];
+const NETNS_COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Runs the pod mode, filling `report` as results come in. Must run on the main thread
+/// (it starts commands, see [`crate::child::spawn_tied`]).
 pub fn run(config: &PodConfig, report: &SharedReport) {
     let (raw, conf) = read_resolv_conf(config);
     lock(report).resolv_conf = raw;
     lock(report).libc = libc_detect::detect(&config.proc_root, std::process::id());
+    // The pod's own rules, before any query: they decide where the queries go first.
+    for (key, argv) in NETNS_COMMANDS {
+        let out = crate::node::command(key, argv, NETNS_COMMAND_TIMEOUT);
+        lock(report).netns_rules.push(out);
+    }
 
     let targets = targets(config, &conf);
     let expansions: Vec<(String, Vec<String>)> = config

@@ -217,6 +217,12 @@ pub struct PodReport {
     pub queries: Vec<QueryResult>,
     pub search_expansion: Vec<SearchExpansion>,
     pub parallel: Vec<ParallelTest>,
+    /// The firewall rules of the pod's own network namespace (`iptables-legacy-save`,
+    /// `iptables-nft-save`), read from inside it: a sidecar's DNS redirect or a rule that
+    /// drops DNS before it leaves the pod. Commands that may not run (no NET_ADMIN) are
+    /// recorded with their error.
+    #[serde(default)]
+    pub netns_rules: Vec<CommandOutput>,
 }
 
 /// Output of a command run by the node probe, verbatim.

@@ -30,6 +30,7 @@ pub mod node_firewall;
 pub mod nodelocaldns_not_answering;
 pub mod one_replica_broken;
 pub mod pod_dns_policy;
+pub mod pod_netns_rules;
 pub mod search_path_amplification;
 pub mod truncated_no_tcp;
 pub mod udp_blocked;
@@ -103,6 +104,8 @@ pub const PRIORITY: &[&str] = &[
     dns_pods_not_ready::ID_CRASHLOOP,
     dns_pods_not_ready::ID_NOT_READY,
     nodelocaldns_not_answering::ID,
+    pod_netns_rules::ID_DROPS,
+    pod_netns_rules::ID_REDIRECTS,
     kube_proxy_not_translating::ID,
     kube_proxy_stale_rules::ID,
     iptables_backends_conflict::ID,
@@ -210,6 +213,7 @@ pub fn diagnose(input: &DiagnosisInput<'_>) -> Diagnosis {
     findings.extend(dns_service_no_endpoints::rule(&cx));
     findings.extend(dns_pods_not_ready::rule(&cx));
     findings.extend(nodelocaldns_not_answering::rule(&cx));
+    findings.extend(pod_netns_rules::rule(&cx));
     findings.extend(kube_proxy_not_translating::rule(&cx));
     findings.extend(kube_proxy_stale_rules::rule(&cx));
     findings.extend(iptables_backends_conflict::rule(&cx));

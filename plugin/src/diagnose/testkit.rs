@@ -275,6 +275,7 @@ fn healthy_probe() -> PodReport {
             })
             .collect(),
         parallel: vec![parallel(CLUSTER_IP)],
+        netns_rules: Vec::new(),
     }
 }
 

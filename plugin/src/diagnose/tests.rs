@@ -1301,3 +1301,72 @@ fn without_kube_proxy_missing_rules_are_not_blamed_on_it() {
     );
     assert!(d.has_problems());
 }
+
+fn netns_dump(key: &str, stdout: &str) -> dns_doctor_probe::schema::CommandOutput {
+    command(key, stdout)
+}
+
+#[test]
+fn a_drop_in_the_pods_own_network_namespace_is_named_where_packets_die() {
+    let mut s = healthy();
+    s.set_queries(is_cluster_dns, QueryOutcome::TimedOut, None);
+    s.set_queries(
+        |q| q.role == ServerRole::Endpoint,
+        QueryOutcome::TimedOut,
+        None,
+    );
+    s.probe().netns_rules = vec![
+        netns_dump(
+            "iptables-legacy-save",
+            "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A OUTPUT ! -o lo -m comment --comment \"egress lockdown\" -j DROP\nCOMMIT\n",
+        ),
+        netns_dump("iptables-nft-save", ""),
+    ];
+    let d = s.diagnose();
+    let f = d
+        .findings
+        .iter()
+        .find(|f| f.id == pod_netns_rules::ID_DROPS)
+        .unwrap_or_else(|| panic!("{:?}", ids(&d)));
+    assert_eq!(f.severity, Severity::Error);
+    assert!(
+        evidence_text(f).contains("egress lockdown"),
+        "{}",
+        evidence_text(f)
+    );
+    assert_eq!(f.loss_point.as_deref(), Some("the pod's network namespace"));
+    // A rule for loopback only, or for another port, is not DNS's problem.
+    s.probe().netns_rules = vec![netns_dump(
+        "iptables-legacy-save",
+        "*filter\n:OUTPUT ACCEPT [0:0]\n-A OUTPUT -o lo -j DROP\n-A OUTPUT -p tcp -m tcp --dport 25 -j REJECT\nCOMMIT\n",
+    )];
+    assert!(!ids(&s.diagnose()).contains(&pod_netns_rules::ID_DROPS));
+}
+
+#[test]
+fn a_sidecar_dns_redirect_is_reported_as_the_real_first_hop() {
+    let mut s = healthy();
+    s.probe().netns_rules = vec![netns_dump(
+        "iptables-legacy-save",
+        "*nat\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:ISTIO_OUTPUT - [0:0]\n-A OUTPUT -j ISTIO_OUTPUT\n-A ISTIO_OUTPUT -d 10.96.0.10/32 -p udp -m udp --dport 53 -j REDIRECT --to-ports 15053\nCOMMIT\n",
+    )];
+    let d = s.diagnose();
+    let f = d
+        .findings
+        .iter()
+        .find(|f| f.id == pod_netns_rules::ID_REDIRECTS)
+        .unwrap_or_else(|| panic!("{:?}", ids(&d)));
+    // Lookups work through it: worth knowing, not a fault.
+    assert_eq!(f.severity, Severity::Info);
+    assert!(f.summary.contains("local port 15053"), "{}", f.summary);
+    assert!(!d.has_problems());
+    // The proxy does not answer: it is the cause.
+    s.set_queries(is_cluster_dns, QueryOutcome::TimedOut, None);
+    let d = s.diagnose();
+    let f = d
+        .findings
+        .iter()
+        .find(|f| f.id == pod_netns_rules::ID_REDIRECTS)
+        .unwrap();
+    assert_eq!(f.severity, Severity::Error);
+}
