@@ -11,6 +11,7 @@ pub mod checklist;
 pub mod corefile_view;
 pub mod finding;
 pub mod ladder;
+pub mod network_policy_eval;
 pub mod node_view;
 pub mod observed;
 
@@ -23,6 +24,7 @@ pub mod dns_service_no_endpoints;
 pub mod five_second_latency;
 pub mod kube_proxy_not_translating;
 pub mod kube_proxy_stale_rules;
+pub mod network_policy_blocks_dns;
 pub mod node_firewall;
 pub mod nodelocaldns_not_answering;
 pub mod one_replica_broken;
@@ -99,6 +101,7 @@ pub const PRIORITY: &[&str] = &[
     dns_service_no_endpoints::ID,
     dns_pods_not_ready::ID_CRASHLOOP,
     dns_pods_not_ready::ID_NOT_READY,
+    network_policy_blocks_dns::ID,
     nodelocaldns_not_answering::ID,
     kube_proxy_not_translating::ID,
     kube_proxy_stale_rules::ID,
@@ -204,6 +207,7 @@ pub fn diagnose(input: &DiagnosisInput<'_>) -> Diagnosis {
     findings.extend(dns_service_missing::rule(&cx));
     findings.extend(dns_service_no_endpoints::rule(&cx));
     findings.extend(dns_pods_not_ready::rule(&cx));
+    findings.extend(network_policy_blocks_dns::rule(&cx));
     findings.extend(nodelocaldns_not_answering::rule(&cx));
     findings.extend(kube_proxy_not_translating::rule(&cx));
     findings.extend(kube_proxy_stale_rules::rule(&cx));

@@ -6,7 +6,12 @@ use dns_doctor_probe::schema::{ConnectOutcome, LibcKind, QueryOutcome, ServerRol
 use crate::capture::correlate::MatchKind;
 use crate::capture::{CaptureAnalysis, CaptureFormat, Correlation, LostQuery, Sighting, Timestamp};
 use crate::evidence::CaptureKind;
-use crate::topology::{LogLine, NodeLocalDnsInfo, PodDnsConfig, Termination};
+use std::collections::BTreeMap;
+
+use crate::topology::{
+    LogLine, NetworkPolicyInfo, NodeLocalDnsInfo, PodDnsConfig, PolicyPeer, PolicyPort, PolicyRule,
+    Selector, SelectorRequirement, Termination,
+};
 
 use super::testkit::*;
 use super::*;
@@ -1084,4 +1089,337 @@ fn parallel_rounds_without_any_reply_do_not_pass_the_five_second_check() {
     let c = check(&d, "five-second");
     assert_eq!(c.status, CheckStatus::Warn, "{}", c.detail);
     assert!(c.detail.contains("got no reply at all"), "{}", c.detail);
+}
+
+// --- network-policy-blocks-dns ---
+
+fn selector(pairs: &[(&str, &str)]) -> Selector {
+    Selector {
+        match_labels: labels(pairs),
+        match_expressions: Vec::new(),
+    }
+}
+
+/// `to`/`from` the CoreDNS pods: their namespace by name and their k8s-app label.
+fn dns_peer() -> PolicyPeer {
+    PolicyPeer {
+        namespace_selector: Some(selector(&[("kubernetes.io/metadata.name", "kube-system")])),
+        pod_selector: Some(selector(&[("k8s-app", "kube-dns")])),
+        ip_block: None,
+    }
+}
+
+fn policy_ports(ports: &[(&str, &str)]) -> Vec<PolicyPort> {
+    ports
+        .iter()
+        .map(|(protocol, port)| PolicyPort {
+            protocol: protocol.to_string(),
+            port: Some(port.to_string()),
+            end_port: None,
+        })
+        .collect()
+}
+
+fn egress_policy(name: &str, pod_selector: Selector, egress: Vec<PolicyRule>) -> NetworkPolicyInfo {
+    NetworkPolicyInfo {
+        namespace: "default".into(),
+        name: name.into(),
+        pod_selector,
+        policy_types: vec!["Egress".into()],
+        ingress: Vec::new(),
+        egress,
+    }
+}
+
+/// The pod's queries over `transport` (to the ClusterIP and to the endpoints) time out, as
+/// a policy dropping them makes them.
+fn drop_transport(s: &mut Scenario, transport: Transport) {
+    s.set_queries(
+        |q| q.role != ServerRole::Upstream && q.transport == transport,
+        QueryOutcome::TimedOut,
+        None,
+    );
+    if transport == Transport::Tcp {
+        s.set_connects(|_| true, ConnectOutcome::TimedOut);
+    }
+}
+
+/// CoreDNS listening on `port` behind the Service's port 53: targetPort, EndpointSlices,
+/// containerPorts and the Corefile all say so.
+fn listen_on(s: &mut Scenario, port: u16) {
+    let svc = s.topology.dns_service.as_mut().unwrap();
+    for p in svc.ports.iter_mut().filter(|p| p.port == 53) {
+        p.target_port = Some(port.to_string());
+    }
+    for e in &mut s.topology.endpoints {
+        e.ports = vec![
+            ("UDP".into(), port),
+            ("TCP".into(), port),
+            ("TCP".into(), 9153),
+        ];
+        e.named_ports = coredns_ports(port, port);
+    }
+    for p in &mut s.topology.dns_pods {
+        p.container_ports = coredns_ports(port, port);
+    }
+    s.topology.corefile = s
+        .topology
+        .corefile
+        .as_ref()
+        .map(|c| c.replace(".:53 {", &format!(".:{port} {{")));
+    for q in s
+        .probe()
+        .queries
+        .iter_mut()
+        .filter(|q| q.role == ServerRole::Endpoint)
+    {
+        q.server.set_port(port);
+    }
+    for c in s
+        .probe()
+        .tcp_connects
+        .iter_mut()
+        .filter(|c| c.role == ServerRole::Endpoint)
+    {
+        c.target.set_port(port);
+    }
+}
+
+#[test]
+fn default_deny_egress_blocks_dns_and_the_fix_is_an_egress_rule() {
+    let mut s = healthy();
+    s.topology.network_policies = vec![egress_policy(
+        "default-deny-egress",
+        Selector::default(),
+        Vec::new(),
+    )];
+    drop_transport(&mut s, Transport::Udp);
+    drop_transport(&mut s, Transport::Tcp);
+    let d = s.diagnose();
+    let f = top(&d);
+    assert_eq!(f.id, network_policy_blocks_dns::ID, "{:?}", ids(&d));
+    assert_eq!(f.severity, Severity::Error);
+    assert!(
+        f.summary.contains("default/default-deny-egress"),
+        "{}",
+        f.summary
+    );
+    assert!(
+        f.summary
+            .contains("egress from the pod to the DNS pods on UDP 53 and TCP 53"),
+        "{}",
+        f.summary
+    );
+    let ev = evidence_text(f);
+    assert!(ev.contains("egress: none (denies all)"), "{ev}");
+    assert!(
+        ev.contains("egress UDP to 10.244.0.2:53 (kube-system/coredns-a): not allowed by default/default-deny-egress"),
+        "{ev}"
+    );
+    let fix = &f.remediation[0];
+    for want in [
+        "kubernetes.io/metadata.name: kube-system",
+        "k8s-app: kube-dns",
+        "- protocol: UDP\n      port: 53",
+        "- protocol: TCP\n      port: 53",
+    ] {
+        assert!(fix.contains(want), "{want} missing from {fix}");
+    }
+    // Nothing else is blamed for the timeouts.
+    assert!(
+        !ids(&d).contains(&cluster_dns_unreachable::ID),
+        "{:?}",
+        ids(&d)
+    );
+    assert!(!ids(&d).contains(&node_firewall::ID), "{:?}", ids(&d));
+}
+
+#[test]
+fn egress_allowing_port_53_blocks_coredns_listening_on_5353() {
+    let mut s = healthy();
+    listen_on(&mut s, 5353);
+    s.topology.network_policies = vec![egress_policy(
+        "allow-dns-53",
+        Selector::default(),
+        vec![PolicyRule {
+            peers: vec![dns_peer()],
+            ports: policy_ports(&[("UDP", "53"), ("TCP", "53")]),
+        }],
+    )];
+    drop_transport(&mut s, Transport::Udp);
+    drop_transport(&mut s, Transport::Tcp);
+    let d = s.diagnose();
+    let f = top(&d);
+    assert_eq!(f.id, network_policy_blocks_dns::ID, "{:?}", ids(&d));
+    assert_eq!(f.severity, Severity::Error);
+    assert!(f.summary.contains("UDP 5353"), "{}", f.summary);
+    let ev = evidence_text(f);
+    assert!(
+        ev.contains("takes UDP 53 but the DNS pods listen on 5353 (targetPort 5353)"),
+        "{ev}"
+    );
+    assert!(ev.contains("to namespaceSelector kubernetes.io/metadata.name=kube-system + podSelector k8s-app=kube-dns on UDP 53, TCP 53"), "{ev}");
+    assert!(
+        f.remediation[0].contains("port: 5353"),
+        "{:?}",
+        f.remediation
+    );
+    assert!(f.remediation[0].contains("not the Service port"));
+}
+
+#[test]
+fn egress_allowing_udp_only_blocks_tcp_as_a_warning() {
+    let mut s = healthy();
+    s.topology.network_policies = vec![egress_policy(
+        "allow-dns-udp",
+        Selector::default(),
+        vec![PolicyRule {
+            peers: vec![dns_peer()],
+            ports: policy_ports(&[("UDP", "53")]),
+        }],
+    )];
+    drop_transport(&mut s, Transport::Tcp);
+    let d = s.diagnose();
+    let f = top(&d);
+    assert_eq!(f.id, network_policy_blocks_dns::ID, "{:?}", ids(&d));
+    // Lookups over UDP work; answers too large for UDP do not.
+    assert_eq!(f.severity, Severity::Warning);
+    assert!(f.summary.contains("on TCP 53 not allowed"), "{}", f.summary);
+    assert!(!f.summary.contains("UDP"), "{}", f.summary);
+}
+
+#[test]
+fn ingress_policy_on_the_dns_pods_that_leaves_out_the_client_namespace() {
+    let mut s = healthy();
+    s.topology.network_policies = vec![NetworkPolicyInfo {
+        namespace: "kube-system".into(),
+        name: "coredns-ingress".into(),
+        pod_selector: selector(&[("k8s-app", "kube-dns")]),
+        policy_types: vec!["Ingress".into()],
+        ingress: vec![PolicyRule {
+            peers: vec![PolicyPeer {
+                namespace_selector: Some(selector(&[(
+                    "kubernetes.io/metadata.name",
+                    "monitoring",
+                )])),
+                ..PolicyPeer::default()
+            }],
+            ports: policy_ports(&[("UDP", "dns"), ("TCP", "dns-tcp")]),
+        }],
+        egress: Vec::new(),
+    }];
+    drop_transport(&mut s, Transport::Udp);
+    drop_transport(&mut s, Transport::Tcp);
+    let d = s.diagnose();
+    let f = top(&d);
+    assert_eq!(f.id, network_policy_blocks_dns::ID, "{:?}", ids(&d));
+    assert_eq!(f.severity, Severity::Error);
+    assert!(
+        f.summary
+            .contains("ingress to the DNS pods from the pod on UDP 53 and TCP 53"),
+        "{}",
+        f.summary
+    );
+    assert!(f.summary.contains("kube-system/coredns-ingress"));
+    assert!(f.remediation[0].contains("Allow DNS into the DNS pods"));
+    assert!(f.remediation[0].contains("namespaceSelector: {}"));
+}
+
+#[test]
+fn policies_that_allow_dns_or_select_other_pods_are_not_findings() {
+    let deny_all = egress_policy("default-deny-egress", Selector::default(), Vec::new());
+    let allow_dns = egress_policy(
+        "allow-dns",
+        Selector::default(),
+        vec![PolicyRule {
+            peers: vec![dns_peer()],
+            ports: policy_ports(&[("UDP", "53"), ("TCP", "53")]),
+        }],
+    );
+    let other_pods = egress_policy("db-deny-egress", selector(&[("app", "db")]), Vec::new());
+    let named_ports = egress_policy(
+        "allow-dns-by-name",
+        Selector::default(),
+        vec![PolicyRule {
+            peers: vec![dns_peer()],
+            ports: policy_ports(&[("UDP", "dns"), ("TCP", "dns-tcp")]),
+        }],
+    );
+    for policies in [
+        vec![deny_all.clone(), allow_dns],
+        vec![other_pods],
+        vec![deny_all, named_ports],
+    ] {
+        let mut s = healthy();
+        s.topology.network_policies = policies.clone();
+        let d = s.diagnose();
+        assert_eq!(problems(&d), vec![], "{policies:?}");
+    }
+}
+
+#[test]
+fn match_expressions_decide_which_namespaces_a_rule_reaches() {
+    let expr = |op: &str, values: &[&str]| SelectorRequirement {
+        key: "kubernetes.io/metadata.name".into(),
+        operator: op.into(),
+        values: values.iter().map(|v| v.to_string()).collect(),
+    };
+    let to_namespaces = |req: SelectorRequirement| {
+        egress_policy(
+            "egress-by-namespace",
+            Selector {
+                match_labels: BTreeMap::new(),
+                match_expressions: vec![SelectorRequirement {
+                    key: "app".into(),
+                    operator: "In".into(),
+                    values: vec!["web".into(), "api".into()],
+                }],
+            },
+            vec![PolicyRule {
+                peers: vec![PolicyPeer {
+                    namespace_selector: Some(Selector {
+                        match_labels: BTreeMap::new(),
+                        match_expressions: vec![req],
+                    }),
+                    ..PolicyPeer::default()
+                }],
+                ports: Vec::new(),
+            }],
+        )
+    };
+    // Everything but kube-system: DNS is blocked.
+    let mut s = healthy();
+    s.topology.network_policies = vec![to_namespaces(expr("NotIn", &["kube-system"]))];
+    drop_transport(&mut s, Transport::Udp);
+    drop_transport(&mut s, Transport::Tcp);
+    let d = s.diagnose();
+    assert_eq!(top(&d).id, network_policy_blocks_dns::ID, "{:?}", ids(&d));
+    assert!(
+        evidence_text(top(&d)).contains("kubernetes.io/metadata.name notin (kube-system)"),
+        "{}",
+        evidence_text(top(&d))
+    );
+    // kube-system among others: allowed.
+    let mut s = healthy();
+    s.topology.network_policies = vec![to_namespaces(expr("In", &["kube-system", "app"]))];
+    assert_eq!(problems(&s.diagnose()), vec![]);
+}
+
+#[test]
+fn a_policy_the_network_plugin_does_not_enforce_is_a_warning() {
+    let mut s = healthy();
+    s.topology.network_policies = vec![egress_policy(
+        "default-deny-egress",
+        Selector::default(),
+        Vec::new(),
+    )];
+    let d = s.diagnose();
+    let f = top(&d);
+    assert_eq!(f.id, network_policy_blocks_dns::ID);
+    assert_eq!(f.severity, Severity::Warning);
+    assert!(
+        evidence_text(f).contains("does not enforce NetworkPolicy"),
+        "{}",
+        evidence_text(f)
+    );
 }
