@@ -21,6 +21,7 @@ pub mod conntrack_table_near_full;
 pub mod dns_pods_not_ready;
 pub mod dns_service_missing;
 pub mod dns_service_no_endpoints;
+pub mod dns_service_port_mismatch;
 pub mod five_second_latency;
 pub mod kube_proxy_not_translating;
 pub mod kube_proxy_stale_rules;
@@ -101,6 +102,7 @@ pub const PRIORITY: &[&str] = &[
     dns_service_no_endpoints::ID,
     dns_pods_not_ready::ID_CRASHLOOP,
     dns_pods_not_ready::ID_NOT_READY,
+    dns_service_port_mismatch::ID,
     network_policy_blocks_dns::ID,
     nodelocaldns_not_answering::ID,
     kube_proxy_not_translating::ID,
@@ -207,6 +209,7 @@ pub fn diagnose(input: &DiagnosisInput<'_>) -> Diagnosis {
     findings.extend(dns_service_missing::rule(&cx));
     findings.extend(dns_service_no_endpoints::rule(&cx));
     findings.extend(dns_pods_not_ready::rule(&cx));
+    findings.extend(dns_service_port_mismatch::rule(&cx));
     findings.extend(network_policy_blocks_dns::rule(&cx));
     findings.extend(nodelocaldns_not_answering::rule(&cx));
     findings.extend(kube_proxy_not_translating::rule(&cx));

@@ -1423,3 +1423,156 @@ fn a_policy_the_network_plugin_does_not_enforce_is_a_warning() {
         evidence_text(f)
     );
 }
+
+// --- dns-service-port-mismatch, and endpoints probed on their port ---
+
+/// Probe results of a Service whose port 53 leads nowhere: the ClusterIP's queries and
+/// the direct ones (on the EndpointSlice port) all time out.
+fn nothing_listens(s: &mut Scenario) {
+    drop_transport(s, Transport::Udp);
+    drop_transport(s, Transport::Tcp);
+}
+
+#[test]
+fn target_port_5353_while_coredns_listens_on_53() {
+    let mut s = healthy();
+    listen_on(&mut s, 5353);
+    // ... but CoreDNS still listens on 53, as its Corefile and container say.
+    s.topology.corefile = healthy().topology.corefile;
+    for p in &mut s.topology.dns_pods {
+        p.container_ports = coredns_ports(53, 53);
+    }
+    nothing_listens(&mut s);
+    let d = s.diagnose();
+    let f = top(&d);
+    assert_eq!(f.id, dns_service_port_mismatch::ID, "{:?}", ids(&d));
+    assert_eq!(f.severity, Severity::Error);
+    assert!(
+        f.summary
+            .contains("UDP and TCP sent to 5353, the Corefile listens on 53"),
+        "{}",
+        f.summary
+    );
+    let ev = evidence_text(f);
+    assert!(
+        ev.contains("api:corefile: the Corefile's server blocks listen on `.:53` (line 1); the EndpointSlices send UDP to port 5353 (10.244.0.2, 10.244.0.3)"),
+        "{ev}"
+    );
+    assert!(
+        ev.contains("the DNS container (coredns) of kube-system/coredns-a, kube-system/coredns-b declares TCP containerPort 53"),
+        "{ev}"
+    );
+    assert!(
+        f.remediation[0].contains(
+            "Set the targetPort of Service kube-system/kube-dns ports dns (UDP 53) and dns-tcp (TCP 53) to 53, where the Corefile listens (`.:53`)"
+        ),
+        "{:?}",
+        f.remediation
+    );
+    // The endpoints were probed where the Service sends (5353), and failed there: not a
+    // broken replica, not kube-proxy.
+    assert!(!ids(&d).contains(&one_replica_broken::ID), "{:?}", ids(&d));
+    assert!(
+        !ids(&d).contains(&kube_proxy_not_translating::ID),
+        "{:?}",
+        ids(&d)
+    );
+}
+
+#[test]
+fn corefile_on_5353_behind_a_target_port_of_53() {
+    let mut s = healthy();
+    s.topology.corefile = s
+        .topology
+        .corefile
+        .as_ref()
+        .map(|c| c.replace(".:53 {", ".:5353 {"));
+    nothing_listens(&mut s);
+    let d = s.diagnose();
+    let f = top(&d);
+    assert_eq!(f.id, dns_service_port_mismatch::ID, "{:?}", ids(&d));
+    assert!(
+        f.remediation[0].contains("to 5353, where the Corefile listens (`.:5353`)"),
+        "{:?}",
+        f.remediation
+    );
+    // The declared containerPort 53 agrees with the slices; only the Corefile differs.
+    assert!(
+        !evidence_text(f).contains("declares"),
+        "{}",
+        evidence_text(f)
+    );
+}
+
+#[test]
+fn service_without_its_tcp_port_is_a_warning() {
+    let mut s = healthy();
+    let svc = s.topology.dns_service.as_mut().unwrap();
+    svc.ports.retain(|p| p.name.as_deref() != Some("dns-tcp"));
+    for e in &mut s.topology.endpoints {
+        e.named_ports
+            .retain(|p| p.name.as_deref() != Some("dns-tcp"));
+        e.ports
+            .retain(|(proto, port)| proto != "TCP" || *port != 53);
+    }
+    s.set_queries(
+        |q| is_cluster_dns(q) && q.transport == Transport::Tcp,
+        QueryOutcome::Refused,
+        None,
+    );
+    s.set_connects(
+        |c| c.role == ServerRole::Nameserver,
+        ConnectOutcome::Refused,
+    );
+    let d = s.diagnose();
+    let f = top(&d);
+    assert_eq!(f.id, dns_service_port_mismatch::ID, "{:?}", ids(&d));
+    assert_eq!(f.severity, Severity::Warning);
+    assert!(f.summary.contains("TCP port 53 missing"), "{}", f.summary);
+    assert!(
+        evidence_text(f).contains("has no TCP port 53 (its ports: 53/UDP, 9153/TCP)"),
+        "{}",
+        evidence_text(f)
+    );
+    assert!(
+        f.remediation[0].contains("{name: dns-tcp, port: 53, protocol: TCP, targetPort: 53}"),
+        "{:?}",
+        f.remediation
+    );
+}
+
+#[test]
+fn consistent_ports_other_than_53_are_no_mismatch() {
+    let mut s = healthy();
+    listen_on(&mut s, 5353);
+    let d = s.diagnose();
+    assert_eq!(problems(&d), vec![], "{:#?}", d.findings);
+    assert_eq!(check(&d, "endpoints-direct").status, CheckStatus::Pass);
+}
+
+#[test]
+fn not_ready_endpoints_are_listed_but_do_not_fail_the_direct_check() {
+    let mut s = healthy();
+    s.topology.dns_pods[1].ready = false;
+    s.topology.endpoints[1].ready = false;
+    let without_b: String = IPT_HEALTHY
+        .lines()
+        .filter(|l| !l.contains(EP_B))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    s.set_node_command("iptables-legacy-save", &without_b);
+    // An older probe also asked the not-ready endpoint, which does not answer.
+    s.set_queries(|q| q.server.ip() == ip(EP_B), QueryOutcome::TimedOut, None);
+    let d = s.diagnose();
+    let c = check(&d, "endpoints-direct");
+    assert_eq!(c.status, CheckStatus::Pass, "{}", c.detail);
+    assert!(
+        c.detail
+            .contains("not ready, not judged: 10.244.0.3: 0/32 answered"),
+        "{}",
+        c.detail
+    );
+    // The not-ready pod is the DNS-pods finding, not a broken replica behind the Service.
+    assert!(!ids(&d).contains(&one_replica_broken::ID), "{:?}", ids(&d));
+    assert_eq!(top(&d).id, dns_pods_not_ready::ID_NOT_READY);
+}
