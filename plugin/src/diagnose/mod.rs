@@ -17,6 +17,7 @@ pub mod observed;
 
 pub mod app_lookups;
 pub mod cluster_dns_unreachable;
+pub mod cluster_domain_mismatch;
 pub mod conntrack_table_near_full;
 pub mod dns_pods_not_ready;
 pub mod dns_service_missing;
@@ -109,6 +110,7 @@ pub const PRIORITY: &[&str] = &[
     kube_proxy_stale_rules::ID,
     node_firewall::ID,
     udp_blocked::ID,
+    cluster_domain_mismatch::ID,
     upstream_failing::ID,
     one_replica_broken::ID,
     five_second_latency::ID,
@@ -216,6 +218,7 @@ pub fn diagnose(input: &DiagnosisInput<'_>) -> Diagnosis {
     findings.extend(kube_proxy_stale_rules::rule(&cx));
     findings.extend(node_firewall::rule(&cx));
     findings.extend(udp_blocked::rule(&cx));
+    findings.extend(cluster_domain_mismatch::rule(&cx));
     findings.extend(upstream_failing::rule(&cx));
     findings.extend(one_replica_broken::rule(&cx));
     findings.extend(five_second_latency::rule(&cx));

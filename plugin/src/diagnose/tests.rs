@@ -9,8 +9,8 @@ use crate::evidence::CaptureKind;
 use std::collections::BTreeMap;
 
 use crate::topology::{
-    LogLine, NetworkPolicyInfo, NodeLocalDnsInfo, PodDnsConfig, PolicyPeer, PolicyPort, PolicyRule,
-    Selector, SelectorRequirement, Termination,
+    ClusterDnsSource, LogLine, NetworkPolicyInfo, NodeLocalDnsInfo, PodDnsConfig, PolicyPeer,
+    PolicyPort, PolicyRule, Selector, SelectorRequirement, Termination,
 };
 
 use super::testkit::*;
@@ -1575,4 +1575,133 @@ fn not_ready_endpoints_are_listed_but_do_not_fail_the_direct_check() {
     // The not-ready pod is the DNS-pods finding, not a broken replica behind the Service.
     assert!(!ids(&d).contains(&one_replica_broken::ID), "{:?}", ids(&d));
     assert_eq!(top(&d).id, dns_pods_not_ready::ID_NOT_READY);
+}
+
+// --- cluster-domain-mismatch ---
+
+fn corefile_serving(s: &mut Scenario, zone: &str) {
+    s.topology.corefile = s.topology.corefile.as_ref().map(|c| {
+        c.replace(
+            "kubernetes cluster.local in-addr.arpa",
+            &format!("kubernetes {zone} in-addr.arpa"),
+        )
+    });
+}
+
+/// CoreDNS does not serve cluster.local: every name under it is forwarded and NXDOMAIN.
+fn cluster_local_unknown(s: &mut Scenario) {
+    for q in s
+        .probe()
+        .queries
+        .iter_mut()
+        .filter(|q| q.qname.ends_with(".cluster.local."))
+    {
+        q.rcode = Some("NXDOMAIN".into());
+        q.answers.clear();
+    }
+}
+
+#[test]
+fn kubelet_on_cluster_local_with_a_corefile_on_cluster_test() {
+    let mut s = healthy();
+    corefile_serving(&mut s, "cluster.test");
+    cluster_local_unknown(&mut s);
+    let d = s.diagnose();
+    let f = top(&d);
+    assert_eq!(f.id, cluster_domain_mismatch::ID, "{:?}", ids(&d));
+    assert_eq!(f.severity, Severity::Error);
+    assert!(
+        f.summary
+            .contains("pods use cluster.local, the Corefile's kubernetes plugin serves cluster.test in-addr.arpa ip6.arpa"),
+        "{}",
+        f.summary
+    );
+    let ev = evidence_text(f);
+    assert!(
+        ev.contains("the kubelet's clusterDomain (configz) is cluster.local"),
+        "{ev}"
+    );
+    assert!(
+        ev.contains("api:corefile: line 5: kubernetes cluster.test"),
+        "{ev}"
+    );
+    assert!(
+        ev.contains("kubernetes.default.svc.cluster.local. -> 10.96.0.10:53: NXDOMAIN"),
+        "{ev}"
+    );
+    assert!(
+        f.remediation[0].contains("line 5, to `kubernetes cluster.local in-addr.arpa ip6.arpa`"),
+        "{:?}",
+        f.remediation
+    );
+    assert!(
+        f.remediation[1].contains("clusterDomain: cluster.test"),
+        "{:?}",
+        f.remediation
+    );
+    // The failing lookup is the symptom, ranked after the cause.
+    assert!(ids(&d).contains(&app_lookups::ID_FAILS), "{:?}", ids(&d));
+}
+
+#[test]
+fn search_list_without_svc_of_the_cluster_domain() {
+    let mut s = healthy();
+    s.probe().resolv_conf.content = Some(format!(
+        "search default.svc.cluster.test svc.cluster.test cluster.test\nnameserver {CLUSTER_IP}\noptions ndots:5\n"
+    ));
+    let d = s.diagnose();
+    let f = d
+        .findings
+        .iter()
+        .find(|f| f.id == cluster_domain_mismatch::ID)
+        .unwrap_or_else(|| panic!("{:?}", ids(&d)));
+    assert!(
+        f.summary
+            .contains("the pod's search list lacks svc.cluster.local"),
+        "{}",
+        f.summary
+    );
+    assert!(
+        evidence_text(f).contains(
+            "searches default.svc.cluster.test svc.cluster.test cluster.test: no svc.cluster.local"
+        ),
+        "{}",
+        evidence_text(f)
+    );
+    assert!(
+        f.remediation[0].contains("recreate the pod"),
+        "{:?}",
+        f.remediation
+    );
+}
+
+#[test]
+fn without_configz_the_search_list_stands_for_the_kubelet() {
+    // configz not readable: "cluster.local" in the topology is a guess. The pod's search
+    // list and the Corefile agree on cluster.test: nothing is wrong.
+    let mut s = healthy();
+    s.topology.cluster_dns.source = ClusterDnsSource::KubeDnsService;
+    corefile_serving(&mut s, "cluster.test");
+    s.probe().resolv_conf.content = Some(format!(
+        "search default.svc.cluster.test svc.cluster.test cluster.test\nnameserver {CLUSTER_IP}\noptions ndots:5\n"
+    ));
+    let d = s.diagnose();
+    assert!(
+        !ids(&d).contains(&cluster_domain_mismatch::ID),
+        "{:?}",
+        ids(&d)
+    );
+    // They disagree: the search list names the domain pods use.
+    let mut s = healthy();
+    s.topology.cluster_dns.source = ClusterDnsSource::KubeDnsService;
+    corefile_serving(&mut s, "cluster.test");
+    cluster_local_unknown(&mut s);
+    let d = s.diagnose();
+    let f = top(&d);
+    assert_eq!(f.id, cluster_domain_mismatch::ID, "{:?}", ids(&d));
+    assert!(
+        evidence_text(f).contains("the pod's search list names svc.cluster.local"),
+        "{}",
+        evidence_text(f)
+    );
 }
