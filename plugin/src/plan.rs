@@ -5,6 +5,8 @@
 //! pod's network namespace (the probe still runs in a plain ephemeral container); else
 //! probes only; else the API reads alone. It says which, and why.
 
+use std::net::SocketAddr;
+
 use serde::Serialize;
 
 use crate::cli::DoctorConfig;
@@ -61,6 +63,9 @@ pub struct Plan {
     /// Names the pod probe resolves as an application would: `--names` (or the defaults)
     /// and a Service of the target's own namespace, whose right answer the API knows.
     pub probe_names: Vec<String>,
+    /// The DNS endpoints the pod probe asks directly: the ready ones, each on the port it
+    /// serves DNS on.
+    pub probe_endpoints: Vec<SocketAddr>,
 }
 
 /// Everything the plan is decided from.
@@ -183,7 +188,27 @@ pub fn decide(input: &PlanInput<'_>) -> Plan {
         nodes,
         node_namespace: input.node_namespace.to_string(),
         probe_names: probe_names(&cfg.names, input.topology),
+        probe_endpoints: probe_endpoints(input.topology),
     }
+}
+
+/// The endpoints to query directly: only the ready ones, as kube-proxy sends the ClusterIP's
+/// traffic only to those (not-ready pods are the DNS-pods finding's business), each on its
+/// EndpointSlice UDP port, which is what the pod listens on when the Service maps 53 to
+/// another targetPort.
+pub fn probe_endpoints(topology: &Topology) -> Vec<SocketAddr> {
+    topology
+        .endpoints
+        .iter()
+        .filter(|e| e.ready)
+        .map(|e| {
+            let port = topology
+                .endpoint_dns_port(e, "UDP")
+                .or_else(|| topology.endpoint_dns_port(e, "TCP"))
+                .unwrap_or(53);
+            SocketAddr::new(e.ip, port)
+        })
+        .collect()
 }
 
 /// The names to resolve from the pod: those asked for, then the first Service of the pod's
@@ -358,6 +383,48 @@ mod tests {
             "{:?}",
             plan.reasons
         );
+    }
+
+    #[test]
+    fn endpoints_are_probed_when_ready_on_their_slice_port() {
+        use crate::topology::{EndpointInfo, NamedPort, ServiceInfo, ServicePort};
+        let ep = |ip: &str, ready: bool, port: u16| EndpointInfo {
+            ip: ip.parse().unwrap(),
+            ports: vec![("UDP".into(), port)],
+            ready,
+            serving: ready,
+            terminating: false,
+            pod: None,
+            node: None,
+            named_ports: vec![NamedPort {
+                name: Some("dns".into()),
+                protocol: "UDP".into(),
+                port,
+            }],
+        };
+        let mut topo = topology();
+        topo.dns_service = Some(ServiceInfo {
+            namespace: "kube-system".into(),
+            name: "kube-dns".into(),
+            cluster_ip: "10.96.0.10".parse().unwrap(),
+            ports: vec![ServicePort {
+                name: Some("dns".into()),
+                port: 53,
+                protocol: "UDP".into(),
+                target_port: Some("dns".into()),
+            }],
+            selector: Vec::new(),
+        });
+        topo.endpoints = vec![
+            ep("10.244.0.2", true, 5353),
+            ep("10.244.0.3", false, 5353),
+            ep("fd00:10:244::2", true, 5353),
+        ];
+        let addrs: Vec<String> = probe_endpoints(&topo)
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(addrs, vec!["10.244.0.2:5353", "[fd00:10:244::2]:5353"]);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! What discovery found in the cluster: plain values, filled by `kube::discover`, read by
 //! `plan`, `diagnose` and `report`, and written into the evidence bundle.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
@@ -35,6 +36,13 @@ pub struct Topology {
     /// namespace's ClusterIP Services. Lookups of them must return these addresses.
     #[serde(default)]
     pub known_services: Vec<KnownService>,
+    /// Labels of the target's and the DNS pods' namespaces, by namespace name, as far as
+    /// they could be read (NetworkPolicy namespace selectors match on them).
+    #[serde(default)]
+    pub namespace_labels: BTreeMap<String, BTreeMap<String, String>>,
+    /// NetworkPolicies of the target's and the DNS Service's namespaces.
+    #[serde(default)]
+    pub network_policies: Vec<NetworkPolicyInfo>,
     /// Discovery steps that could not be done (forbidden, not found), with the reason.
     #[serde(default)]
     pub gaps: Vec<String>,
@@ -72,6 +80,8 @@ pub struct PodInfo {
     /// Names of ephemeral containers already in the spec (ours from earlier runs included).
     #[serde(default)]
     pub ephemeral_containers: Vec<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,6 +152,19 @@ pub struct EndpointInfo {
     pub pod: Option<String>,
     #[serde(default)]
     pub node: Option<String>,
+    /// The same ports with the names of the Service ports they serve (an EndpointSlice
+    /// names its ports after them), which tell the DNS port from, say, metrics.
+    #[serde(default)]
+    pub named_ports: Vec<NamedPort>,
+}
+
+/// A port with its protocol and, when it has one, its name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamedPort {
+    #[serde(default)]
+    pub name: Option<String>,
+    pub protocol: String,
+    pub port: u16,
 }
 
 /// How a container last ended.
@@ -190,6 +213,11 @@ pub struct DnsPodInfo {
     pub last_termination: Option<Termination>,
     #[serde(default)]
     pub log_lines: Vec<LogLine>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// The DNS container's declared containerPorts.
+    #[serde(default)]
+    pub container_ports: Vec<NamedPort>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -219,6 +247,91 @@ pub struct NodeLocalDnsInfo {
     pub ready: i32,
     /// The link-local address it listens on, 169.254.20.10 by default.
     pub local_ip: IpAddr,
+}
+
+/// A NetworkPolicy as DNS traffic meets it, converted from the API object by discovery.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkPolicyInfo {
+    pub namespace: String,
+    pub name: String,
+    /// The pods of its namespace it applies to; an empty selector selects them all.
+    #[serde(default)]
+    pub pod_selector: Selector,
+    /// `Ingress`, `Egress`, as written; empty when unset.
+    #[serde(default)]
+    pub policy_types: Vec<String>,
+    #[serde(default)]
+    pub ingress: Vec<PolicyRule>,
+    #[serde(default)]
+    pub egress: Vec<PolicyRule>,
+}
+
+/// A label selector: every `match_labels` pair and every expression must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Selector {
+    #[serde(default)]
+    pub match_labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub match_expressions: Vec<SelectorRequirement>,
+}
+
+/// `key operator values`, the operator being In, NotIn, Exists or DoesNotExist.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SelectorRequirement {
+    pub key: String,
+    pub operator: String,
+    #[serde(default)]
+    pub values: Vec<String>,
+}
+
+/// One ingress or egress rule: traffic with any of the peers (all when none are listed) on
+/// any of the ports (all when none are listed).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyRule {
+    /// `to` for egress, `from` for ingress.
+    #[serde(default)]
+    pub peers: Vec<PolicyPeer>,
+    #[serde(default)]
+    pub ports: Vec<PolicyPort>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyPeer {
+    #[serde(default)]
+    pub pod_selector: Option<Selector>,
+    #[serde(default)]
+    pub namespace_selector: Option<Selector>,
+    #[serde(default)]
+    pub ip_block: Option<IpBlock>,
+}
+
+/// A CIDR with the ranges cut out of it, as written.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpBlock {
+    pub cidr: String,
+    #[serde(default)]
+    pub except: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyPort {
+    /// TCP when the policy does not say.
+    pub protocol: String,
+    /// A number or a named port; every port when None.
+    #[serde(default)]
+    pub port: Option<String>,
+    /// The end of a numeric range starting at `port`.
+    #[serde(default)]
+    pub end_port: Option<u16>,
+}
+
+impl ServiceInfo {
+    /// The Service's DNS port for `protocol` ("UDP", "TCP"): port 53 of that protocol.
+    pub fn dns_port(&self, protocol: &str) -> Option<&ServicePort> {
+        self.ports
+            .iter()
+            .find(|p| p.port == 53 && p.protocol.eq_ignore_ascii_case(protocol))
+    }
 }
 
 impl Topology {
@@ -270,6 +383,45 @@ impl Topology {
         nodes
     }
 
+    /// The port `ep` serves DNS on over `protocol` ("UDP", "TCP"): the EndpointSlice port
+    /// named like the DNS Service's port 53 of that protocol (None when the slices have no
+    /// such port); without names, its only port of that protocol, else the Service's
+    /// numeric targetPort or 53 when it has it.
+    pub fn endpoint_dns_port(&self, ep: &EndpointInfo, protocol: &str) -> Option<u16> {
+        let svc_port = self.dns_service.as_ref().and_then(|s| s.dns_port(protocol));
+        if let Some(sp) = svc_port.filter(|_| !ep.named_ports.is_empty()) {
+            return ep
+                .named_ports
+                .iter()
+                .find(|p| p.protocol.eq_ignore_ascii_case(protocol) && p.name == sp.name)
+                .map(|p| p.port);
+        }
+        let candidates: Vec<u16> = ep
+            .ports
+            .iter()
+            .filter(|(proto, _)| proto.eq_ignore_ascii_case(protocol))
+            .map(|(_, port)| *port)
+            .collect();
+        if let [only] = candidates.as_slice() {
+            return Some(*only);
+        }
+        let target = svc_port
+            .and_then(|s| s.target_port.as_deref())
+            .and_then(|t| t.parse::<u16>().ok());
+        target
+            .into_iter()
+            .chain([53])
+            .find(|p| candidates.contains(p))
+    }
+
+    /// The DNS pod behind an endpoint, by its targetRef.
+    pub fn dns_pod_of(&self, ep: &EndpointInfo) -> Option<&DnsPodInfo> {
+        let (ns, name) = ep.pod.as_deref()?.split_once('/')?;
+        self.dns_pods
+            .iter()
+            .find(|p| p.namespace == ns && p.name == name)
+    }
+
     /// Addresses of the DNS endpoints that claim to be ready.
     pub fn ready_endpoint_ips(&self) -> Vec<IpAddr> {
         self.endpoints
@@ -277,5 +429,74 @@ impl Topology {
             .filter(|e| e.ready)
             .map(|e| e.ip)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn port(name: Option<&str>, protocol: &str, port: u16) -> NamedPort {
+        NamedPort {
+            name: name.map(str::to_string),
+            protocol: protocol.into(),
+            port,
+        }
+    }
+
+    fn topology(target_port: &str, ep_ports: Vec<NamedPort>) -> (Topology, EndpointInfo) {
+        let svc_port = |name: &str, protocol: &str| ServicePort {
+            name: Some(name.into()),
+            port: 53,
+            protocol: protocol.into(),
+            target_port: Some(target_port.into()),
+        };
+        let topo = Topology {
+            dns_service: Some(ServiceInfo {
+                namespace: "kube-system".into(),
+                name: "kube-dns".into(),
+                cluster_ip: "10.96.0.10".parse().unwrap(),
+                ports: vec![svc_port("dns", "UDP"), svc_port("dns-tcp", "TCP")],
+                selector: Vec::new(),
+            }),
+            ..Topology::default()
+        };
+        let ep = EndpointInfo {
+            ip: "10.244.0.2".parse().unwrap(),
+            ports: ep_ports
+                .iter()
+                .map(|p| (p.protocol.clone(), p.port))
+                .collect(),
+            ready: true,
+            serving: true,
+            terminating: false,
+            pod: None,
+            node: None,
+            named_ports: ep_ports,
+        };
+        (topo, ep)
+    }
+
+    #[test]
+    fn endpoint_dns_port_is_the_slice_port_named_like_the_service_port() {
+        let (topo, ep) = topology(
+            "5353",
+            vec![
+                port(Some("metrics"), "TCP", 9153),
+                port(Some("dns-tcp"), "TCP", 5353),
+                port(Some("dns"), "UDP", 5353),
+            ],
+        );
+        assert_eq!(topo.endpoint_dns_port(&ep, "UDP"), Some(5353));
+        assert_eq!(topo.endpoint_dns_port(&ep, "TCP"), Some(5353));
+        // Without names (an older bundle): the targetPort among the TCP ports.
+        let mut unnamed = ep.clone();
+        unnamed.named_ports.clear();
+        assert_eq!(topo.endpoint_dns_port(&unnamed, "TCP"), Some(5353));
+        assert_eq!(topo.endpoint_dns_port(&unnamed, "UDP"), Some(5353));
+        // The slices carry no port for the Service's DNS ports: metrics is not one.
+        let (topo, ep) = topology("dns-tcp", vec![port(Some("metrics"), "TCP", 9153)]);
+        assert_eq!(topo.endpoint_dns_port(&ep, "TCP"), None);
+        assert_eq!(topo.endpoint_dns_port(&ep, "UDP"), None);
     }
 }

@@ -335,18 +335,27 @@ fn endpoints_direct(cx: &Context<'_>) -> Check {
     let Some(o) = &cx.observed else {
         return Check::new("endpoints-direct", T, CheckStatus::Skipped, NO_PROBE);
     };
+    // The ClusterIP leads to the ready endpoints only: they are judged; not-ready ones are
+    // listed for the record (the dns-pods step fails for them).
     let per = o.per_endpoint();
+    let not_ready: Vec<String> = o
+        .per_not_ready_endpoint()
+        .iter()
+        .map(|(ip, t)| format!("{ip}: {t}"))
+        .collect();
+    let not_ready =
+        (!not_ready.is_empty()).then(|| format!("not ready, not judged: {}", not_ready.join("; ")));
     if per.is_empty() {
-        return Check::new(
-            "endpoints-direct",
-            T,
-            CheckStatus::Skipped,
-            "no endpoint was queried directly",
-        );
+        let mut detail = "no ready endpoint was queried directly".to_string();
+        if let Some(n) = not_ready {
+            detail.push_str(&format!("; {n}"));
+        }
+        return Check::new("endpoints-direct", T, CheckStatus::Skipped, detail);
     }
     let broken = per.iter().filter(|(_, t)| t.all_failed()).count();
     let partial = per.iter().filter(|(_, t)| !t.all_ok()).count();
-    let parts: Vec<String> = per.iter().map(|(ip, t)| format!("{ip}: {t}")).collect();
+    let mut parts: Vec<String> = per.iter().map(|(ip, t)| format!("{ip}: {t}")).collect();
+    parts.extend(not_ready);
     let status = if broken == per.len() {
         CheckStatus::Fail
     } else if partial > 0 {

@@ -12,20 +12,24 @@ pub mod corefile_view;
 pub mod finding;
 pub mod ladder;
 pub mod libc_advice;
+pub mod network_policy_eval;
 pub mod node_view;
 pub mod observed;
 
 pub mod app_lookups;
 pub mod bridge_nf_call_iptables_off;
 pub mod cluster_dns_unreachable;
+pub mod cluster_domain_mismatch;
 pub mod conntrack_table_near_full;
 pub mod dns_pods_not_ready;
 pub mod dns_service_missing;
 pub mod dns_service_no_endpoints;
+pub mod dns_service_port_mismatch;
 pub mod five_second_latency;
 pub mod iptables_backends_conflict;
 pub mod kube_proxy_not_translating;
 pub mod kube_proxy_stale_rules;
+pub mod network_policy_blocks_dns;
 pub mod node_firewall;
 pub mod nodelocaldns_not_answering;
 pub mod one_replica_broken;
@@ -103,6 +107,8 @@ pub const PRIORITY: &[&str] = &[
     dns_service_no_endpoints::ID,
     dns_pods_not_ready::ID_CRASHLOOP,
     dns_pods_not_ready::ID_NOT_READY,
+    dns_service_port_mismatch::ID,
+    network_policy_blocks_dns::ID,
     nodelocaldns_not_answering::ID,
     pod_netns_rules::ID_DROPS,
     pod_netns_rules::ID_REDIRECTS,
@@ -112,6 +118,7 @@ pub const PRIORITY: &[&str] = &[
     bridge_nf_call_iptables_off::ID,
     node_firewall::ID,
     udp_blocked::ID,
+    cluster_domain_mismatch::ID,
     upstream_failing::ID,
     one_replica_broken::ID,
     five_second_latency::ID,
@@ -212,6 +219,8 @@ pub fn diagnose(input: &DiagnosisInput<'_>) -> Diagnosis {
     findings.extend(dns_service_missing::rule(&cx));
     findings.extend(dns_service_no_endpoints::rule(&cx));
     findings.extend(dns_pods_not_ready::rule(&cx));
+    findings.extend(dns_service_port_mismatch::rule(&cx));
+    findings.extend(network_policy_blocks_dns::rule(&cx));
     findings.extend(nodelocaldns_not_answering::rule(&cx));
     findings.extend(pod_netns_rules::rule(&cx));
     findings.extend(kube_proxy_not_translating::rule(&cx));
@@ -220,6 +229,7 @@ pub fn diagnose(input: &DiagnosisInput<'_>) -> Diagnosis {
     findings.extend(bridge_nf_call_iptables_off::rule(&cx));
     findings.extend(node_firewall::rule(&cx));
     findings.extend(udp_blocked::rule(&cx));
+    findings.extend(cluster_domain_mismatch::rule(&cx));
     findings.extend(upstream_failing::rule(&cx));
     findings.extend(one_replica_broken::rule(&cx));
     findings.extend(five_second_latency::rule(&cx));

@@ -164,12 +164,24 @@ impl<'a> Observed<'a> {
         })
     }
 
-    /// Queries sent straight to DNS endpoints (pod IPs), bypassing the Service.
-    pub fn to_endpoints(&self) -> impl Iterator<Item = &'a QueryResult> + 'a {
+    /// Queries sent straight to DNS endpoints (pod IPs), bypassing the Service: to those
+    /// the ClusterIP leads to, i.e. not to endpoints the EndpointSlices mark not ready (an
+    /// older probe asked those too; they are the DNS-pods finding's business).
+    pub fn to_endpoints(&self) -> impl Iterator<Item = &'a QueryResult> + Clone + 'a {
+        let topology = self.topology;
         self.report
             .queries
             .iter()
-            .filter(|q| q.role == ServerRole::Endpoint)
+            .filter(move |q| q.role == ServerRole::Endpoint && !not_ready(topology, q.server.ip()))
+    }
+
+    /// Queries sent straight to endpoints the EndpointSlices mark not ready.
+    pub fn to_not_ready_endpoints(&self) -> impl Iterator<Item = &'a QueryResult> + Clone + 'a {
+        let topology = self.topology;
+        self.report
+            .queries
+            .iter()
+            .filter(move |q| q.role == ServerRole::Endpoint && not_ready(topology, q.server.ip()))
     }
 
     /// Queries to the pod's own nameservers, whatever address they have.
@@ -193,22 +205,14 @@ impl<'a> Observed<'a> {
         )
     }
 
-    /// Direct queries per endpoint address, in the order the probe tried them.
+    /// Direct queries per ready endpoint address, in the order the probe tried them.
     pub fn per_endpoint(&self) -> Vec<(IpAddr, Tally)> {
-        let mut ips: Vec<IpAddr> = Vec::new();
-        for q in self.to_endpoints() {
-            if !ips.contains(&q.server.ip()) {
-                ips.push(q.server.ip());
-            }
-        }
-        ips.into_iter()
-            .map(|ip| {
-                (
-                    ip,
-                    Tally::of(self.to_endpoints().filter(|q| q.server.ip() == ip)),
-                )
-            })
-            .collect()
+        per_server(self.to_endpoints())
+    }
+
+    /// Direct queries per not-ready endpoint address: shown, never judged.
+    pub fn per_not_ready_endpoint(&self) -> Vec<(IpAddr, Tally)> {
+        per_server(self.to_not_ready_endpoints())
     }
 
     /// Endpoints that failed every direct query while at least one other endpoint answered:
@@ -262,6 +266,29 @@ impl<'a> Observed<'a> {
         }
         any.then_some(false)
     }
+}
+
+/// True when the EndpointSlices list `ip` as not ready; unknown addresses count as ready.
+fn not_ready(topology: &Topology, ip: IpAddr) -> bool {
+    topology.endpoints.iter().any(|e| e.ip == ip && !e.ready)
+}
+
+/// Queries grouped by server address, in the order first seen.
+fn per_server<'q>(queries: impl Iterator<Item = &'q QueryResult> + Clone) -> Vec<(IpAddr, Tally)> {
+    let mut ips: Vec<IpAddr> = Vec::new();
+    for q in queries.clone() {
+        if !ips.contains(&q.server.ip()) {
+            ips.push(q.server.ip());
+        }
+    }
+    ips.into_iter()
+        .map(|ip| {
+            (
+                ip,
+                Tally::of(queries.clone().filter(|q| q.server.ip() == ip)),
+            )
+        })
+        .collect()
 }
 
 /// The addresses that are "the cluster DNS": the kubelet's clusterDNS and the Service IP.

@@ -15,7 +15,7 @@ use crate::capture::CaptureAnalysis;
 use crate::evidence::{CaptureKind, Evidence, NodeEvidence, UpstreamProbe};
 use crate::topology::{
     ClusterDns, ClusterDnsSource, DnsPodInfo, EndpointInfo, KnownService, KubeProxyInfo,
-    KubeProxyPod, PodInfo, ServiceInfo, ServicePort, Topology,
+    KubeProxyPod, NamedPort, PodInfo, ServiceInfo, ServicePort, Topology,
 };
 
 use super::{diagnose, Diagnosis, DiagnosisInput, PointAnalysis};
@@ -44,6 +44,28 @@ pub const NFT_KUBE_PROXY_NODE_FIREWALL: &str =
     include_str!("../../tests/fixtures/node/nft-kube-proxy-node-firewall.txt");
 pub const CONNTRACK_BEFORE: &str = include_str!("../../tests/fixtures/node/conntrack-S-before.txt");
 pub const CONNTRACK_AFTER: &str = include_str!("../../tests/fixtures/node/conntrack-S-after.txt");
+
+/// Labels from `key=value` pairs.
+pub fn labels(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// CoreDNS's ports as its Deployment and the kube-dns EndpointSlice name them.
+pub fn coredns_ports(udp: u16, tcp: u16) -> Vec<NamedPort> {
+    let port = |name: &str, protocol: &str, port| NamedPort {
+        name: Some(name.into()),
+        protocol: protocol.into(),
+        port,
+    };
+    vec![
+        port("dns", "UDP", udp),
+        port("dns-tcp", "TCP", tcp),
+        port("metrics", "TCP", 9153),
+    ]
+}
 
 pub fn ip(s: &str) -> IpAddr {
     s.parse().expect("test address")
@@ -337,18 +359,21 @@ fn dns_pod(name: &str, ip_s: &str) -> DnsPodInfo {
         waiting_reason: None,
         last_termination: None,
         log_lines: Vec::new(),
+        labels: labels(&[("k8s-app", "kube-dns"), ("pod-template-hash", "7db6d8ff4d")]),
+        container_ports: coredns_ports(53, 53),
     }
 }
 
 fn endpoint(ip_s: &str, pod: &str) -> EndpointInfo {
     EndpointInfo {
         ip: ip(ip_s),
-        ports: vec![("UDP".into(), 53), ("TCP".into(), 53)],
+        ports: vec![("UDP".into(), 53), ("TCP".into(), 53), ("TCP".into(), 9153)],
         ready: true,
         serving: true,
         terminating: false,
         pod: Some(format!("kube-system/{pod}")),
         node: Some("node-1".into()),
+        named_ports: coredns_ports(53, 53),
     }
 }
 
@@ -368,6 +393,7 @@ pub fn healthy() -> Scenario {
             dns_config: None,
             containers: vec!["web".into()],
             ephemeral_containers: Vec::new(),
+            labels: labels(&[("app", "web")]),
         },
         chosen_from: None,
         cluster_dns: ClusterDns {
@@ -407,6 +433,11 @@ pub fn healthy() -> Scenario {
             name: "kubernetes".into(),
             cluster_ips: vec![ip("10.96.0.1")],
         }],
+        namespace_labels: ["default", "kube-system"]
+            .into_iter()
+            .map(|ns| (ns.to_string(), labels(&[("kubernetes.io/metadata.name", ns)])))
+            .collect(),
+        network_policies: Vec::new(),
         gaps: Vec::new(),
     };
     let mut upstream = healthy_probe();

@@ -7,7 +7,12 @@ use crate::capture::correlate::MatchKind;
 use crate::capture::{CaptureAnalysis, CaptureFormat, Correlation, LostQuery, Sighting, Timestamp};
 use crate::evidence::CaptureKind;
 use crate::kube::discover::scan_dns_log;
-use crate::topology::{NodeLocalDnsInfo, PodDnsConfig, Termination};
+use std::collections::BTreeMap;
+
+use crate::topology::{
+    ClusterDnsSource, NetworkPolicyInfo, NodeLocalDnsInfo, PodDnsConfig, PolicyPeer, PolicyPort,
+    PolicyRule, Selector, SelectorRequirement, Termination,
+};
 
 use super::testkit::*;
 use super::*;
@@ -1302,6 +1307,395 @@ fn without_kube_proxy_missing_rules_are_not_blamed_on_it() {
     assert!(d.has_problems());
 }
 
+// --- network-policy-blocks-dns ---
+
+fn selector(pairs: &[(&str, &str)]) -> Selector {
+    Selector {
+        match_labels: labels(pairs),
+        match_expressions: Vec::new(),
+    }
+}
+
+/// `to`/`from` the CoreDNS pods: their namespace by name and their k8s-app label.
+fn dns_peer() -> PolicyPeer {
+    PolicyPeer {
+        namespace_selector: Some(selector(&[("kubernetes.io/metadata.name", "kube-system")])),
+        pod_selector: Some(selector(&[("k8s-app", "kube-dns")])),
+        ip_block: None,
+    }
+}
+
+fn policy_ports(ports: &[(&str, &str)]) -> Vec<PolicyPort> {
+    ports
+        .iter()
+        .map(|(protocol, port)| PolicyPort {
+            protocol: protocol.to_string(),
+            port: Some(port.to_string()),
+            end_port: None,
+        })
+        .collect()
+}
+
+fn egress_policy(name: &str, pod_selector: Selector, egress: Vec<PolicyRule>) -> NetworkPolicyInfo {
+    NetworkPolicyInfo {
+        namespace: "default".into(),
+        name: name.into(),
+        pod_selector,
+        policy_types: vec!["Egress".into()],
+        ingress: Vec::new(),
+        egress,
+    }
+}
+
+/// The pod's queries over `transport` (to the ClusterIP and to the endpoints) time out, as
+/// a policy dropping them makes them.
+fn drop_transport(s: &mut Scenario, transport: Transport) {
+    s.set_queries(
+        |q| q.role != ServerRole::Upstream && q.transport == transport,
+        QueryOutcome::TimedOut,
+        None,
+    );
+    if transport == Transport::Tcp {
+        s.set_connects(|_| true, ConnectOutcome::TimedOut);
+    }
+}
+
+/// CoreDNS listening on `port` behind the Service's port 53: targetPort, EndpointSlices,
+/// containerPorts and the Corefile all say so.
+fn listen_on(s: &mut Scenario, port: u16) {
+    let svc = s.topology.dns_service.as_mut().unwrap();
+    for p in svc.ports.iter_mut().filter(|p| p.port == 53) {
+        p.target_port = Some(port.to_string());
+    }
+    for e in &mut s.topology.endpoints {
+        e.ports = vec![
+            ("UDP".into(), port),
+            ("TCP".into(), port),
+            ("TCP".into(), 9153),
+        ];
+        e.named_ports = coredns_ports(port, port);
+    }
+    for p in &mut s.topology.dns_pods {
+        p.container_ports = coredns_ports(port, port);
+    }
+    s.topology.corefile = s
+        .topology
+        .corefile
+        .as_ref()
+        .map(|c| c.replace(".:53 {", &format!(".:{port} {{")));
+    for q in s
+        .probe()
+        .queries
+        .iter_mut()
+        .filter(|q| q.role == ServerRole::Endpoint)
+    {
+        q.server.set_port(port);
+    }
+    for c in s
+        .probe()
+        .tcp_connects
+        .iter_mut()
+        .filter(|c| c.role == ServerRole::Endpoint)
+    {
+        c.target.set_port(port);
+    }
+}
+
+#[test]
+fn default_deny_egress_blocks_dns_and_the_fix_is_an_egress_rule() {
+    let mut s = healthy();
+    s.topology.network_policies = vec![egress_policy(
+        "default-deny-egress",
+        Selector::default(),
+        Vec::new(),
+    )];
+    drop_transport(&mut s, Transport::Udp);
+    drop_transport(&mut s, Transport::Tcp);
+    let d = s.diagnose();
+    let f = top(&d);
+    assert_eq!(f.id, network_policy_blocks_dns::ID, "{:?}", ids(&d));
+    assert_eq!(f.severity, Severity::Error);
+    assert!(
+        f.summary.contains("default/default-deny-egress"),
+        "{}",
+        f.summary
+    );
+    assert!(
+        f.summary
+            .contains("egress from the pod to the DNS pods on UDP 53 and TCP 53"),
+        "{}",
+        f.summary
+    );
+    let ev = evidence_text(f);
+    assert!(ev.contains("egress: none (denies all)"), "{ev}");
+    assert!(
+        ev.contains("egress UDP to 10.244.0.2:53 (kube-system/coredns-a): not allowed by default/default-deny-egress"),
+        "{ev}"
+    );
+    let fix = &f.remediation[0];
+    for want in [
+        "kubernetes.io/metadata.name: kube-system",
+        "k8s-app: kube-dns",
+        "- protocol: UDP\n      port: 53",
+        "- protocol: TCP\n      port: 53",
+    ] {
+        assert!(fix.contains(want), "{want} missing from {fix}");
+    }
+    // Nothing else is blamed for the timeouts.
+    assert!(
+        !ids(&d).contains(&cluster_dns_unreachable::ID),
+        "{:?}",
+        ids(&d)
+    );
+    assert!(!ids(&d).contains(&node_firewall::ID), "{:?}", ids(&d));
+}
+
+#[test]
+fn egress_allowing_port_53_blocks_coredns_listening_on_5353() {
+    let mut s = healthy();
+    listen_on(&mut s, 5353);
+    s.topology.network_policies = vec![egress_policy(
+        "allow-dns-53",
+        Selector::default(),
+        vec![PolicyRule {
+            peers: vec![dns_peer()],
+            ports: policy_ports(&[("UDP", "53"), ("TCP", "53")]),
+        }],
+    )];
+    drop_transport(&mut s, Transport::Udp);
+    drop_transport(&mut s, Transport::Tcp);
+    let d = s.diagnose();
+    let f = top(&d);
+    assert_eq!(f.id, network_policy_blocks_dns::ID, "{:?}", ids(&d));
+    assert_eq!(f.severity, Severity::Error);
+    assert!(f.summary.contains("UDP 5353"), "{}", f.summary);
+    let ev = evidence_text(f);
+    assert!(
+        ev.contains("takes UDP 53 but the DNS pods listen on 5353 (targetPort 5353)"),
+        "{ev}"
+    );
+    assert!(ev.contains("to namespaceSelector kubernetes.io/metadata.name=kube-system + podSelector k8s-app=kube-dns on UDP 53, TCP 53"), "{ev}");
+    assert!(
+        f.remediation[0].contains("port: 5353"),
+        "{:?}",
+        f.remediation
+    );
+    assert!(f.remediation[0].contains("not the Service port"));
+}
+
+#[test]
+fn egress_allowing_udp_only_blocks_tcp_as_a_warning() {
+    let mut s = healthy();
+    s.topology.network_policies = vec![egress_policy(
+        "allow-dns-udp",
+        Selector::default(),
+        vec![PolicyRule {
+            peers: vec![dns_peer()],
+            ports: policy_ports(&[("UDP", "53")]),
+        }],
+    )];
+    drop_transport(&mut s, Transport::Tcp);
+    let d = s.diagnose();
+    let f = top(&d);
+    assert_eq!(f.id, network_policy_blocks_dns::ID, "{:?}", ids(&d));
+    // Lookups over UDP work; answers too large for UDP do not.
+    assert_eq!(f.severity, Severity::Warning);
+    assert!(f.summary.contains("on TCP 53 not allowed"), "{}", f.summary);
+    assert!(!f.summary.contains("UDP"), "{}", f.summary);
+}
+
+#[test]
+fn ingress_policy_on_the_dns_pods_that_leaves_out_the_client_namespace() {
+    let mut s = healthy();
+    s.topology.network_policies = vec![NetworkPolicyInfo {
+        namespace: "kube-system".into(),
+        name: "coredns-ingress".into(),
+        pod_selector: selector(&[("k8s-app", "kube-dns")]),
+        policy_types: vec!["Ingress".into()],
+        ingress: vec![PolicyRule {
+            peers: vec![PolicyPeer {
+                namespace_selector: Some(selector(&[(
+                    "kubernetes.io/metadata.name",
+                    "monitoring",
+                )])),
+                ..PolicyPeer::default()
+            }],
+            ports: policy_ports(&[("UDP", "dns"), ("TCP", "dns-tcp")]),
+        }],
+        egress: Vec::new(),
+    }];
+    drop_transport(&mut s, Transport::Udp);
+    drop_transport(&mut s, Transport::Tcp);
+    let d = s.diagnose();
+    let f = top(&d);
+    assert_eq!(f.id, network_policy_blocks_dns::ID, "{:?}", ids(&d));
+    assert_eq!(f.severity, Severity::Error);
+    assert!(
+        f.summary
+            .contains("ingress to the DNS pods from the pod on UDP 53 and TCP 53"),
+        "{}",
+        f.summary
+    );
+    assert!(f.summary.contains("kube-system/coredns-ingress"));
+    assert!(f.remediation[0].contains("Allow DNS into the DNS pods"));
+    assert!(f.remediation[0].contains("namespaceSelector: {}"));
+}
+
+#[test]
+fn policies_that_allow_dns_or_select_other_pods_are_not_findings() {
+    let deny_all = egress_policy("default-deny-egress", Selector::default(), Vec::new());
+    let allow_dns = egress_policy(
+        "allow-dns",
+        Selector::default(),
+        vec![PolicyRule {
+            peers: vec![dns_peer()],
+            ports: policy_ports(&[("UDP", "53"), ("TCP", "53")]),
+        }],
+    );
+    let other_pods = egress_policy("db-deny-egress", selector(&[("app", "db")]), Vec::new());
+    let named_ports = egress_policy(
+        "allow-dns-by-name",
+        Selector::default(),
+        vec![PolicyRule {
+            peers: vec![dns_peer()],
+            ports: policy_ports(&[("UDP", "dns"), ("TCP", "dns-tcp")]),
+        }],
+    );
+    for policies in [
+        vec![deny_all.clone(), allow_dns],
+        vec![other_pods],
+        vec![deny_all, named_ports],
+    ] {
+        let mut s = healthy();
+        s.topology.network_policies = policies.clone();
+        let d = s.diagnose();
+        assert_eq!(problems(&d), vec![], "{policies:?}");
+    }
+}
+
+#[test]
+fn match_expressions_decide_which_namespaces_a_rule_reaches() {
+    let expr = |op: &str, values: &[&str]| SelectorRequirement {
+        key: "kubernetes.io/metadata.name".into(),
+        operator: op.into(),
+        values: values.iter().map(|v| v.to_string()).collect(),
+    };
+    let to_namespaces = |req: SelectorRequirement| {
+        egress_policy(
+            "egress-by-namespace",
+            Selector {
+                match_labels: BTreeMap::new(),
+                match_expressions: vec![SelectorRequirement {
+                    key: "app".into(),
+                    operator: "In".into(),
+                    values: vec!["web".into(), "api".into()],
+                }],
+            },
+            vec![PolicyRule {
+                peers: vec![PolicyPeer {
+                    namespace_selector: Some(Selector {
+                        match_labels: BTreeMap::new(),
+                        match_expressions: vec![req],
+                    }),
+                    ..PolicyPeer::default()
+                }],
+                ports: Vec::new(),
+            }],
+        )
+    };
+    // Everything but kube-system: DNS is blocked.
+    let mut s = healthy();
+    s.topology.network_policies = vec![to_namespaces(expr("NotIn", &["kube-system"]))];
+    drop_transport(&mut s, Transport::Udp);
+    drop_transport(&mut s, Transport::Tcp);
+    let d = s.diagnose();
+    assert_eq!(top(&d).id, network_policy_blocks_dns::ID, "{:?}", ids(&d));
+    assert!(
+        evidence_text(top(&d)).contains("kubernetes.io/metadata.name notin (kube-system)"),
+        "{}",
+        evidence_text(top(&d))
+    );
+    // kube-system among others: allowed.
+    let mut s = healthy();
+    s.topology.network_policies = vec![to_namespaces(expr("In", &["kube-system", "app"]))];
+    assert_eq!(problems(&s.diagnose()), vec![]);
+}
+
+#[test]
+fn a_policy_the_network_plugin_does_not_enforce_is_a_warning() {
+    let mut s = healthy();
+    s.topology.network_policies = vec![egress_policy(
+        "default-deny-egress",
+        Selector::default(),
+        Vec::new(),
+    )];
+    let d = s.diagnose();
+    let f = top(&d);
+    assert_eq!(f.id, network_policy_blocks_dns::ID);
+    assert_eq!(f.severity, Severity::Warning);
+    assert!(
+        evidence_text(f).contains("does not enforce NetworkPolicy"),
+        "{}",
+        evidence_text(f)
+    );
+}
+
+// --- dns-service-port-mismatch, and endpoints probed on their port ---
+
+/// Probe results of a Service whose port 53 leads nowhere: the ClusterIP's queries and
+/// the direct ones (on the EndpointSlice port) all time out.
+fn nothing_listens(s: &mut Scenario) {
+    drop_transport(s, Transport::Udp);
+    drop_transport(s, Transport::Tcp);
+}
+
+#[test]
+fn target_port_5353_while_coredns_listens_on_53() {
+    let mut s = healthy();
+    listen_on(&mut s, 5353);
+    // ... but CoreDNS still listens on 53, as its Corefile and container say.
+    s.topology.corefile = healthy().topology.corefile;
+    for p in &mut s.topology.dns_pods {
+        p.container_ports = coredns_ports(53, 53);
+    }
+    nothing_listens(&mut s);
+    let d = s.diagnose();
+    let f = top(&d);
+    assert_eq!(f.id, dns_service_port_mismatch::ID, "{:?}", ids(&d));
+    assert_eq!(f.severity, Severity::Error);
+    assert!(
+        f.summary
+            .contains("UDP and TCP sent to 5353, the Corefile listens on 53"),
+        "{}",
+        f.summary
+    );
+    let ev = evidence_text(f);
+    assert!(
+        ev.contains("api:corefile: the Corefile's server blocks listen on `.:53` (line 1); the EndpointSlices send UDP to port 5353 (10.244.0.2, 10.244.0.3)"),
+        "{ev}"
+    );
+    assert!(
+        ev.contains("the DNS container (coredns) of kube-system/coredns-a, kube-system/coredns-b declares TCP containerPort 53"),
+        "{ev}"
+    );
+    assert!(
+        f.remediation[0].contains(
+            "Set the targetPort of Service kube-system/kube-dns ports dns (UDP 53) and dns-tcp (TCP 53) to 53, where the Corefile listens (`.:53`)"
+        ),
+        "{:?}",
+        f.remediation
+    );
+    // The endpoints were probed where the Service sends (5353), and failed there: not a
+    // broken replica, not kube-proxy.
+    assert!(!ids(&d).contains(&one_replica_broken::ID), "{:?}", ids(&d));
+    assert!(
+        !ids(&d).contains(&kube_proxy_not_translating::ID),
+        "{:?}",
+        ids(&d)
+    );
+    assert!(d.has_problems());
+}
+
 fn netns_dump(key: &str, stdout: &str) -> dns_doctor_probe::schema::CommandOutput {
     command(key, stdout)
 }
@@ -1369,4 +1763,231 @@ fn a_sidecar_dns_redirect_is_reported_as_the_real_first_hop() {
         .find(|f| f.id == pod_netns_rules::ID_REDIRECTS)
         .unwrap();
     assert_eq!(f.severity, Severity::Error);
+}
+
+#[test]
+fn corefile_on_5353_behind_a_target_port_of_53() {
+    let mut s = healthy();
+    s.topology.corefile = s
+        .topology
+        .corefile
+        .as_ref()
+        .map(|c| c.replace(".:53 {", ".:5353 {"));
+    nothing_listens(&mut s);
+    let d = s.diagnose();
+    let f = top(&d);
+    assert_eq!(f.id, dns_service_port_mismatch::ID, "{:?}", ids(&d));
+    assert!(
+        f.remediation[0].contains("to 5353, where the Corefile listens (`.:5353`)"),
+        "{:?}",
+        f.remediation
+    );
+    // The declared containerPort 53 agrees with the slices; only the Corefile differs.
+    assert!(
+        !evidence_text(f).contains("declares"),
+        "{}",
+        evidence_text(f)
+    );
+}
+
+#[test]
+fn service_without_its_tcp_port_is_a_warning() {
+    let mut s = healthy();
+    let svc = s.topology.dns_service.as_mut().unwrap();
+    svc.ports.retain(|p| p.name.as_deref() != Some("dns-tcp"));
+    for e in &mut s.topology.endpoints {
+        e.named_ports
+            .retain(|p| p.name.as_deref() != Some("dns-tcp"));
+        e.ports
+            .retain(|(proto, port)| proto != "TCP" || *port != 53);
+    }
+    s.set_queries(
+        |q| is_cluster_dns(q) && q.transport == Transport::Tcp,
+        QueryOutcome::Refused,
+        None,
+    );
+    s.set_connects(
+        |c| c.role == ServerRole::Nameserver,
+        ConnectOutcome::Refused,
+    );
+    let d = s.diagnose();
+    let f = top(&d);
+    assert_eq!(f.id, dns_service_port_mismatch::ID, "{:?}", ids(&d));
+    assert_eq!(f.severity, Severity::Warning);
+    assert!(f.summary.contains("TCP port 53 missing"), "{}", f.summary);
+    assert!(
+        evidence_text(f).contains("has no TCP port 53 (its ports: 53/UDP, 9153/TCP)"),
+        "{}",
+        evidence_text(f)
+    );
+    assert!(
+        f.remediation[0].contains("{name: dns-tcp, port: 53, protocol: TCP, targetPort: 53}"),
+        "{:?}",
+        f.remediation
+    );
+}
+
+#[test]
+fn consistent_ports_other_than_53_are_no_mismatch() {
+    let mut s = healthy();
+    listen_on(&mut s, 5353);
+    let d = s.diagnose();
+    assert_eq!(problems(&d), vec![], "{:#?}", d.findings);
+    assert_eq!(check(&d, "endpoints-direct").status, CheckStatus::Pass);
+}
+
+#[test]
+fn not_ready_endpoints_are_listed_but_do_not_fail_the_direct_check() {
+    let mut s = healthy();
+    s.topology.dns_pods[1].ready = false;
+    s.topology.endpoints[1].ready = false;
+    let without_b: String = IPT_HEALTHY
+        .lines()
+        .filter(|l| !l.contains(EP_B))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    s.set_node_command("iptables-legacy-save", &without_b);
+    // An older probe also asked the not-ready endpoint, which does not answer.
+    s.set_queries(|q| q.server.ip() == ip(EP_B), QueryOutcome::TimedOut, None);
+    let d = s.diagnose();
+    let c = check(&d, "endpoints-direct");
+    assert_eq!(c.status, CheckStatus::Pass, "{}", c.detail);
+    assert!(
+        c.detail
+            .contains("not ready, not judged: 10.244.0.3: 0/32 answered"),
+        "{}",
+        c.detail
+    );
+    // The not-ready pod is the DNS-pods finding, not a broken replica behind the Service.
+    assert!(!ids(&d).contains(&one_replica_broken::ID), "{:?}", ids(&d));
+    assert_eq!(top(&d).id, dns_pods_not_ready::ID_NOT_READY);
+}
+
+// --- cluster-domain-mismatch ---
+
+fn corefile_serving(s: &mut Scenario, zone: &str) {
+    s.topology.corefile = s.topology.corefile.as_ref().map(|c| {
+        c.replace(
+            "kubernetes cluster.local in-addr.arpa",
+            &format!("kubernetes {zone} in-addr.arpa"),
+        )
+    });
+}
+
+/// CoreDNS does not serve cluster.local: every name under it is forwarded and NXDOMAIN.
+fn cluster_local_unknown(s: &mut Scenario) {
+    for q in s
+        .probe()
+        .queries
+        .iter_mut()
+        .filter(|q| q.qname.ends_with(".cluster.local."))
+    {
+        q.rcode = Some("NXDOMAIN".into());
+        q.answers.clear();
+    }
+}
+
+#[test]
+fn kubelet_on_cluster_local_with_a_corefile_on_cluster_test() {
+    let mut s = healthy();
+    corefile_serving(&mut s, "cluster.test");
+    cluster_local_unknown(&mut s);
+    let d = s.diagnose();
+    let f = top(&d);
+    assert_eq!(f.id, cluster_domain_mismatch::ID, "{:?}", ids(&d));
+    assert_eq!(f.severity, Severity::Error);
+    assert!(
+        f.summary
+            .contains("pods use cluster.local, the Corefile's kubernetes plugin serves cluster.test in-addr.arpa ip6.arpa"),
+        "{}",
+        f.summary
+    );
+    let ev = evidence_text(f);
+    assert!(
+        ev.contains("the kubelet's clusterDomain (configz) is cluster.local"),
+        "{ev}"
+    );
+    assert!(
+        ev.contains("api:corefile: line 5: kubernetes cluster.test"),
+        "{ev}"
+    );
+    assert!(
+        ev.contains("kubernetes.default.svc.cluster.local. -> 10.96.0.10:53: NXDOMAIN"),
+        "{ev}"
+    );
+    assert!(
+        f.remediation[0].contains("line 5, to `kubernetes cluster.local in-addr.arpa ip6.arpa`"),
+        "{:?}",
+        f.remediation
+    );
+    assert!(
+        f.remediation[1].contains("clusterDomain: cluster.test"),
+        "{:?}",
+        f.remediation
+    );
+    // The failing lookup is the symptom, ranked after the cause.
+    assert!(ids(&d).contains(&app_lookups::ID_FAILS), "{:?}", ids(&d));
+}
+
+#[test]
+fn search_list_without_svc_of_the_cluster_domain() {
+    let mut s = healthy();
+    s.probe().resolv_conf.content = Some(format!(
+        "search default.svc.cluster.test svc.cluster.test cluster.test\nnameserver {CLUSTER_IP}\noptions ndots:5\n"
+    ));
+    let d = s.diagnose();
+    let f = d
+        .findings
+        .iter()
+        .find(|f| f.id == cluster_domain_mismatch::ID)
+        .unwrap_or_else(|| panic!("{:?}", ids(&d)));
+    assert!(
+        f.summary
+            .contains("the pod's search list lacks svc.cluster.local"),
+        "{}",
+        f.summary
+    );
+    assert!(
+        evidence_text(f).contains(
+            "searches default.svc.cluster.test svc.cluster.test cluster.test: no svc.cluster.local"
+        ),
+        "{}",
+        evidence_text(f)
+    );
+    assert!(
+        f.remediation[0].contains("recreate the pod"),
+        "{:?}",
+        f.remediation
+    );
+}
+
+#[test]
+fn without_configz_the_search_list_stands_for_the_kubelet() {
+    // configz not readable: "cluster.local" in the topology is a guess. The pod's search
+    // list and the Corefile agree on cluster.test: nothing is wrong.
+    let mut s = healthy();
+    s.topology.cluster_dns.source = ClusterDnsSource::KubeDnsService;
+    corefile_serving(&mut s, "cluster.test");
+    s.probe().resolv_conf.content = Some(format!(
+        "search default.svc.cluster.test svc.cluster.test cluster.test\nnameserver {CLUSTER_IP}\noptions ndots:5\n"
+    ));
+    let d = s.diagnose();
+    assert!(
+        !ids(&d).contains(&cluster_domain_mismatch::ID),
+        "{:?}",
+        ids(&d)
+    );
+    // They disagree: the search list names the domain pods use.
+    let mut s = healthy();
+    s.topology.cluster_dns.source = ClusterDnsSource::KubeDnsService;
+    corefile_serving(&mut s, "cluster.test");
+    cluster_local_unknown(&mut s);
+    let d = s.diagnose();
+    let f = top(&d);
+    assert_eq!(f.id, cluster_domain_mismatch::ID, "{:?}", ids(&d));
+    assert!(
+        evidence_text(f).contains("the pod's search list names svc.cluster.local"),
+        "{}",
+        evidence_text(f)
+    );
 }

@@ -1,6 +1,6 @@
 //! Step 1, discover: API reads only. Finds the target pod, the cluster DNS address, the
-//! Service that owns it (by IP), its endpoints and pods, their logs and Corefile, kube-proxy
-//! and NodeLocal DNSCache. Steps that are forbidden or fail are recorded as gaps, not fatal,
+//! Service that owns it (by IP), its endpoints and pods, their logs and Corefile, kube-proxy,
+//! NodeLocal DNSCache, and the NetworkPolicies (with namespace labels) between them. Steps that are forbidden or fail are recorded as gaps, not fatal,
 //! except finding the target itself.
 
 use std::collections::BTreeMap;
@@ -8,9 +8,11 @@ use std::net::IpAddr;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{ListParams, LogParams};
 use kube::{Api, Client};
 
@@ -18,8 +20,9 @@ use super::KubeError;
 use crate::cli::{TargetKind, TargetRef};
 use crate::dns_config::coredns_log::notable_lines;
 use crate::topology::{
-    ClusterDns, ClusterDnsSource, DnsPodInfo, EndpointInfo, KnownService, KubeProxyInfo,
-    KubeProxyPod, LogLine, NodeLocalDnsInfo, PodDnsConfig, PodInfo, ServiceInfo, ServicePort,
+    ClusterDns, ClusterDnsSource, DnsPodInfo, EndpointInfo, IpBlock, KnownService, KubeProxyInfo,
+    KubeProxyPod, LogLine, NamedPort, NetworkPolicyInfo, NodeLocalDnsInfo, PodDnsConfig, PodInfo,
+    PolicyPeer, PolicyPort, PolicyRule, Selector, SelectorRequirement, ServiceInfo, ServicePort,
     Termination, Topology,
 };
 
@@ -217,6 +220,7 @@ pub fn pod_info(pod: &Pod) -> PodInfo {
             .flatten()
             .map(|c| c.name.clone())
             .collect(),
+        labels: pod.metadata.labels.clone().unwrap_or_default(),
     }
 }
 
@@ -240,8 +244,130 @@ pub async fn discover(client: &Client, pod: &Pod, chosen_from: Option<String>) -
     }
     topo.kube_proxy = kube_proxy(client, &mut gaps).await;
     topo.node_local_dns = node_local_dns(client, &mut gaps).await;
+    let mut namespaces = vec![topo.target.namespace.clone()];
+    namespaces.extend(topo.dns_service.as_ref().map(|s| s.namespace.clone()));
+    namespaces.extend(topo.dns_pods.iter().map(|p| p.namespace.clone()));
+    namespaces.sort();
+    namespaces.dedup();
+    for ns in &namespaces {
+        if let Some(labels) = namespace_labels(client, ns, &mut gaps).await {
+            topo.namespace_labels.insert(ns.clone(), labels);
+        }
+        topo.network_policies
+            .extend(network_policies(client, ns, &mut gaps).await);
+    }
     topo.gaps.extend(gaps);
     topo
+}
+
+async fn namespace_labels(
+    client: &Client,
+    namespace: &str,
+    gaps: &mut Vec<String>,
+) -> Option<BTreeMap<String, String>> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    match api.get_opt(namespace).await {
+        Ok(ns) => Some(ns?.metadata.labels.unwrap_or_default()),
+        Err(e) => {
+            gaps.push(format!(
+                "cannot read the labels of namespace {namespace} (get namespaces): {e}; NetworkPolicy namespace selectors are matched on its kubernetes.io/metadata.name label only"
+            ));
+            None
+        }
+    }
+}
+
+/// The NetworkPolicies of a namespace; a gap (never an error) when they cannot be listed.
+async fn network_policies(
+    client: &Client,
+    namespace: &str,
+    gaps: &mut Vec<String>,
+) -> Vec<NetworkPolicyInfo> {
+    let api: Api<NetworkPolicy> = Api::namespaced(client.clone(), namespace);
+    match api.list(&ListParams::default()).await {
+        Ok(list) => list.items.iter().map(network_policy_info).collect(),
+        Err(e) => {
+            gaps.push(format!(
+                "cannot list NetworkPolicies in {namespace} (list networkpolicies.networking.k8s.io): {e}; policies blocking DNS there are not checked"
+            ));
+            Vec::new()
+        }
+    }
+}
+
+/// A NetworkPolicy as plain values.
+pub fn network_policy_info(np: &NetworkPolicy) -> NetworkPolicyInfo {
+    let spec = np.spec.clone().unwrap_or_default();
+    NetworkPolicyInfo {
+        namespace: np.metadata.namespace.clone().unwrap_or_default(),
+        name: np.metadata.name.clone().unwrap_or_default(),
+        pod_selector: spec.pod_selector.as_ref().map(selector).unwrap_or_default(),
+        policy_types: spec.policy_types.clone().unwrap_or_default(),
+        ingress: spec
+            .ingress
+            .iter()
+            .flatten()
+            .map(|r| policy_rule(r.from.as_deref(), r.ports.as_deref()))
+            .collect(),
+        egress: spec
+            .egress
+            .iter()
+            .flatten()
+            .map(|r| policy_rule(r.to.as_deref(), r.ports.as_deref()))
+            .collect(),
+    }
+}
+
+fn policy_rule(
+    peers: Option<&[NetworkPolicyPeer]>,
+    ports: Option<&[NetworkPolicyPort]>,
+) -> PolicyRule {
+    PolicyRule {
+        peers: peers
+            .unwrap_or_default()
+            .iter()
+            .map(|p| PolicyPeer {
+                pod_selector: p.pod_selector.as_ref().map(selector),
+                namespace_selector: p.namespace_selector.as_ref().map(selector),
+                ip_block: p.ip_block.as_ref().map(|b| IpBlock {
+                    cidr: b.cidr.clone(),
+                    except: b.except.clone().unwrap_or_default(),
+                }),
+            })
+            .collect(),
+        ports: ports
+            .unwrap_or_default()
+            .iter()
+            .map(|p| PolicyPort {
+                protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                port: p.port.as_ref().map(int_or_string),
+                end_port: p.end_port.and_then(|e| u16::try_from(e).ok()),
+            })
+            .collect(),
+    }
+}
+
+fn selector(sel: &LabelSelector) -> Selector {
+    Selector {
+        match_labels: sel.match_labels.clone().unwrap_or_default(),
+        match_expressions: sel
+            .match_expressions
+            .iter()
+            .flatten()
+            .map(|r| SelectorRequirement {
+                key: r.key.clone(),
+                operator: r.operator.clone(),
+                values: r.values.clone().unwrap_or_default(),
+            })
+            .collect(),
+    }
+}
+
+fn int_or_string(v: &IntOrString) -> String {
+    match v {
+        IntOrString::Int(i) => i.to_string(),
+        IntOrString::String(s) => s.clone(),
+    }
 }
 
 /// The kubelet's clusterDNS and clusterDomain from `configz`, else the kubeadm default Service.
@@ -411,14 +537,7 @@ pub fn service_info(s: &Service) -> Option<ServiceInfo> {
                 name: p.name.clone(),
                 port: u16::try_from(p.port).unwrap_or(0),
                 protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
-                target_port: p.target_port.as_ref().map(|t| match t {
-                    k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(i) => {
-                        i.to_string()
-                    }
-                    k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(s) => {
-                        s.clone()
-                    }
-                }),
+                target_port: p.target_port.as_ref().map(int_or_string),
             })
             .collect(),
         selector: spec
@@ -453,15 +572,16 @@ async fn endpoints(
 pub fn endpoint_infos(slices: &[EndpointSlice]) -> Vec<EndpointInfo> {
     let mut by_ip: BTreeMap<IpAddr, EndpointInfo> = BTreeMap::new();
     for slice in slices {
-        let ports: Vec<(String, u16)> = slice
+        let named: Vec<NamedPort> = slice
             .ports
             .iter()
             .flatten()
             .filter_map(|p| {
-                Some((
-                    p.protocol.clone().unwrap_or_else(|| "TCP".into()),
-                    u16::try_from(p.port?).ok()?,
-                ))
+                Some(NamedPort {
+                    name: p.name.clone().filter(|n| !n.is_empty()),
+                    protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                    port: u16::try_from(p.port?).ok()?,
+                })
             })
             .collect();
         for ep in &slice.endpoints {
@@ -489,10 +609,15 @@ pub fn endpoint_infos(slices: &[EndpointSlice]) -> Vec<EndpointInfo> {
                             )
                         }),
                     node: ep.node_name.clone(),
+                    named_ports: Vec::new(),
                 });
-                for p in &ports {
-                    if !entry.ports.contains(p) {
-                        entry.ports.push(p.clone());
+                for p in &named {
+                    let by_protocol = (p.protocol.clone(), p.port);
+                    if !entry.ports.contains(&by_protocol) {
+                        entry.ports.push(by_protocol);
+                    }
+                    if !entry.named_ports.contains(p) {
+                        entry.named_ports.push(p.clone());
                     }
                 }
             }
@@ -573,17 +698,24 @@ pub fn dns_pod_info(pod: &Pod) -> DnsPodInfo {
     let status = pod.status.clone().unwrap_or_default();
     let statuses = status.container_statuses.unwrap_or_default();
     // The DNS container: the one exposing port 53, else the first.
-    let container = pod
-        .spec
-        .as_ref()
-        .and_then(|s| {
-            s.containers
-                .iter()
-                .find(|c| c.ports.iter().flatten().any(|p| p.container_port == 53))
-                .or(s.containers.first())
+    let dns_container = pod.spec.as_ref().and_then(|s| {
+        s.containers
+            .iter()
+            .find(|c| c.ports.iter().flatten().any(|p| p.container_port == 53))
+            .or(s.containers.first())
+    });
+    let container = dns_container.map(|c| c.name.clone()).unwrap_or_default();
+    let container_ports = dns_container
+        .iter()
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter_map(|p| {
+            Some(NamedPort {
+                name: p.name.clone().filter(|n| !n.is_empty()),
+                protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                port: u16::try_from(p.container_port).ok()?,
+            })
         })
-        .map(|c| c.name.clone())
-        .unwrap_or_default();
+        .collect();
     let cs = statuses.iter().find(|s| s.name == container);
     DnsPodInfo {
         namespace: info.namespace,
@@ -608,6 +740,8 @@ pub fn dns_pod_info(pod: &Pod) -> DnsPodInfo {
                 message: t.message.clone(),
             }),
         log_lines: Vec::new(),
+        labels: info.labels,
+        container_ports,
     }
 }
 
@@ -837,6 +971,65 @@ mod tests {
             eps[0].ports,
             vec![("UDP".to_string(), 53), ("TCP".to_string(), 53)]
         );
+        assert_eq!(eps[0].named_ports[1].name.as_deref(), Some("dns-tcp"));
+    }
+
+    #[test]
+    fn network_policy_becomes_plain_values() {
+        let np: NetworkPolicy = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "allow-dns", "namespace": "app"},
+            "spec": {
+                "podSelector": {"matchExpressions": [{"key": "app", "operator": "Exists"}]},
+                "policyTypes": ["Egress"],
+                "egress": [
+                    {"to": [
+                        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                         "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}},
+                        {"ipBlock": {"cidr": "10.96.0.0/12", "except": ["10.96.0.1/32"]}}
+                     ],
+                     "ports": [{"port": 53, "protocol": "UDP"}, {"port": "dns-tcp"}, {"port": 5300, "endPort": 5400, "protocol": "UDP"}]},
+                    {}
+                ]
+            }
+        }))
+        .unwrap();
+        let info = network_policy_info(&np);
+        assert_eq!(
+            (info.namespace.as_str(), info.name.as_str()),
+            ("app", "allow-dns")
+        );
+        assert_eq!(info.pod_selector.match_expressions[0].operator, "Exists");
+        assert_eq!(info.policy_types, vec!["Egress"]);
+        assert!(info.ingress.is_empty());
+        assert_eq!(info.egress.len(), 2);
+        let rule = &info.egress[0];
+        assert_eq!(
+            rule.peers[0]
+                .namespace_selector
+                .as_ref()
+                .unwrap()
+                .match_labels["kubernetes.io/metadata.name"],
+            "kube-system"
+        );
+        assert_eq!(
+            rule.peers[1].ip_block.as_ref().unwrap().except,
+            vec!["10.96.0.1/32"]
+        );
+        let ports: Vec<(&str, Option<&str>, Option<u16>)> = rule
+            .ports
+            .iter()
+            .map(|p| (p.protocol.as_str(), p.port.as_deref(), p.end_port))
+            .collect();
+        assert_eq!(
+            ports,
+            vec![
+                ("UDP", Some("53"), None),
+                ("TCP", Some("dns-tcp"), None),
+                ("UDP", Some("5300"), Some(5400))
+            ]
+        );
+        // `{}` allows everything: no peers, no ports.
+        assert_eq!(info.egress[1], PolicyRule::default());
     }
 
     #[test]

@@ -474,8 +474,8 @@ async fn measure(
         for name in &plan.probe_names {
             args.extend(["--name".into(), name.clone()]);
         }
-        for ep in &topology.endpoints {
-            args.extend(["--endpoint".into(), ep.ip.to_string()]);
+        for ep in &plan.probe_endpoints {
+            args.extend(["--endpoint".into(), ep.to_string()]);
         }
         // The cluster DNS address too, even when the pod's resolv.conf does not name it
         // (dnsPolicy None or Default, a NodeLocal cache): the probe tests an address once.

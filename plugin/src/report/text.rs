@@ -127,6 +127,8 @@ pub fn render_text(report: &Report, out: &mut dyn Write, color: bool) -> io::Res
         if !f.remediation.is_empty() {
             writeln!(out, "     what to do:")?;
             for (j, r) in f.remediation.iter().enumerate() {
+                // Continuation lines (a YAML snippet) keep the item's indentation.
+                let r = r.replace('\n', "\n          ");
                 writeln!(out, "       {}. {r}", j + 1)?;
             }
         }
