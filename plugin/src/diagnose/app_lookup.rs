@@ -323,6 +323,29 @@ struct Asked<'a> {
     cost_ms: f64,
 }
 
+impl Asked<'_> {
+    /// Every address in the replies that carry data.
+    fn addresses(&self) -> Vec<IpAddr> {
+        self.replies
+            .iter()
+            .filter_map(|r| match r {
+                Reply::Data(q) => Some(addresses_of(q)),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    /// NXDOMAIN for some type, or (NOERROR) no data for every type: why no address came.
+    fn negative_reason(&self) -> String {
+        if self.replies.iter().any(|r| matches!(r, Reply::NxDomain(_))) {
+            "NXDOMAIN".into()
+        } else {
+            "no address (NOERROR without records)".into()
+        }
+    }
+}
+
 /// A and AAAA to one server: in parallel (the cost is the slower reply, or the timeout if
 /// one never comes) or, with `single-request`, one after the other.
 fn ask<'a>(
@@ -418,15 +441,7 @@ fn walk_glibc(
                     l.failure = Some(UNMEASURED.into());
                     return l;
                 }
-                let addrs: Vec<IpAddr> = a
-                    .replies
-                    .iter()
-                    .filter_map(|r| match r {
-                        Reply::Data(q) => Some(addresses_of(q)),
-                        _ => None,
-                    })
-                    .flatten()
-                    .collect();
+                let addrs = a.addresses();
                 if !addrs.is_empty() {
                     l.addresses = addrs;
                     l.answered_qname = Some(qname.clone());
@@ -444,11 +459,7 @@ fn walk_glibc(
                         || (arrived && *r == Reply::TimedOut)
                 });
                 if negative {
-                    last_failure = if a.replies.iter().any(|r| matches!(r, Reply::NxDomain(_))) {
-                        "NXDOMAIN".into()
-                    } else {
-                        "no address (NOERROR without records)".into()
-                    };
+                    last_failure = a.negative_reason();
                     settled = true;
                     break 'attempts;
                 }
@@ -526,25 +537,13 @@ fn walk_musl(
             return l;
         };
         record(&mut l, qname, server, &a);
-        let addrs: Vec<IpAddr> = a
-            .replies
-            .iter()
-            .filter_map(|r| match r {
-                Reply::Data(q) => Some(addresses_of(q)),
-                _ => None,
-            })
-            .flatten()
-            .collect();
+        let addrs = a.addresses();
         if !addrs.is_empty() {
             l.addresses = addrs;
             l.answered_qname = Some(qname.clone());
             return l;
         }
-        last_failure = if a.replies.iter().any(|r| matches!(r, Reply::NxDomain(_))) {
-            "NXDOMAIN".into()
-        } else {
-            "no address (NOERROR without records)".into()
-        };
+        last_failure = a.negative_reason();
     }
     l.failure = Some(last_failure);
     l
