@@ -145,6 +145,65 @@ fn healthy_cluster_reports_healthy_with_evidence() {
 }
 
 #[test]
+fn a_name_that_does_not_exist_is_never_healthy() {
+    let _guard = cluster_lock();
+    // The case: `--names kubernetes.default,nonexistent.invalid` was healthy.
+    let run = doctor(&[
+        GLIBC_CLIENT,
+        "-n",
+        CLIENT_NS,
+        "--names",
+        "kubernetes.default,nonexistent.invalid",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+    let report = run.json();
+    let top = &report["findings"][0];
+    assert_eq!(top["id"], "name-lookup-fails", "{}", run.stdout);
+    assert!(
+        top["summary"].as_str().unwrap().contains("nonexistent.invalid"),
+        "{}",
+        top["summary"]
+    );
+    // The real name resolved to the API's answer, along the pod's resolver path.
+    let k = report["lookups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "kubernetes.default")
+        .expect("a lookup of kubernetes.default");
+    assert_eq!(k["verdict"], "ok", "{k}");
+    assert_eq!(k["expected"]["service"], "default/kubernetes", "{k}");
+}
+
+#[test]
+fn the_dns_servers_own_pods_do_not_use_the_cluster_dns_by_design() {
+    let _guard = cluster_lock();
+    // `deploy/coredns -n kube-system`: dnsPolicy Default is how the DNS server must run;
+    // what matters for it is its upstream, which answers.
+    let run = doctor(&[
+        "deploy/coredns",
+        "-n",
+        "kube-system",
+        "--external-name",
+        EXTERNAL_NAME,
+        "-o",
+        "json",
+    ]);
+    let report = run.json();
+    let policy = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "pod-dns-policy-bypasses-cluster-dns")
+        .unwrap_or_else(|| panic!("no dnsPolicy finding: {}", run.stdout));
+    assert_eq!(policy["severity"], "info", "{policy}");
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert!(eventually(Duration::from_secs(60), || leftovers().is_empty()));
+}
+
+#[test]
 fn text_report_puts_the_verdict_first() {
     let _guard = cluster_lock();
     let run = doctor(&[
