@@ -11,6 +11,7 @@ pub mod checklist;
 pub mod corefile_view;
 pub mod finding;
 pub mod ladder;
+pub mod loss_place;
 pub mod libc_advice;
 pub mod network_policy_eval;
 pub mod node_view;
