@@ -1,28 +1,37 @@
 //! Offline analysis: `kubectl dns-doctor analyze FILE...`.
 //!
+//! Each file is diagnosed by the same rules as a live run, on a capture-only context (see
+//! [`diagnose::DiagnosisInput`]): the file is taken to be a capture in the client's pod, so
+//! its findings carry the ids a live run reports.
+//!
 //! Every file is opened and its header checked before anything is written, so a bad file
 //! name fails the whole command cleanly. Transactions are streamed to the output as they
 //! complete; memory stays bounded by the open transactions, whatever the capture's length.
 
 use crate::capture::{
-    analyze_reader, findings, CaptureAnalysis, CaptureError, CaptureFormat, CaptureReader,
-    ExtractOptions, Finding, Severity, TrackerConfig, Transaction,
+    analyze_reader, CaptureAnalysis, CaptureError, CaptureFormat, CaptureReader, ExtractOptions,
+    TrackerConfig, Transaction,
 };
+use crate::diagnose::{self, DiagnosisInput, Finding, PointAnalysis, Severity};
+use crate::evidence::{CaptureKind, Evidence};
+use crate::topology::Topology;
 use serde::Serialize;
 use std::fs::File;
 use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
 
-/// Version of the JSON document; raised on any incompatible change.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version of the JSON document (docs/analyze-schema.md); raised on any incompatible change.
+/// 2: findings have the live report's shape (evidence `{source, detail}`, remediation a list).
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     /// Human-readable summary, findings and latency percentiles.
     Text,
-    /// One JSON document: `{schema_version, files: [{file, summary, transactions, findings}],
-    /// verdict}`.
+    /// One JSON document (docs/analyze-schema.md): `{schema_version, files: [{file,
+    /// transactions, summary, capture, findings}], verdict}`, findings in the live report's
+    /// form.
     Json,
 }
 
@@ -137,6 +146,31 @@ fn judge(f: &[Finding], verdict: &mut Verdict) {
     }
 }
 
+/// The findings of one capture file, diagnosed by the live run's rules as the capture of
+/// the client's pod, with nothing known about the cluster; root cause first. Evidence
+/// names the point `capture:<file name>`.
+pub fn findings(path: &Path, analysis: &CaptureAnalysis) -> Vec<Finding> {
+    let name = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let points = [PointAnalysis {
+        name: &name,
+        kind: CaptureKind::Pod,
+        analysis,
+    }];
+    let topology = Topology::default();
+    let evidence = Evidence::default();
+    // The checklist and lookups describe a live run; only the findings apply here.
+    diagnose::diagnose(&DiagnosisInput {
+        topology: &topology,
+        evidence: &evidence,
+        captures: &points,
+        correlation: None,
+    })
+    .findings
+}
+
 fn write_json(
     files: &[PathBuf],
     readers: Vec<CaptureReader<'static>>,
@@ -181,7 +215,7 @@ fn write_json(
         if let Some(e) = failed {
             return Err(e);
         }
-        let found = findings(&analysis);
+        let found = findings(path, &analysis);
         judge(&found, verdict);
         w.write_all(b"],")?;
         let tail = serde_json::to_string(&tail(&analysis, &found))?;
@@ -225,7 +259,7 @@ fn write_text(
             TrackerConfig::default(),
             &mut |_| {},
         );
-        let found = findings(&a);
+        let found = findings(path, &a);
         judge(&found, verdict);
         let s = &a.analysis.summary;
         writeln!(
@@ -272,16 +306,14 @@ fn write_text(
             writeln!(w, "  Findings:")?;
         }
         for f in &found {
-            let sev = match f.severity {
-                Severity::Error => "ERROR",
-                Severity::Warning => "WARNING",
-                Severity::Info => "info",
-            };
-            writeln!(w, "  - [{sev}] {}: {}", f.id, f.summary)?;
+            writeln!(w, "  - [{}] {}: {}", f.severity.label(), f.id, f.summary)?;
             for e in &f.evidence {
-                writeln!(w, "      {e}")?;
+                writeln!(w, "      {}: {}", e.source, e.detail)?;
             }
-            writeln!(w, "      What to do: {}", f.remediation)?;
+            writeln!(w, "      What to do:")?;
+            for (i, r) in f.remediation.iter().enumerate() {
+                writeln!(w, "        {}. {r}", i + 1)?;
+            }
         }
         writeln!(w)?;
     }

@@ -50,7 +50,7 @@ fn json_output_has_the_documented_fields_and_problems_exit_one() {
         String::from_utf8_lossy(&out.stderr)
     );
     let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
-    assert_eq!(doc["schema_version"], 1);
+    assert_eq!(doc["schema_version"], dns_doctor::analyze::SCHEMA_VERSION);
     assert_eq!(doc["verdict"], "problems_found");
     let files = doc["files"].as_array().unwrap();
     assert_eq!(files.len(), 2);
@@ -69,10 +69,54 @@ fn json_output_has_the_documented_fields_and_problems_exit_one() {
             for k in ["id", "severity", "summary", "evidence", "remediation"] {
                 assert!(finding.get(k).is_some(), "{k} missing in {finding}");
             }
+            // The live report's Finding: evidence as {source, detail}, remediation a list.
+            for e in finding["evidence"].as_array().unwrap() {
+                assert!(e["source"].is_string() && e["detail"].is_string(), "{e}");
+            }
+            assert!(finding["remediation"].as_array().unwrap()[0].is_string());
         }
     }
     assert_eq!(files[0]["summary"]["unanswered"], 3);
     assert_eq!(files[1]["summary"]["unanswered"], 0);
+}
+
+/// docs/analyze-schema.md must describe what `analyze -o json` writes: its version and
+/// every field of the document, a file, its capture info and a finding.
+#[test]
+fn json_fields_are_documented() {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/analyze-schema.md"
+    ))
+    .expect("docs/analyze-schema.md is readable");
+    assert!(
+        doc.contains(&format!(
+            "Current version: **{}**.",
+            dns_doctor::analyze::SCHEMA_VERSION
+        )),
+        "the version is not documented"
+    );
+    let out = analyze(&["-o", "json", &fixture("glibc-aaaa-dropped.pcap")]);
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    let file = &v["files"][0];
+    let objects = [
+        &v,
+        file,
+        &file["summary"],
+        &file["summary"]["patterns"],
+        &file["summary"]["latency"],
+        &file["capture"],
+        &file["transactions"][0],
+        &file["findings"][0],
+    ];
+    for o in objects {
+        for key in o.as_object().unwrap().keys() {
+            assert!(
+                doc.contains(&format!("`{key}`")),
+                "field {key} is not documented"
+            );
+        }
+    }
 }
 
 #[test]

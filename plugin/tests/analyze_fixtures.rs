@@ -1,7 +1,8 @@
 //! `analyze` on real captures taken with tcpdump while dig and glibc's resolver talked to
-//! dnsmasq (tests/fixtures/captures, see its README): what each capture shows must be found.
+//! dnsmasq (tests/fixtures/captures, see its README): what each capture shows must be found,
+//! under the finding ids a live run reports.
 
-use dns_doctor::analyze::{run, Format, Verdict};
+use dns_doctor::analyze::{run, Format, Verdict, SCHEMA_VERSION};
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -16,7 +17,7 @@ fn analyze(name: &str) -> (Verdict, Value) {
     let mut out = Vec::new();
     let verdict = run(&[fixture(name)], Format::Json, &mut out).expect("analyze");
     let doc: Value = serde_json::from_slice(&out).expect("valid JSON");
-    assert_eq!(doc["schema_version"], 1);
+    assert_eq!(doc["schema_version"], SCHEMA_VERSION);
     (verdict, doc["files"][0].clone())
 }
 
@@ -27,6 +28,33 @@ fn n(v: &Value, path: &[&str]) -> u64 {
     }
     v.as_u64()
         .unwrap_or_else(|| panic!("{path:?} is not an integer: {v}"))
+}
+
+/// The finding with this id; panics when absent.
+fn finding<'v>(file: &'v Value, id: &str) -> &'v Value {
+    file["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == id)
+        .unwrap_or_else(|| panic!("{id} missing from {}", file["findings"]))
+}
+
+/// A finding's evidence as `source: detail` lines.
+fn evidence(f: &Value) -> String {
+    f["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{}: {}",
+                e["source"].as_str().unwrap(),
+                e["detail"].as_str().unwrap()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn finding_ids(file: &Value) -> Vec<String> {
@@ -91,14 +119,26 @@ fn glibc_with_aaaa_dropped_shows_the_five_second_stall() {
     assert_eq!(n(p, &["a_aaaa_one_missing"]), 1);
     // Retried once on the same socket, then once on a new one, 5 s apart each.
     assert_eq!(n(p, &["five_second_retries"]), 2);
-    let ids = finding_ids(&f);
-    for id in [
-        "lost-queries",
-        "a-aaaa-reply-missing",
-        "five-second-retries",
-    ] {
-        assert!(ids.contains(&id.to_string()), "{id} missing from {ids:?}");
-    }
+    // The AAAA queries are lost (most of the capture's transactions: an error), and the
+    // stall they cause is the live run's five-second finding, from the capture alone.
+    let lost = finding(&f, "cluster-dns-unreachable");
+    assert_eq!(lost["severity"], "error", "{lost}");
+    let ev = evidence(lost);
+    assert!(
+        ev.contains("capture:glibc-aaaa-dropped.pcap: frame ")
+            && ev.contains("AAAA? web.example.test."),
+        "{ev}"
+    );
+    let stall = finding(&f, "five-second-latency");
+    assert_eq!(stall["severity"], "warning", "{stall}");
+    let ev = evidence(stall);
+    assert!(
+        ev.contains("1 of 1 A/AAAA pairs got one reply only; 2 queries retried after ~5 s"),
+        "{ev}"
+    );
+    // No probe, so nothing is known about the client's libc: no glibc-only advice.
+    let advice = stall["remediation"].to_string();
+    assert!(!advice.contains("uses glibc"), "{advice}");
     // Every AAAA query went unanswered, every A query was answered.
     for t in f["transactions"].as_array().unwrap() {
         let answered = t["outcome"] == "answered";
@@ -118,7 +158,12 @@ fn search_path_expansion_from_ndots() {
         ),
         (1, 3)
     );
-    assert!(finding_ids(&f).contains(&"search-path-amplification".to_string()));
+    let f = finding(&f, "search-path-amplification");
+    assert!(
+        evidence(f).contains("1 lookup answered only after 3 NXDOMAIN answers"),
+        "{}",
+        evidence(f)
+    );
 }
 
 #[test]
@@ -131,7 +176,9 @@ fn truncated_answers_with_and_without_the_tcp_retry() {
         (1, 1)
     );
     assert_eq!(n(&f["summary"], &["truncated_responses"]), 2);
-    assert!(finding_ids(&f).contains(&"truncated-without-tcp".to_string()));
+    // The retry that was never tried is a warning; only a failed TCP retry proves an error.
+    let f = finding(&f, "truncated-no-tcp");
+    assert_eq!(f["severity"], "warning", "{f}");
 }
 
 #[test]
@@ -156,7 +203,12 @@ fn lost_queries_in_pcapng() {
         .map(|t| t["qname"].as_str().unwrap())
         .collect();
     assert!(lost.contains(&"lost.example.test."), "{lost:?}");
-    assert_eq!(finding_ids(&f)[0], "lost-queries");
+    assert_eq!(finding_ids(&f)[0], "cluster-dns-unreachable");
+    assert!(
+        evidence(finding(&f, "cluster-dns-unreachable")).contains("lost.example.test."),
+        "{}",
+        f["findings"]
+    );
 }
 
 #[test]
@@ -175,7 +227,9 @@ fn text_report_has_summary_findings_and_percentiles() {
     let text = String::from_utf8(out).unwrap();
     assert!(text.contains("lo-udp-tcp.pcap (pcap, "), "{text}");
     assert!(text.contains("Latency ms: p50 "), "{text}");
-    assert!(text.contains("[WARNING] a-aaaa-reply-missing"), "{text}");
+    assert!(text.contains("[WARNING] five-second-latency: "), "{text}");
+    assert!(text.contains("[ERROR] cluster-dns-unreachable: "), "{text}");
+    assert!(text.contains("      What to do:\n        1. "), "{text}");
     assert!(
         text.trim_end().ends_with("Verdict: problems found"),
         "{text}"

@@ -3,14 +3,14 @@
 //! The pipeline, each stage usable on its own:
 //! [`CaptureReader`] (pcap/pcapng frames) → [`link::segment`] (UDP/TCP) →
 //! [`DnsReader`] (DNS messages; TCP streams and IP fragments reassembled) →
-//! [`Tracker`] (transactions, patterns) →
-//! [`findings()`] (problems worth reporting) and, across capture points, [`correlate()`].
+//! [`Tracker`] (transactions, patterns, examples) and, across capture points,
+//! [`correlate()`]. What the patterns mean is judged in `diagnose`, for a live run and for
+//! `analyze` alike.
 //! Everything is streaming and pure: the only I/O is reading the `Read` handed in.
 
 pub mod correlate;
 pub mod dns;
 pub mod extract;
-pub mod findings;
 pub mod histogram;
 pub mod link;
 pub mod reader;
@@ -23,7 +23,6 @@ pub use correlate::{
 };
 pub use dns::{DnsMessage, DnsPacket, Question};
 pub use extract::{DnsReader, ExtractOptions, ExtractStats};
-pub use findings::{findings, Finding, Severity};
 pub use link::Transport;
 pub use reader::{CaptureError, CaptureFormat, CaptureReader};
 pub use time::Timestamp;

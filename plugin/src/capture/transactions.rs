@@ -146,6 +146,23 @@ pub struct Example {
     pub detail: String,
 }
 
+impl Example {
+    /// One line of evidence: `frame 12 at <time>: <client> -> <server> id 7 AAAA? name — <detail>`.
+    pub fn describe(&self) -> String {
+        format!(
+            "frame {} at {}: {} -> {} id {} {}? {} — {}",
+            self.frame,
+            self.time,
+            self.client,
+            self.server,
+            self.id,
+            self.qtype,
+            self.qname,
+            self.detail
+        )
+    }
+}
+
 /// Counters of the failure patterns.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct PatternCounts {

@@ -55,10 +55,7 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
                     p.five_second_retries
                 ));
             }
-            evidence.push(EvidenceRef::new(
-                format!("capture:{}", c.name),
-                seen.join("; "),
-            ));
+            evidence.push(EvidenceRef::new(c.source(), seen.join("; ")));
             evidence.extend(
                 c.analysis
                     .analysis
@@ -67,12 +64,7 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
                     .iter()
                     .chain(c.analysis.analysis.examples.five_second_retries.iter())
                     .take(3)
-                    .map(|e| {
-                        EvidenceRef::new(
-                            format!("capture:{}", c.name),
-                            crate::capture::findings::describe(e),
-                        )
-                    }),
+                    .map(|e| c.example(e)),
             );
         }
     }

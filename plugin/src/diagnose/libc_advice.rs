@@ -14,7 +14,8 @@ pub fn resolver_name(kind: Option<LibcKind>) -> &'static str {
         Some(LibcKind::Musl) => "musl",
         Some(LibcKind::Static) => "static executable, no libc",
         Some(LibcKind::Unknown) => "unrecognised libc",
-        Some(LibcKind::NotVisible) | None => "libc unknown: its filesystem was not visible",
+        Some(LibcKind::NotVisible) => "libc unknown: its filesystem was not visible",
+        None => "libc unknown: no pod probe ran",
     }
 }
 
@@ -107,5 +108,6 @@ mod tests {
             "static executable, no libc"
         );
         assert_eq!(resolver_name(Some(LibcKind::Unknown)), "unrecognised libc");
+        assert_eq!(resolver_name(None), "libc unknown: no pod probe ran");
     }
 }

@@ -19,10 +19,12 @@ pub mod observed;
 
 pub mod app_lookups;
 pub mod bridge_nf_call_iptables_off;
+pub mod capture_damaged;
 pub mod cluster_dns_unreachable;
 pub mod cluster_domain_mismatch;
 pub mod conntrack_table_near_full;
 pub mod dns_pods_not_ready;
+pub mod dns_server_errors;
 pub mod dns_service_missing;
 pub mod dns_service_no_endpoints;
 pub mod dns_service_port_mismatch;
@@ -31,6 +33,7 @@ pub mod iptables_backends_conflict;
 pub mod kube_proxy_not_translating;
 pub mod kube_proxy_stale_rules;
 pub mod network_policy_blocks_dns;
+pub mod no_dns_traffic;
 pub mod node_firewall;
 pub mod nodelocaldns_not_answering;
 pub mod one_replica_broken;
@@ -43,6 +46,7 @@ pub mod upstream_failing;
 
 use serde::{Deserialize, Serialize};
 
+use crate::capture::transactions::Example;
 use crate::capture::{CaptureAnalysis, Correlation};
 use crate::evidence::{CaptureKind, Evidence};
 use crate::topology::Topology;
@@ -62,8 +66,26 @@ pub struct PointAnalysis<'a> {
     pub analysis: &'a CaptureAnalysis,
 }
 
+impl PointAnalysis<'_> {
+    /// The evidence source naming this point: `capture:<name>`.
+    pub fn source(&self) -> String {
+        format!("capture:{}", self.name)
+    }
+
+    /// One example of a pattern seen at this point, as evidence (with its frame number).
+    pub fn example(&self, e: &Example) -> EvidenceRef {
+        EvidenceRef::new(self.source(), e.describe())
+    }
+}
+
 /// Everything a diagnosis looks at. Captures are given in path order (the target pod, then
 /// nodes, then DNS pods), the order `capture::correlate` was given.
+///
+/// `analyze` diagnoses a capture file on its own: a default [`Topology`] (no pod, no cluster
+/// examined), an [`Evidence`] without probe or node snapshots, the file as the one capture of
+/// kind [`CaptureKind::Pod`], and no correlation. Rules that need the cluster or the probe
+/// stay silent there; the capture's own signals are reported under the same ids as in a
+/// live run.
 #[derive(Debug, Clone, Copy)]
 pub struct DiagnosisInput<'a> {
     pub topology: &'a Topology,
@@ -122,12 +144,15 @@ pub const PRIORITY: &[&str] = &[
     cluster_domain_mismatch::ID,
     upstream_failing::ID,
     one_replica_broken::ID,
+    dns_server_errors::ID,
     five_second_latency::ID,
     truncated_no_tcp::ID,
     conntrack_table_near_full::ID,
     pod_dns_policy::ID,
     search_path_amplification::ID,
     cluster_dns_unreachable::ID,
+    capture_damaged::ID,
+    no_dns_traffic::ID,
     app_lookups::ID_NAMESERVER,
     app_lookups::ID_WRONG,
     app_lookups::ID_FAILS,
@@ -240,6 +265,12 @@ pub fn diagnose(input: &DiagnosisInput<'_>) -> Diagnosis {
     findings.extend(search_path_amplification::rule(&cx));
     // The fallback looks at what the others found, so it runs after them.
     findings.extend(cluster_dns_unreachable::rule(&cx, &findings));
+    // After upstream-failing, which explains SERVFAIL answers when present; after the
+    // fallback too, since answers with errors do not explain queries left unanswered.
+    let server_errors = dns_server_errors::rule(&cx, &findings);
+    findings.extend(server_errors);
+    findings.extend(capture_damaged::rule(&cx));
+    findings.extend(no_dns_traffic::rule(&cx));
     // What the applications experience: always reported, ranked after any cause.
     findings.extend(app_lookups::rule(&cx));
     let checklist = checklist::checklist(&cx);

@@ -1,5 +1,7 @@
 //! Rule: names with fewer dots than ndots are tried with every search suffix first, so one
-//! lookup costs many queries and NXDOMAIN answers.
+//! lookup costs many queries and NXDOMAIN answers. Measured by the pod probe's search
+//! expansion; without the probe, seen in the pod's capture as answered lookups preceded by
+//! NXDOMAIN answers for the name with search suffixes.
 
 use super::finding::{EvidenceRef, Finding, Severity};
 use super::Context;
@@ -11,7 +13,9 @@ pub const ID: &str = "search-path-amplification";
 pub const DEFAULT_QUERIES_PER_LOOKUP: u32 = 8;
 
 pub fn rule(cx: &Context<'_>) -> Option<Finding> {
-    let o = cx.observed.as_ref()?;
+    let Some(o) = cx.observed.as_ref() else {
+        return from_capture(cx);
+    };
     let worst = o
         .report
         .search_expansion
@@ -45,7 +49,7 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
         let p = &c.analysis.analysis.summary.patterns;
         if p.search_path_lookups > 0 {
             evidence.push(EvidenceRef::new(
-                format!("capture:{}", c.name),
+                c.source(),
                 format!(
                     "{} lookups answered only after {} NXDOMAIN answers for search-path expansions",
                     p.search_path_lookups, p.search_path_nxdomains
@@ -68,13 +72,67 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
             worst.candidates.len()
         ),
         evidence,
-        remediation: vec![
-            "Use fully qualified names with a trailing dot (e.g. `api.example.com.`) in the application's configuration.".into(),
-            "Or lower ndots in the pod's spec.dnsConfig.options (e.g. name: ndots, value: \"2\").".into(),
-            extra_searches_advice(cx),
-        ],
+        remediation: remediation(cx),
         loss_point: None,
     })
+}
+
+/// The capture-only branch. Without the pod's resolv.conf the cost per lookup is unknown,
+/// so it is a warning when the expansions' NXDOMAIN answers are a large share of all
+/// answers (at least 10, and 30 % of the responses), info otherwise.
+fn from_capture(cx: &Context<'_>) -> Option<Finding> {
+    let c = cx.pod_capture()?;
+    let s = &c.analysis.analysis.summary;
+    let p = &s.patterns;
+    if p.search_path_lookups == 0 {
+        return None;
+    }
+    let heavy =
+        p.search_path_nxdomains >= 10 && p.search_path_nxdomains * 10 >= s.responses.max(1) * 3;
+    let mut evidence = vec![EvidenceRef::new(
+        c.source(),
+        format!(
+            "{} answered only after {} NXDOMAIN answers for search-path expansions, of {} responses",
+            lookups(p.search_path_lookups), p.search_path_nxdomains, s.responses
+        ),
+    )];
+    evidence.extend(
+        c.analysis
+            .analysis
+            .examples
+            .search_path
+            .iter()
+            .take(3)
+            .map(|e| c.example(e)),
+    );
+    Some(Finding {
+        id: ID.into(),
+        severity: if heavy {
+            Severity::Warning
+        } else {
+            Severity::Info
+        },
+        summary: format!(
+            "search-path amplification: {} answered only after {} NXDOMAIN answers for search-path expansions of the name",
+            lookups(p.search_path_lookups), p.search_path_nxdomains
+        ),
+        evidence,
+        remediation: remediation(cx),
+        loss_point: None,
+    })
+}
+
+/// `1 lookup` / `2 lookups`.
+fn lookups(n: u64) -> String {
+    format!("{n} {}", if n == 1 { "lookup" } else { "lookups" })
+}
+
+fn remediation(cx: &Context<'_>) -> Vec<String> {
+    vec![
+        "Use fully qualified names with a trailing dot (e.g. `api.example.com.`) in the application's configuration.".into(),
+        "Or lower ndots in the pod's spec.dnsConfig.options (e.g. name: ndots, value: \"2\").".into(),
+        extra_searches_advice(cx),
+    ]
 }
 
 /// Where the extra search domains come from: the pod's own spec.dnsConfig, or the node.

@@ -1991,3 +1991,225 @@ fn without_configz_the_search_list_stands_for_the_kubelet() {
         evidence_text(f)
     );
 }
+
+// The capture-only context `analyze` uses: no cluster, no probe, the file as the pod's
+// capture. The live rules must speak from the capture and stay silent otherwise.
+
+fn fixture_capture(name: &str) -> CaptureAnalysis {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/captures")
+        .join(name);
+    let file = std::fs::File::open(&path).expect("fixture capture");
+    crate::capture::analyze_capture(file, Default::default(), Default::default(), &mut |_| {})
+        .expect("the fixture is a capture")
+}
+
+fn capture_only(pod: &CaptureAnalysis) -> Diagnosis {
+    let topology = crate::topology::Topology::default();
+    let evidence = crate::evidence::Evidence::default();
+    diagnose(&DiagnosisInput {
+        topology: &topology,
+        evidence: &evidence,
+        captures: &[PointAnalysis {
+            name: "file.pcap",
+            kind: CaptureKind::Pod,
+            analysis: pod,
+        }],
+        correlation: None,
+    })
+}
+
+#[test]
+fn capture_only_context_claims_nothing_the_capture_does_not_show() {
+    let d = capture_only(&fixture_capture("lo-udp-tcp.pcap"));
+    assert_eq!(ids(&d), Vec::<&str>::new(), "{:#?}", d.findings);
+    // No runbook step ran, so none may fail and wake the safety net.
+    for c in &d.checklist {
+        assert_eq!(c.status, CheckStatus::Skipped, "{}: {}", c.id, c.detail);
+    }
+    assert!(d.lookups.is_empty());
+}
+
+/// One engine: a capture fed to `analyze` and, as the pod's capture, to a live run without
+/// the pod probe gives the same finding ids.
+#[test]
+fn analyze_and_a_live_run_report_the_same_ids_for_a_capture() {
+    let mut s = healthy();
+    s.evidence.pod_probe = None;
+    let mut all = std::collections::BTreeSet::new();
+    for name in [
+        "lo-udp-tcp.pcap",
+        "any-sll2.pcap",
+        "glibc-aaaa-dropped.pcap",
+        "search-path.pcap",
+        "truncated.pcap",
+        "lost.pcapng",
+    ] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/captures")
+            .join(name);
+        let mut out = Vec::new();
+        crate::analyze::run(
+            std::slice::from_ref(&path),
+            crate::analyze::Format::Json,
+            &mut out,
+        )
+        .expect("analyze");
+        let doc: serde_json::Value = serde_json::from_slice(&out).expect("analyze JSON");
+        let offline: Vec<String> = doc["files"][0]["findings"]
+            .as_array()
+            .expect("findings")
+            .iter()
+            .map(|f| f["id"].as_str().expect("id").to_string())
+            .collect();
+        let live = s.diagnose_with_pod_capture(&fixture_capture(name));
+        assert_eq!(offline, ids(&live), "{name}");
+        all.extend(offline);
+    }
+    // Not vacuous: the fixtures show these.
+    for id in [
+        cluster_dns_unreachable::ID,
+        five_second_latency::ID,
+        search_path_amplification::ID,
+        truncated_no_tcp::ID,
+    ] {
+        assert!(all.contains(id), "{id} not in {all:?}");
+    }
+}
+
+#[test]
+fn unanswered_queries_in_a_capture_alone_are_an_error_from_one_percent() {
+    let mut pod = analysis(5);
+    pod.analysis.summary.transactions = 1000;
+    pod.analysis.summary.dns_messages = 1995;
+    pod.analysis.examples.lost = vec![crate::capture::transactions::Example {
+        time: Timestamp::from_nanos(1_764_000_000_000_000_000),
+        frame: 42,
+        client: "10.244.0.5:40001".parse().unwrap(),
+        server: "10.96.0.10:53".parse().unwrap(),
+        id: 7,
+        qname: CLUSTER_NAME.into(),
+        qtype: "A".into(),
+        detail: "no response within 30 s".into(),
+    }];
+    let d = capture_only(&pod);
+    let f = top(&d);
+    assert_eq!(f.id, cluster_dns_unreachable::ID, "{:?}", ids(&d));
+    assert_eq!(f.severity, Severity::Warning);
+    assert!(
+        f.summary.contains("5 of 1000 DNS queries (0.5 %)"),
+        "{}",
+        f.summary
+    );
+    let ev = evidence_text(f);
+    assert!(ev.contains("capture:file.pcap: frame 42 at "), "{ev}");
+    assert!(f.remediation[0].contains("capture at the pod's node and at the DNS pods"));
+    pod.analysis.summary.unanswered_transactions = 10;
+    assert_eq!(top(&capture_only(&pod)).severity, Severity::Error);
+    // With the probe, the probe's measurements decide, not the capture.
+    let s = healthy();
+    assert_eq!(problems(&s.diagnose_with_pod_capture(&pod)), vec![]);
+}
+
+fn server_errors_capture() -> CaptureAnalysis {
+    let mut pod = analysis(0);
+    pod.analysis.summary.dns_messages = 40;
+    pod.analysis.summary.patterns.servfail = 3;
+    pod.analysis.summary.patterns.refused = 1;
+    pod
+}
+
+#[test]
+fn servfail_and_refused_in_the_pod_capture_are_dns_server_errors() {
+    let pod = server_errors_capture();
+    for d in [
+        capture_only(&pod),
+        healthy().diagnose_with_pod_capture(&pod),
+    ] {
+        let f = top(&d);
+        assert_eq!(f.id, dns_server_errors::ID, "{:?}", ids(&d));
+        assert_eq!(f.severity, Severity::Warning);
+        assert!(
+            evidence_text(f).contains("3 queries answered SERVFAIL, 1 query answered REFUSED"),
+            "{}",
+            evidence_text(f)
+        );
+        let r = f.remediation.join("\n");
+        assert!(r.contains("SERVFAIL: ") && r.contains("REFUSED: "), "{r}");
+    }
+}
+
+#[test]
+fn servfail_explained_by_the_upstream_is_not_reported_twice() {
+    let mut s = healthy();
+    s.set_queries(
+        |q| is_cluster_dns(q) && q.qname == EXTERNAL_NAME,
+        QueryOutcome::Answered,
+        Some("SERVFAIL"),
+    );
+    let d = s.diagnose_with_pod_capture(&server_errors_capture());
+    assert_eq!(top(&d).id, upstream_failing::ID, "{:?}", ids(&d));
+    assert!(!ids(&d).contains(&dns_server_errors::ID), "{:?}", ids(&d));
+}
+
+#[test]
+fn damaged_and_empty_captures_are_info_naming_each_point() {
+    let mut pod = analysis(0);
+    pod.read_error = Some("truncated: the file ends inside a record at byte 4096".into());
+    pod.stats.frames = 12;
+    let d = capture_only(&pod);
+    assert_eq!(problems(&d), vec![]);
+    let damaged = d
+        .findings
+        .iter()
+        .find(|f| f.id == capture_damaged::ID)
+        .expect("capture-damaged");
+    assert_eq!(damaged.severity, Severity::Info);
+    assert!(
+        evidence_text(damaged).contains(
+            "capture:file.pcap: truncated: the file ends inside a record at byte 4096; 12 frames read before the damage"
+        ),
+        "{}",
+        evidence_text(damaged)
+    );
+    let empty = d
+        .findings
+        .iter()
+        .find(|f| f.id == no_dns_traffic::ID)
+        .expect("no-dns-traffic");
+    assert_eq!(empty.severity, Severity::Info);
+    assert!(
+        empty.summary.contains("file.pcap (12 frames)"),
+        "{}",
+        empty.summary
+    );
+    // In a live run every capture point is looked at, not only the pod's.
+    let node = analysis(0);
+    let s = healthy();
+    let d = diagnose(&DiagnosisInput {
+        topology: &s.topology,
+        evidence: &s.evidence,
+        captures: &[
+            PointAnalysis {
+                name: "pod-web-0",
+                kind: CaptureKind::Pod,
+                analysis: &server_errors_capture(),
+            },
+            PointAnalysis {
+                name: "node-node-1",
+                kind: CaptureKind::Node,
+                analysis: &node,
+            },
+        ],
+        correlation: None,
+    });
+    let empty = d
+        .findings
+        .iter()
+        .find(|f| f.id == no_dns_traffic::ID)
+        .expect("no-dns-traffic");
+    assert_eq!(
+        evidence_text(empty),
+        "capture:node-node-1: 0 DNS messages in 0 frames (0 not DNS)"
+    );
+}

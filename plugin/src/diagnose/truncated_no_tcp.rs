@@ -50,7 +50,7 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
         proven |= p.truncated_tcp_failed > 0;
         if p.truncated_tcp_failed + p.truncated_no_tcp > 0 {
             evidence.push(EvidenceRef::new(
-                format!("capture:{}", c.name),
+                c.source(),
                 format!(
                     "{} truncated answers: TCP retry failed {}, never tried {}, succeeded {}",
                     p.truncated_tcp_failed + p.truncated_no_tcp + p.truncated_tcp_ok,
@@ -59,6 +59,15 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
                     p.truncated_tcp_ok
                 ),
             ));
+            evidence.extend(
+                c.analysis
+                    .analysis
+                    .examples
+                    .truncated_without_tcp
+                    .iter()
+                    .take(3)
+                    .map(|e| c.example(e)),
+            );
         }
     }
     if evidence.is_empty() {

@@ -96,6 +96,8 @@ fn firewall_report() -> Report {
     let analysis = |unanswered| crate::capture::CaptureAnalysis {
         analysis: crate::capture::Analysis {
             summary: crate::capture::Summary {
+                // The points that saw the lost query saw its one DNS message.
+                dns_messages: unanswered,
                 unanswered_transactions: unanswered,
                 ..Default::default()
             },
