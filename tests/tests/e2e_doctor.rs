@@ -162,7 +162,10 @@ fn a_name_that_does_not_exist_is_never_healthy() {
     let top = &report["findings"][0];
     assert_eq!(top["id"], "name-lookup-fails", "{}", run.stdout);
     assert!(
-        top["summary"].as_str().unwrap().contains("nonexistent.invalid"),
+        top["summary"]
+            .as_str()
+            .unwrap()
+            .contains("nonexistent.invalid"),
         "{}",
         top["summary"]
     );

@@ -50,21 +50,43 @@ pub fn rule(cx: &Context<'_>, found: &[Finding]) -> Option<Finding> {
             ),
         ));
     }
+    // No rule proved a cause: still say where the packets die, and what to check there.
+    let place = super::loss_place::locate(cx);
+    let headline = if all_failed {
+        format!(
+            "the pod gets no answer from the cluster DNS {}",
+            ips.join(", ")
+        )
+    } else {
+        format!(
+            "{failed} of {} queries to the cluster DNS {} failed",
+            udp.sent + tcp.sent,
+            ips.join(", ")
+        )
+    };
+    let summary = match &place {
+        Some(p) => format!("{headline}: the queries die {}", p.place.words()),
+        None => format!("{headline}, and no rule proved why"),
+    };
+    let mut remediation = Vec::new();
+    if let Some(p) = &place {
+        evidence.push(EvidenceRef::new("captures", p.seen.clone()));
+        remediation.push(p.next.to_string());
+    }
+    remediation.extend([
+        "Check that the node firewall and the security groups open the cluster IP range and the pod range for UDP and TCP 53, in particular between the pod's node and the DNS pods' nodes.".to_string(),
+        "Check that kube-proxy runs on the pod's node and that its rules translate the DNS ClusterIP (run again without --no-node-checks to let dns-doctor compare them).".to_string(),
+    ]);
+    if cx.captures.is_empty() {
+        remediation.push("Capture at the pod, its node and the DNS pods (run again without --no-capture) to find where the queries die.".into());
+    }
     Some(Finding {
         id: ID.into(),
         severity,
-        summary: if all_failed {
-            format!("the pod gets no answer from the cluster DNS {}, and no single cause was proven", ips.join(", "))
-        } else {
-            format!("{failed} of {} queries to the cluster DNS {} failed", udp.sent + tcp.sent, ips.join(", "))
-        },
+        summary,
         evidence,
-        remediation: vec![
-            "Check that the node firewall and the security groups open the cluster IP range and the pod range for UDP and TCP 53, in particular between the pod's node and the DNS pods' nodes.".into(),
-            "Check that kube-proxy runs on the pod's node and that its rules translate the DNS ClusterIP (run again without --no-node-checks to let dns-doctor compare them).".into(),
-            "Capture at the pod, its node and the DNS pods (run again without --no-capture) to find where the queries die.".into(),
-        ],
-        loss_point: None,
+        remediation,
+        loss_point: place.map(|p| p.point.unwrap_or_else(|| p.place.words().to_string())),
     })
 }
 

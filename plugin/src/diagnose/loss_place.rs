@@ -46,7 +46,9 @@ impl Place {
             Self::PodToNode => "between the pod and its node",
             Self::NodeToDnsPod => "after the node, before any DNS pod",
             Self::AtDnsPod => "at the DNS pods, which got them and did not answer",
-            Self::WayBack => "on the way back: the DNS pods answered, the replies never reached the pod",
+            Self::WayBack => {
+                "on the way back: the DNS pods answered, the replies never reached the pod"
+            }
             Self::ServiceTranslation => "in the ClusterIP's translation on the pod's node",
             Self::PodToDnsPods => "somewhere between the pod and every DNS pod",
         }
@@ -103,7 +105,10 @@ pub fn locate(cx: &Context<'_>) -> Option<LossPlace> {
                 CaptureKind::Node => Place::NodeToDnsPod,
                 CaptureKind::DnsPod => Place::AtDnsPod,
             };
-            (place, format!("{count} of {total} lost queries were last seen at {name}"))
+            (
+                place,
+                format!("{count} of {total} lost queries were last seen at {name}"),
+            )
         };
         return Some(at(place, Some(name.to_string()), seen));
     }

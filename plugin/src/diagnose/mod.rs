@@ -11,8 +11,8 @@ pub mod checklist;
 pub mod corefile_view;
 pub mod finding;
 pub mod ladder;
-pub mod loss_place;
 pub mod libc_advice;
+pub mod loss_place;
 pub mod network_policy_eval;
 pub mod node_view;
 pub mod observed;
@@ -289,23 +289,17 @@ pub fn diagnose(input: &DiagnosisInput<'_>) -> Diagnosis {
     }
 }
 
-/// Sorts findings root cause first: causes before symptoms (when some cause is at least a
-/// warning), then by severity, then by [`PRIORITY`], stable otherwise.
+/// Sorts findings root cause first: by severity; within a severity, causes before the
+/// symptoms they explain (what the applications experience), then by [`PRIORITY`],
+/// stable otherwise.
 pub fn order(findings: &mut [Finding]) {
-    let is_symptom = |f: &Finding| app_lookups::SYMPTOMS.contains(&f.id.as_str());
-    let a_cause = findings
-        .iter()
-        .any(|f| !is_symptom(f) && f.severity >= Severity::Warning);
     findings.sort_by_key(|f| {
         let rank = PRIORITY
             .iter()
             .position(|id| *id == f.id)
             .unwrap_or(PRIORITY.len());
-        (
-            a_cause && is_symptom(f),
-            std::cmp::Reverse(f.severity),
-            rank,
-        )
+        let symptom = app_lookups::SYMPTOMS.contains(&f.id.as_str());
+        (std::cmp::Reverse(f.severity), symptom, rank)
     });
 }
 

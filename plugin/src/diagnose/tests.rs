@@ -395,6 +395,39 @@ fn clusterip_timeouts_without_node_evidence_fall_back_to_unproven() {
     assert_eq!(top(&d).id, cluster_dns_unreachable::ID, "{:?}", ids(&d));
     assert_eq!(top(&d).severity, Severity::Error);
     assert_eq!(check(&d, "kube-proxy").status, CheckStatus::Skipped);
+    // No rule proved why, yet the place is named: the endpoints answer directly, so the
+    // queries die in the ClusterIP's translation, and the next check is named there.
+    assert!(
+        top(&d)
+            .summary
+            .contains("die in the ClusterIP's translation"),
+        "{}",
+        top(&d).summary
+    );
+    assert!(top(&d).remediation[0].contains("kube-proxy"));
+}
+
+#[test]
+fn unproven_loss_is_placed_inside_the_pod_when_its_own_capture_saw_nothing_leave() {
+    let mut s = healthy();
+    s.evidence.nodes.clear();
+    s.set_queries(is_cluster_dns, QueryOutcome::TimedOut, None);
+    s.set_queries(
+        |q| q.role == ServerRole::Endpoint,
+        QueryOutcome::TimedOut,
+        None,
+    );
+    // The capture inside the pod holds no query: they never reached an interface.
+    let d = s.diagnose_with_pod_capture(&analysis(0));
+    let f = top(&d);
+    assert_eq!(f.id, cluster_dns_unreachable::ID, "{:?}", ids(&d));
+    assert!(
+        f.summary.contains("inside the pod's network namespace"),
+        "{}",
+        f.summary
+    );
+    assert_eq!(f.loss_point.as_deref(), Some("pod-web-0"));
+    assert!(f.remediation[0].contains("sidecar"), "{:?}", f.remediation);
 }
 
 #[test]
