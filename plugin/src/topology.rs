@@ -32,6 +32,11 @@ pub struct Topology {
     pub kube_proxy: KubeProxyInfo,
     #[serde(default)]
     pub node_local_dns: Option<NodeLocalDnsInfo>,
+    /// What the DNS pods' ServiceAccount may read of what CoreDNS's kubernetes plugin
+    /// watches; empty when it could not be asked (no permission to create
+    /// SubjectAccessReviews, no DNS pods).
+    #[serde(default)]
+    pub dns_api_access: Vec<DnsApiAccess>,
     /// Services whose DNS answer the API knows: default/kubernetes and the target
     /// namespace's ClusterIP Services. Lookups of them must return these addresses.
     #[serde(default)]
@@ -218,6 +223,23 @@ pub struct DnsPodInfo {
     /// The DNS container's declared containerPorts.
     #[serde(default)]
     pub container_ports: Vec<NamedPort>,
+    /// spec.serviceAccountName (`default` when unset).
+    #[serde(default)]
+    pub service_account: String,
+}
+
+/// Whether the DNS pods' ServiceAccount may do what the DNS server's `kubernetes` plugin
+/// needs, as the API server's authorizer answers (SubjectAccessReview).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsApiAccess {
+    /// `system:serviceaccount:<ns>:<name>`.
+    pub user: String,
+    pub verb: String,
+    /// `resource` or `resource.group`, e.g. `endpointslices.discovery.k8s.io`.
+    pub resource: String,
+    pub allowed: bool,
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -61,9 +61,21 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
     };
     let looped = logged(LogClass::ForwardingLoop);
     let config_error = logged(LogClass::ConfigError);
-    let api_forbidden = logged(LogClass::KubernetesApiForbidden);
+    // What the API server's authorizer says the DNS pods' service account may not read:
+    // CoreDNS itself often logs only "Failed to watch", without the reason.
+    let denied = denied_access(cx.topology);
+    let mut refused: Vec<ApiPermission> =
+        refused_permissions(&failing).into_iter().cloned().collect();
+    for d in &denied {
+        if !refused
+            .iter()
+            .any(|r| r.verb == d.verb && r.resource == d.resource)
+        {
+            refused.push(d.clone());
+        }
+    }
+    let api_forbidden = logged(LogClass::KubernetesApiForbidden) || !denied.is_empty();
     let api_unreachable = logged(LogClass::KubernetesApiUnreachable);
-    let refused = refused_permissions(&failing);
     let oom = failing.iter().any(|p| {
         p.last_termination
             .as_ref()
@@ -85,6 +97,12 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
                 format!("[{}] ({which}) {}", l.kind, l.line),
             ));
         }
+    }
+    for d in cx.topology.dns_api_access.iter().filter(|a| !a.allowed) {
+        evidence.push(EvidenceRef::new(
+            "api:subjectaccessreview",
+            format!("{} may not {} {}", d.user, d.verb, d.resource),
+        ));
     }
     let forward = super::corefile_view::root_forward(cx.topology);
     if let Some(f) = &forward {
@@ -139,7 +157,7 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
     } else if config_error {
         remediation.push("Fix the Corefile (ConfigMap coredns) at the line and directive the log names; CoreDNS neither starts nor reloads with a Corefile it cannot parse.".to_string());
     } else if api_forbidden {
-        remediation.extend(refused.iter().map(|p| grant(p)));
+        remediation.extend(refused.iter().map(grant));
         if refused.is_empty() {
             remediation.push("Grant the DNS pods' service account list and watch on what the log line says is forbidden, in the ClusterRole bound to it (system:coredns in kubeadm clusters); CoreDNS needs endpointslices.discovery.k8s.io, services and namespaces.".to_string());
         }
@@ -199,6 +217,24 @@ fn refused_permissions<'a>(failing: &[&'a DnsPodInfo]) -> Vec<&'a ApiPermission>
         }
     }
     out
+}
+
+/// Permissions the API server denies the DNS pods' service account among those CoreDNS's
+/// kubernetes plugin needs; pods only count when the Corefile asks for `pods verified`.
+fn denied_access(t: &Topology) -> Vec<ApiPermission> {
+    let verified = t
+        .corefile
+        .as_deref()
+        .is_some_and(|c| c.contains("pods verified"));
+    t.dns_api_access
+        .iter()
+        .filter(|a| !a.allowed && (a.resource != "pods" || verified))
+        .map(|a| ApiPermission {
+            verb: a.verb.clone(),
+            resource: a.resource.clone(),
+            user: Some(a.user.clone()),
+        })
+        .collect()
 }
 
 /// The RBAC fix for one refused permission, with the rule to add.

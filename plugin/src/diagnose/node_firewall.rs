@@ -59,6 +59,11 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
     if rules.is_empty() && (!direct.mostly_failed() || !dns_pods_ready) {
         return None;
     }
+    // Security groups and NACLs drop silently; queries refused (ICMP port unreachable, RST)
+    // reached a host where nothing listens on that port, which no node rule explains.
+    if rules.is_empty() && udp.refused > udp.timed_out {
+        return None;
+    }
     if let Some((name, _, count, total)) = loss {
         evidence.push(EvidenceRef::new(
             format!("capture:{name}"),

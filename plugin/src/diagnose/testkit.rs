@@ -361,6 +361,7 @@ fn dns_pod(name: &str, ip_s: &str) -> DnsPodInfo {
         log_lines: Vec::new(),
         labels: labels(&[("k8s-app", "kube-dns"), ("pod-template-hash", "7db6d8ff4d")]),
         container_ports: coredns_ports(53, 53),
+        service_account: "coredns".into(),
     }
 }
 
@@ -428,6 +429,7 @@ pub fn healthy() -> Scenario {
             configured_mode: Some(String::new()),
         },
         node_local_dns: None,
+        dns_api_access: Vec::new(),
         known_services: vec![KnownService {
             namespace: "default".into(),
             name: "kubernetes".into(),

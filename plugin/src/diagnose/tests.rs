@@ -2246,3 +2246,97 @@ fn damaged_and_empty_captures_are_info_naming_each_point() {
         "capture:node-node-1: 0 DNS messages in 0 frames (0 not DNS)"
     );
 }
+
+#[test]
+fn refused_queries_without_a_node_rule_are_not_a_security_group() {
+    // The Service sends to a port nothing listens on: the DNS pods' kernel refuses every
+    // query (ICMP port unreachable). A silent drop between nodes looks different.
+    let mut s = healthy();
+    s.set_queries(is_cluster_dns, QueryOutcome::Refused, None);
+    s.set_queries(
+        |q| q.role == ServerRole::Endpoint,
+        QueryOutcome::Refused,
+        None,
+    );
+    let lost = Correlation {
+        lost: Vec::new(),
+        lost_by_last_point: vec![("node-node-1".into(), 12)],
+    };
+    let pod = analysis(12);
+    let node = analysis(12);
+    let points = [
+        PointAnalysis {
+            name: "pod-web-0",
+            kind: CaptureKind::Pod,
+            analysis: &pod,
+        },
+        PointAnalysis {
+            name: "node-node-1",
+            kind: CaptureKind::Node,
+            analysis: &node,
+        },
+    ];
+    let d = diagnose(&DiagnosisInput {
+        topology: &s.topology,
+        evidence: &s.evidence,
+        captures: &points,
+        correlation: Some(&lost),
+    });
+    assert!(!ids(&d).contains(&node_firewall::ID), "{:?}", ids(&d));
+    assert!(d.has_problems());
+}
+
+#[test]
+fn dns_pods_stuck_on_rbac_name_the_permission_the_authorizer_denies() {
+    // CoreDNS 1.12 logs only "[ERROR] plugin/kubernetes: Failed to watch": the reason
+    // comes from asking the API server what its service account may read.
+    let mut s = healthy();
+    for p in &mut s.topology.dns_pods {
+        p.ready = false;
+        p.log_lines = scan_dns_log("[ERROR] plugin/kubernetes: Failed to watch\n", false);
+    }
+    s.topology
+        .endpoints
+        .iter_mut()
+        .for_each(|e| e.ready = false);
+    for (verb, resource, allowed) in [
+        ("list", "services", true),
+        ("list", "endpointslices.discovery.k8s.io", false),
+        ("watch", "endpointslices.discovery.k8s.io", false),
+        ("list", "pods", false),
+    ] {
+        s.topology
+            .dns_api_access
+            .push(crate::topology::DnsApiAccess {
+                user: "system:serviceaccount:kube-system:coredns".into(),
+                verb: verb.into(),
+                resource: resource.into(),
+                allowed,
+                reason: None,
+            });
+    }
+    s.set_queries(is_cluster_dns, QueryOutcome::TimedOut, None);
+    let d = s.diagnose();
+    let f = top(&d);
+    assert_eq!(f.id, dns_pods_not_ready::ID_NOT_READY, "{:?}", ids(&d));
+    assert_eq!(f.severity, Severity::Error);
+    assert!(
+        f.summary.contains("list endpointslices.discovery.k8s.io"),
+        "{}",
+        f.summary
+    );
+    // pods are only needed with `pods verified`, which this Corefile does not use.
+    assert!(
+        !f.summary.replace("DNS pods", "").contains("pods"),
+        "{}",
+        f.summary
+    );
+    assert!(
+        f.remediation
+            .iter()
+            .any(|r| r.contains("resources: [\"endpointslices\"]")),
+        "{:?}",
+        f.remediation
+    );
+    assert!(evidence_text(f).contains("api:subjectaccessreview"));
+}

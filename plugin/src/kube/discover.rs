@@ -13,17 +13,17 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::{ListParams, LogParams};
+use kube::api::{ListParams, LogParams, PostParams};
 use kube::{Api, Client};
 
 use super::KubeError;
 use crate::cli::{TargetKind, TargetRef};
 use crate::dns_config::coredns_log::notable_lines;
 use crate::topology::{
-    ClusterDns, ClusterDnsSource, DnsPodInfo, EndpointInfo, IpBlock, KnownService, KubeProxyInfo,
-    KubeProxyPod, LogLine, NamedPort, NetworkPolicyInfo, NodeLocalDnsInfo, PodDnsConfig, PodInfo,
-    PolicyPeer, PolicyPort, PolicyRule, Selector, SelectorRequirement, ServiceInfo, ServicePort,
-    Termination, Topology,
+    ClusterDns, ClusterDnsSource, DnsApiAccess, DnsPodInfo, EndpointInfo, IpBlock, KnownService,
+    KubeProxyInfo, KubeProxyPod, LogLine, NamedPort, NetworkPolicyInfo, NodeLocalDnsInfo,
+    PodDnsConfig, PodInfo, PolicyPeer, PolicyPort, PolicyRule, Selector, SelectorRequirement,
+    ServiceInfo, ServicePort, Termination, Topology,
 };
 
 /// The link-local address NodeLocal DNSCache listens on unless configured otherwise.
@@ -241,6 +241,7 @@ pub async fn discover(client: &Client, pod: &Pod, chosen_from: Option<String>) -
         topo.endpoints = endpoints(client, svc, &mut gaps).await;
         topo.dns_pods = dns_pods(client, svc, &topo.endpoints, &mut gaps).await;
         topo.corefile = corefile(client, svc, &topo.dns_pods, &mut gaps).await;
+        topo.dns_api_access = dns_api_access(client, &topo.dns_pods, &mut gaps).await;
     }
     topo.kube_proxy = kube_proxy(client, &mut gaps).await;
     topo.node_local_dns = node_local_dns(client, &mut gaps).await;
@@ -742,7 +743,89 @@ pub fn dns_pod_info(pod: &Pod) -> DnsPodInfo {
         log_lines: Vec::new(),
         labels: info.labels,
         container_ports,
+        service_account: pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.service_account_name.clone())
+            .unwrap_or_else(|| "default".into()),
     }
+}
+
+/// What CoreDNS's kubernetes plugin lists and watches (its documented RBAC).
+pub const DNS_SERVER_NEEDS: [(&str, &str, &str); 8] = [
+    ("list", "", "services"),
+    ("watch", "", "services"),
+    ("list", "", "namespaces"),
+    ("watch", "", "namespaces"),
+    ("list", "discovery.k8s.io", "endpointslices"),
+    ("watch", "discovery.k8s.io", "endpointslices"),
+    ("list", "", "pods"),
+    ("watch", "", "pods"),
+];
+
+/// Asks the API server whether the DNS pods' ServiceAccount may list and watch what the
+/// DNS server needs (SubjectAccessReview). CoreDNS logs only "Failed to watch" when it
+/// may not, so this is how the missing permission gets a name.
+async fn dns_api_access(
+    client: &Client,
+    pods: &[DnsPodInfo],
+    gaps: &mut Vec<String>,
+) -> Vec<DnsApiAccess> {
+    use k8s_openapi::api::authorization::v1::{
+        ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+    };
+    let Some(p) = pods.first() else {
+        return Vec::new();
+    };
+    let user = format!(
+        "system:serviceaccount:{}:{}",
+        p.namespace, p.service_account
+    );
+    let api: Api<SubjectAccessReview> = Api::all(client.clone());
+    let mut out = Vec::new();
+    for (verb, group, resource) in DNS_SERVER_NEEDS {
+        let review = SubjectAccessReview {
+            spec: SubjectAccessReviewSpec {
+                user: Some(user.clone()),
+                groups: Some(vec![
+                    "system:serviceaccounts".into(),
+                    format!("system:serviceaccounts:{}", p.namespace),
+                    "system:authenticated".into(),
+                ]),
+                resource_attributes: Some(ResourceAttributes {
+                    verb: Some(verb.into()),
+                    group: Some(group.into()),
+                    resource: Some(resource.into()),
+                    ..ResourceAttributes::default()
+                }),
+                ..SubjectAccessReviewSpec::default()
+            },
+            ..SubjectAccessReview::default()
+        };
+        match api.create(&PostParams::default(), &review).await {
+            Ok(r) => {
+                let status = r.status.unwrap_or_default();
+                out.push(DnsApiAccess {
+                    user: user.clone(),
+                    verb: verb.into(),
+                    resource: if group.is_empty() {
+                        resource.into()
+                    } else {
+                        format!("{resource}.{group}")
+                    },
+                    allowed: status.allowed,
+                    reason: status.reason.filter(|r| !r.is_empty()),
+                });
+            }
+            Err(e) => {
+                gaps.push(format!(
+                    "cannot ask what {user} may read (create subjectaccessreviews): {e}"
+                ));
+                return Vec::new();
+            }
+        }
+    }
+    out
 }
 
 /// Lines of a CoreDNS log that point at a cause, classified.
