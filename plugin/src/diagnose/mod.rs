@@ -136,8 +136,9 @@ pub const PRIORITY: &[&str] = &[
     pod_netns_rules::ID_DROPS,
     pod_netns_rules::ID_REDIRECTS,
     kube_proxy_not_translating::ID,
-    kube_proxy_stale_rules::ID,
+    // Two backends, one stale, explain the stale translation they cause.
     iptables_backends_conflict::ID,
+    kube_proxy_stale_rules::ID,
     bridge_nf_call_iptables_off::ID,
     node_firewall::ID,
     udp_blocked::ID,
