@@ -68,6 +68,15 @@ pub struct Plan {
     pub probe_endpoints: Vec<SocketAddr>,
 }
 
+/// How long the pod probe waits for one reply. A reply later than the 1 s that makes a
+/// lookup slow fails the verdict anyway; waiting less on lost queries keeps fault runs
+/// short.
+pub const PROBE_QUERY_TIMEOUT_MS: u64 = 1000;
+
+/// How long one parallel A/AAAA round waits for its two replies. A reply lost to the
+/// conntrack race never comes: half a second tells it as well as five would.
+pub const PARALLEL_WAIT_MS: u64 = 500;
+
 /// Everything the plan is decided from.
 pub struct PlanInput<'a> {
     pub config: &'a DoctorConfig,

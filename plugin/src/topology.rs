@@ -259,6 +259,17 @@ pub struct KubeProxyInfo {
     /// `mode` from the kube-proxy ConfigMap, when there is one ("" means iptables).
     #[serde(default)]
     pub configured_mode: Option<String>,
+    /// A DaemonSet kube-system/kube-proxy exists (its pods may all be gone).
+    #[serde(default)]
+    pub daemonset: bool,
+}
+
+impl KubeProxyInfo {
+    /// No kube-proxy is meant to run here: no pod, no DaemonSet, no ConfigMap. The
+    /// service data plane is something else (an eBPF replacement such as Cilium's).
+    pub fn absent_by_design(&self) -> bool {
+        self.pods.is_empty() && !self.daemonset && self.configured_mode.is_none()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -17,6 +17,9 @@ pub mod pod;
 pub mod resolv;
 pub mod schema;
 
+/// When the parallel A/AAAA rounds stop early: after this many lost a reply.
+pub use net::ENOUGH_LOST_ROUNDS;
+
 /// The debug image this version of dns-doctor uses by default. The test harness tags the
 /// image it builds with exactly this reference, so tests exercise the default.
 pub const DEFAULT_IMAGE: &str = concat!("ghcr.io/dns-doctor/debug:v", env!("CARGO_PKG_VERSION"));

@@ -222,6 +222,9 @@ struct Round {
 /// Parallel rounds stop after this many in a row lost both replies.
 pub const DEAD_AFTER_ROUNDS: u32 = 3;
 
+/// Parallel rounds stop once this many lost a reply: the stalls are shown.
+pub const ENOUGH_LOST_ROUNDS: u32 = 5;
+
 /// Runs `rounds` parallel A+AAAA lookups of `qname` against `server`: each round from fresh
 /// socket(s), as a resolver does per lookup, so each round creates new conntrack entries
 /// (the insert race only happens on a connection's first packets). With `same_socket` both
@@ -246,6 +249,10 @@ pub fn parallel_rounds(
         // Rounds measure partial loss (one of two replies); a path that lost both replies
         // of every round so far is dead, and waiting out more rounds adds nothing.
         if n >= DEAD_AFTER_ROUNDS && stats.both_missing == n {
+            break;
+        }
+        // Enough rounds lost a reply to show the stalls; more would only wait out more.
+        if stats.a_missing + stats.aaaa_missing + stats.both_missing >= ENOUGH_LOST_ROUNDS {
             break;
         }
         let round = if same_socket {

@@ -439,7 +439,7 @@ fn kube_proxy(cx: &Context<'_>) -> Check {
     // Without kube-proxy (an eBPF data plane such as Cilium's kube-proxy replacement) the
     // absence of its rules is expected: the step reports what it saw, and passes when the
     // ClusterIP answers.
-    let no_kube_proxy = cx.topology.kube_proxy.pods.is_empty()
+    let no_kube_proxy = cx.topology.kube_proxy.absent_by_design()
         && cx.nodes.iter().all(|n| n.kube_proxy_hooked != Some(true));
     if no_kube_proxy && !cx.nodes.is_empty() {
         let clusterip_ok = cx.observed.as_ref().map(|o| {

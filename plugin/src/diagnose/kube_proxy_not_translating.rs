@@ -20,7 +20,7 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
     let node = cx.topology.target.node.as_deref()?;
     // No kube-proxy anywhere: the cluster's service data plane is something else (an eBPF
     // replacement such as Cilium's); missing iptables rules prove nothing about it.
-    if cx.topology.kube_proxy.pods.is_empty()
+    if cx.topology.kube_proxy.absent_by_design()
         && cx.nodes.iter().all(|n| n.kube_proxy_hooked != Some(true))
     {
         return None;

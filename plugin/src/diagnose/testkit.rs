@@ -427,6 +427,7 @@ pub fn healthy() -> Scenario {
                 restarts: 0,
             }],
             configured_mode: Some(String::new()),
+            daemonset: true,
         },
         node_local_dns: None,
         dns_api_access: Vec::new(),

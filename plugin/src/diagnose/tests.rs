@@ -352,6 +352,18 @@ fn one_stray_answer_does_not_flip_kube_proxy_down_into_an_upstream_failure() {
 }
 
 #[test]
+fn a_kube_proxy_daemonset_without_pods_is_still_kube_proxy_not_translating() {
+    // Its pods gone (evicted, unschedulable): kube-proxy is meant to run, so the missing
+    // rules are its failure, not an eBPF data plane.
+    let mut s = healthy();
+    s.topology.kube_proxy.pods.clear();
+    s.set_node_command("iptables-legacy-save", IPT_FLUSHED);
+    s.set_queries(is_cluster_dns, QueryOutcome::TimedOut, None);
+    let d = s.diagnose();
+    assert_eq!(top(&d).id, kube_proxy_not_translating::ID, "{:?}", ids(&d));
+}
+
+#[test]
 fn stale_rules_with_every_clusterip_query_failing_is_still_stale_rules() {
     // Both DNS pods were replaced while kube-proxy was stopped: the rules point at neither.
     let mut s = healthy();
@@ -1322,6 +1334,7 @@ fn without_kube_proxy_missing_rules_are_not_blamed_on_it() {
     let mut s = healthy();
     s.topology.kube_proxy.pods.clear();
     s.topology.kube_proxy.configured_mode = None;
+    s.topology.kube_proxy.daemonset = false;
     s.set_node_command("iptables-legacy-save", IPT_FLUSHED);
     let d = s.diagnose();
     assert_eq!(problems(&d), vec![], "{:#?}", d.findings);

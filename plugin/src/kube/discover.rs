@@ -907,6 +907,8 @@ async fn kube_proxy(client: &Client, gaps: &mut Vec<String>) -> KubeProxyInfo {
         }
         Err(e) => gaps.push(format!("cannot list kube-proxy pods in kube-system: {e}")),
     }
+    let dss: Api<DaemonSet> = Api::namespaced(client.clone(), "kube-system");
+    info.daemonset = matches!(dss.get_opt("kube-proxy").await, Ok(Some(_)));
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "kube-system");
     if let Ok(Some(cm)) = cms.get_opt("kube-proxy").await {
         info.configured_mode = cm

@@ -485,6 +485,10 @@ async fn measure(
         args.extend([
             "--parallel-rounds".into(),
             config.parallel_rounds.to_string(),
+            "--parallel-wait-ms".into(),
+            crate::plan::PARALLEL_WAIT_MS.to_string(),
+            "--timeout-ms".into(),
+            crate::plan::PROBE_QUERY_TIMEOUT_MS.to_string(),
         ]);
         args.extend([
             "--deadline-secs".into(),
