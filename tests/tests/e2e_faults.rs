@@ -304,6 +304,18 @@ fn every_fault_is_named_and_the_healthy_cluster_is_clean() {
             EXTERNAL_NAME,
             "dns-pods-not-ready",
         ),
+        (
+            "iptables-dual",
+            GLIBC_CLIENT,
+            EXTERNAL_NAME,
+            "iptables-legacy-and-nft",
+        ),
+        (
+            "bridge-nf-off",
+            GLIBC_CLIENT,
+            EXTERNAL_NAME,
+            "bridge-nf-call-iptables-off",
+        ),
     ];
     let runs = runs_per_fault();
     for &(fault, client, name, expected) in faults {
