@@ -157,8 +157,8 @@ fn publish(table: &str) {
     }
 }
 
-/// How often each fault scenario runs: once in CI (`tests/run`), three times for the
-/// accuracy table (`tests/accuracy`), from `DNS_DOCTOR_ACCURACY_RUNS`.
+/// How often each fault scenario runs, from `DNS_DOCTOR_ACCURACY_RUNS` (default 1):
+/// `tests/run` and `tests/accuracy` ask for 3.
 fn runs_per_fault() -> usize {
     std::env::var("DNS_DOCTOR_ACCURACY_RUNS")
         .ok()
