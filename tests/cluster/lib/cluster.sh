@@ -141,7 +141,7 @@ cluster_healthy() {
 # Waits until cluster_healthy holds, printing progress; dies with logs on timeout.
 wait_cluster_healthy() {
 	local timeout=$1 deadline=$((SECONDS + $1)) why="" last=""
-	while ! why=$(cluster_healthy 2>&1); do
+	while ! why=$(cluster_healthy 2>/dev/null); do
 		if [[ $why != "$last" ]]; then
 			log "waiting: $why"
 			last=$why
