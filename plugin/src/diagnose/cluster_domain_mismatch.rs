@@ -113,7 +113,16 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
 
     // A hostNetwork pod with ClusterFirst gets the node's resolv.conf: that is
     // `pod-dns-policy-bypasses-cluster-dns`, not a domain mismatch.
-    let node_resolv_conf = t.host_network && t.dns_policy == "ClusterFirst";
+    // So is dnsPolicy None with no cluster DNS among its nameservers: its search list
+    // cannot matter while its lookups never reach the cluster DNS.
+    let cluster_ips = super::observed::cluster_dns_ips(topo);
+    let none_elsewhere = t.dns_policy == "None"
+        && !t.dns_config.as_ref().is_some_and(|c| {
+            c.nameservers
+                .iter()
+                .any(|n| n.parse().is_ok_and(|ip| cluster_ips.contains(&ip)))
+        });
+    let node_resolv_conf = (t.host_network && t.dns_policy == "ClusterFirst") || none_elsewhere;
     if let (Some(kubelet), Some(conf), false) = (&kubelet, &conf, node_resolv_conf) {
         let want = format!("svc.{kubelet}");
         if !conf

@@ -25,6 +25,11 @@ pub fn rule(cx: &Context<'_>) -> Vec<Finding> {
     let Some(o) = cx.observed.as_ref() else {
         return Vec::new();
     };
+    // A hostNetwork pod shares the node's namespace: its rules are the node's (kube-proxy's
+    // DNAT of the ClusterIP among them), which the node checks read.
+    if cx.topology.target.host_network {
+        return Vec::new();
+    }
     let mut servers: Vec<IpAddr> = o.cluster_dns_ips();
     if let Some(conf) = o.resolv_conf() {
         servers.extend(conf.nameservers.iter().map(|n| n.address));
@@ -48,7 +53,11 @@ pub fn rule(cx: &Context<'_>) -> Vec<Finding> {
                 });
             }
         }
-        for rule in reachable(&save, "nat", "OUTPUT") {
+        // kube-proxy's own chains translate Services; they are not a first hop of the pod.
+        for rule in reachable(&save, "nat", "OUTPUT")
+            .into_iter()
+            .filter(|r| !r.chain.starts_with("KUBE-"))
+        {
             let redirect = match &rule.target {
                 Some(Target::Dnat { .. }) => true,
                 Some(Target::Other { name, .. }) => name == "REDIRECT",

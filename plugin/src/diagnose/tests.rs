@@ -2353,3 +2353,37 @@ fn dns_pods_stuck_on_rbac_name_the_permission_the_authorizer_denies() {
     );
     assert!(evidence_text(f).contains("api:subjectaccessreview"));
 }
+
+#[test]
+fn a_host_network_pod_sees_the_nodes_kube_proxy_rules_not_a_redirect() {
+    let mut s = healthy();
+    s.topology.target.host_network = true;
+    s.topology.target.dns_policy = "ClusterFirstWithHostNet".into();
+    s.probe().netns_rules = vec![netns_dump("iptables-nft-save", IPT_HEALTHY)];
+    let d = s.diagnose();
+    assert!(
+        !ids(&d).contains(&pod_netns_rules::ID_REDIRECTS),
+        "{:?}",
+        ids(&d)
+    );
+}
+
+#[test]
+fn dns_policy_none_elsewhere_is_a_policy_finding_not_a_domain_mismatch() {
+    let mut s = healthy();
+    s.topology.target.dns_policy = "None".into();
+    s.topology.target.dns_config = Some(PodDnsConfig {
+        nameservers: vec![UPSTREAM.into()],
+        searches: vec!["default.svc.cluster.local".into()],
+        options: Vec::new(),
+    });
+    s.probe().resolv_conf.content = Some(format!(
+        "search default.svc.cluster.local\nnameserver {UPSTREAM}\n"
+    ));
+    let d = s.diagnose();
+    assert!(
+        !ids(&d).contains(&cluster_domain_mismatch::ID),
+        "{:?}",
+        ids(&d)
+    );
+}
