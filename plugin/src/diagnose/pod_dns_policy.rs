@@ -60,7 +60,16 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
             .to_nameservers()
             .filter(|q| o.is_cluster_name(&q.qname))
             .any(|q| q.rcode.as_deref() == Some("NOERROR") && !q.answers.is_empty());
-        cluster_names_fail = via_ns.sent > 0 && !resolved;
+        // What the applications get decides: a cluster name whose lookup fails or is wrong.
+        let apps_fail = cx.lookups.iter().any(|l| {
+            crate::dns_config::names::is_cluster_name(&l.name, &cx.topology.cluster_dns.domain)
+                && matches!(
+                    l.verdict,
+                    super::app_lookup::LookupVerdict::Fails
+                        | super::app_lookup::LookupVerdict::Wrong
+                )
+        });
+        cluster_names_fail = (via_ns.sent > 0 && !resolved) || apps_fail;
         evidence.push(EvidenceRef::new(
             "check:queries",
             format!(
