@@ -9,9 +9,9 @@ use kube::api::{DeleteParams, ListParams, PropagationPolicy};
 use kube::{Api, Client};
 use serde::Serialize;
 
-use super::ephemeral::PROBE_BIN;
 use super::exec::{self, ExecTarget};
 use super::{KubeError, MANAGED_BY_LABEL, MANAGED_BY_VALUE, RUN_LABEL};
+use crate::plan::script::PROBE_BIN;
 
 fn delete_params() -> DeleteParams {
     DeleteParams {

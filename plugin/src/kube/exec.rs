@@ -13,8 +13,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::ephemeral::PROBE_BIN;
 use super::KubeError;
+use crate::plan::script::PROBE_BIN;
 
 /// Line the probe's capture mode prints on stderr once tcpdump listens.
 pub const READY_MARKER: &str = dns_doctor_probe::capture::READY_LINE;
