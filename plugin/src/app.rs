@@ -107,7 +107,7 @@ fn init_logging(verbosity: Verbosity) {
 fn version(output: OutputFormat) -> anyhow::Result<Outcome> {
     let info = serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
-        "probe_schema_version": dns_doctor_probe::schema::SCHEMA_VERSION,
+        "probe_schema_version": dns_doctor_schema::SCHEMA_VERSION,
         "default_image": crate::cli::DEFAULT_IMAGE,
     });
     let text = match output {
@@ -116,7 +116,7 @@ fn version(output: OutputFormat) -> anyhow::Result<Outcome> {
         OutputFormat::Text => format!(
             "kubectl-dns_doctor {}\nprobe schema version {}\ndefault debug image {}\n",
             env!("CARGO_PKG_VERSION"),
-            dns_doctor_probe::schema::SCHEMA_VERSION,
+            dns_doctor_schema::SCHEMA_VERSION,
             crate::cli::DEFAULT_IMAGE
         ),
     };

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use dns_doctor_probe::schema::ProbeResult;
+use dns_doctor_schema::ProbeResult;
 use futures::stream::{self, StreamExt};
 use kube::Client;
 use tokio_util::sync::CancellationToken;
@@ -464,7 +464,7 @@ async fn end_node_windows(
     }
 }
 
-type ProbeOutcome = Result<dns_doctor_probe::schema::ProbeOutput, KubeError>;
+type ProbeOutcome = Result<dns_doctor_schema::ProbeOutput, KubeError>;
 
 /// The probes' documents into the evidence, each failure as a step error.
 fn record_probes(

@@ -9,7 +9,7 @@ use crate::capture::{Correlation, LostQuery, Sighting, Timestamp};
 use crate::diagnose::testkit::{healthy, Scenario, CLUSTER_NAME, IPT_NODE_FIREWALL};
 use crate::diagnose::{diagnose, DiagnosisInput, PointAnalysis};
 use crate::evidence::{CaptureKind, CapturePoint, EphemeralLeft, StepError};
-use dns_doctor_probe::schema::{ConnectOutcome, LibcKind, QueryOutcome, ServerRole};
+use dns_doctor_schema::{ConnectOutcome, LibcKind, QueryOutcome, ServerRole};
 
 use super::*;
 
