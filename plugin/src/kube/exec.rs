@@ -315,9 +315,9 @@ fn file_len(p: &Path) -> u64 {
 
 /// Create a file readable by its owner only: captures contain names and addresses.
 pub async fn create_private(path: &Path) -> std::io::Result<tokio::fs::File> {
-    let mut opts = tokio::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true).mode(0o600);
-    opts.open(path).await
+    tokio::fs::OpenOptions::from(crate::private_fs::file_options())
+        .open(path)
+        .await
 }
 
 #[cfg(test)]
