@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use thiserror::Error;
 
 /// The debug image used when `--image` is not given.
-pub const DEFAULT_IMAGE: &str = dns_doctor_probe::DEFAULT_IMAGE;
+pub const DEFAULT_IMAGE: &str = dns_doctor_schema::protocol::DEFAULT_IMAGE;
 /// The cluster name resolved by default.
 pub const DEFAULT_CLUSTER_NAME: &str = "kubernetes.default";
 /// The external name resolved by default; override with `--external-name` or `--names`.

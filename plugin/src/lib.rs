@@ -18,6 +18,7 @@ pub mod kube;
 pub mod node;
 pub mod plan;
 pub mod printer;
+pub mod private_fs;
 pub mod progress;
 pub mod report;
 pub mod topology;

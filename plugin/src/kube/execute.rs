@@ -3,12 +3,11 @@
 //! probes and snapshots, collect the captures, clean up. What to do where was decided by
 //! the plan; this module only does it, and records what happened as [`Evidence`].
 
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use dns_doctor_probe::schema::ProbeResult;
+use dns_doctor_schema::ProbeResult;
 use futures::stream::{self, StreamExt};
 use kube::Client;
 use tokio_util::sync::CancellationToken;
@@ -464,7 +463,7 @@ async fn end_node_windows(
     }
 }
 
-type ProbeOutcome = Result<dns_doctor_probe::schema::ProbeOutput, KubeError>;
+type ProbeOutcome = Result<dns_doctor_schema::ProbeOutput, KubeError>;
 
 /// The probes' documents into the evidence, each failure as a step error.
 fn record_probes(
@@ -702,9 +701,6 @@ async fn clean_up(input: &ExecuteInput<'_>, started: &Started, evidence: &mut Ev
 /// Private temporary directory for captures when no bundle directory was asked for.
 pub fn private_temp_dir(run_id: &str) -> std::io::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("dns-doctor-{run_id}"));
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .recursive(true)
-        .create(&dir)?;
+    crate::private_fs::create_dir(&dir)?;
     Ok(dir)
 }
