@@ -10,6 +10,7 @@ pub mod ephemeral;
 pub mod exec;
 pub mod execute;
 pub mod node_pod;
+pub mod permissions;
 pub mod preflight;
 
 use std::path::PathBuf;
@@ -100,8 +101,9 @@ impl KubeError {
                 let (res, sub) = resource.split_once('/').map_or((resource.as_str(), None), |(r, s)| (r, Some(s)));
                 let full = sub.map_or(res.to_string(), |s| format!("{res}/{s}"));
                 format!(
-                    "ask for this RBAC rule (a Role in {ns}, or a ClusterRole), or run with fewer checks (--no-node-checks, --no-capture):\n  - apiGroups: [\"{api_group}\"]\n    resources: [\"{full}\"]\n    verbs: [\"{verb}\"]\n  The full ClusterRole is in deploy/rbac.yaml.",
+                    "ask for this RBAC rule (a Role in {ns}, or a ClusterRole), or run with fewer checks (--no-node-checks, --no-capture):\n  - apiGroups: [\"{api_group}\"]\n    resources: [\"{full}\"]\n    verbs: [\"{verb}\"]\n  {shipped}",
                     ns = if namespace.is_empty() { "the namespace" } else { namespace },
+                    shipped = permissions::where_shipped(verb, resource, namespace),
                 )
             }
             Self::NotFound { kind, namespace, .. } => format!("check the name and the namespace (-n); `kubectl get {} -n {namespace}` lists them", kind.to_lowercase()),
@@ -155,16 +157,7 @@ impl KubeError {
     }
 }
 
-/// The API group a resource we use lives in.
-pub fn api_group_of(resource: &str) -> &'static str {
-    match resource.split('/').next().unwrap_or_default() {
-        "jobs" => "batch",
-        "endpointslices" => "discovery.k8s.io",
-        "deployments" | "statefulsets" | "daemonsets" | "replicasets" => "apps",
-        "selfsubjectaccessreviews" => "authorization.k8s.io",
-        _ => "",
-    }
-}
+pub use permissions::api_group_of;
 
 fn is_connect_error(err: &::kube::Error) -> bool {
     matches!(

@@ -13,6 +13,7 @@ use kube::{Api, Client};
 use serde::Serialize;
 
 use super::ephemeral::{self, Privilege};
+use super::permissions::{Scope, PERMISSIONS};
 use super::{api_group_of, KubeError};
 
 /// One permission the plan may need.
@@ -47,68 +48,27 @@ pub struct AccessAnswer {
     pub reason: Option<String>,
 }
 
-/// The permissions a full run needs. Pure.
+/// The permissions preflight asks about before a run changes anything (those marked
+/// `preflight` in [`PERMISSIONS`]), in the run's namespaces. Pure.
 pub fn required_checks(
     target_ns: &str,
     dns_ns: Option<&str>,
     node_ns: &str,
     node_checks: bool,
 ) -> Vec<AccessCheck> {
-    let mut checks = vec![
-        AccessCheck::new(
-            "patch",
-            "pods/ephemeralcontainers",
-            Some(target_ns),
-            "add the probe container to the target pod",
-        ),
-        AccessCheck::new(
-            "create",
-            "pods/exec",
-            Some(target_ns),
-            "run the probe in the target pod",
-        ),
-    ];
-    if let Some(ns) = dns_ns {
-        checks.push(AccessCheck::new(
-            "patch",
-            "pods/ephemeralcontainers",
-            Some(ns),
-            "add probe containers to the DNS pods",
-        ));
-        checks.push(AccessCheck::new(
-            "create",
-            "pods/exec",
-            Some(ns),
-            "query the upstream from the DNS pods",
-        ));
-    }
-    if node_checks {
-        checks.push(AccessCheck::new(
-            "create",
-            "jobs",
-            Some(node_ns),
-            "start node-debug pods",
-        ));
-        checks.push(AccessCheck::new(
-            "delete",
-            "jobs",
-            Some(node_ns),
-            "remove node-debug pods",
-        ));
-        checks.push(AccessCheck::new(
-            "list",
-            "pods",
-            Some(node_ns),
-            "find the node-debug pods",
-        ));
-        checks.push(AccessCheck::new(
-            "create",
-            "pods/exec",
-            Some(node_ns),
-            "read rules and counters on the nodes",
-        ));
-    }
-    checks
+    PERMISSIONS
+        .iter()
+        .filter(|p| p.preflight)
+        .filter_map(|p| {
+            let ns = match p.scope {
+                Scope::Target => target_ns,
+                Scope::Dns => dns_ns?,
+                Scope::Node if node_checks => node_ns,
+                Scope::Node | Scope::Cluster | Scope::KubeSystem => return None,
+            };
+            Some(AccessCheck::new(p.verb, p.resource, Some(ns), p.purpose))
+        })
+        .collect()
 }
 
 /// Ask the API server about each permission.
@@ -226,13 +186,46 @@ mod tests {
     fn node_checks_add_job_and_exec_permissions() {
         let without = required_checks("app", Some("kube-system"), "kube-system", false);
         assert!(without.iter().all(|c| c.resource != "jobs"));
-        let with = required_checks("app", Some("kube-system"), "kube-system", true);
-        assert!(with
+        let with = required_checks("app", Some("kube-system"), "node-debug", true);
+        let node: Vec<(&str, &str)> = with
             .iter()
-            .any(|c| c.verb == "create" && c.resource == "jobs"));
-        assert!(with
+            .filter(|c| c.namespace.as_deref() == Some("node-debug"))
+            .map(|c| (c.verb.as_str(), c.resource.as_str()))
+            .collect();
+        assert_eq!(
+            node,
+            [
+                ("create", "jobs"),
+                ("delete", "jobs"),
+                ("list", "pods"),
+                ("create", "pods/exec")
+            ]
+        );
+    }
+
+    #[test]
+    fn probe_permissions_are_asked_where_the_probes_go() {
+        let checks = required_checks("app", Some("dns"), "kube-system", false);
+        let asked: Vec<(&str, &str, &str)> = checks
             .iter()
-            .any(|c| c.resource == "pods/ephemeralcontainers"
-                && c.namespace.as_deref() == Some("app")));
+            .map(|c| {
+                (
+                    c.verb.as_str(),
+                    c.resource.as_str(),
+                    c.namespace.as_deref().unwrap_or_default(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            asked,
+            [
+                ("patch", "pods/ephemeralcontainers", "app"),
+                ("create", "pods/exec", "app"),
+                ("patch", "pods/ephemeralcontainers", "dns"),
+                ("create", "pods/exec", "dns"),
+            ]
+        );
+        // Without a DNS Service there are no DNS pods to probe.
+        assert_eq!(required_checks("app", None, "kube-system", false).len(), 2);
     }
 }
