@@ -1164,3 +1164,100 @@ fn cleanup_works_under_the_shipped_roles() {
         leftovers()
     );
 }
+
+/// A pod running the plugin binary (mounted from this machine, which is the test cluster's
+/// node) as the ServiceAccount of deploy/rbac.yaml, with no kubeconfig. Deleted on drop.
+struct InClusterRun {
+    name: &'static str,
+}
+
+impl InClusterRun {
+    fn start(args: &[&str]) -> Self {
+        let this = Self {
+            name: "dns-doctor-in-cluster-run",
+        };
+        this.delete();
+        let pod = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": this.name, "namespace": "kube-system"},
+            "spec": {
+                "serviceAccountName": "dns-doctor",
+                "restartPolicy": "Never",
+                "containers": [{
+                    "name": "doctor",
+                    "image": dns_doctor_probe::DEFAULT_IMAGE,
+                    "imagePullPolicy": "Never",
+                    "command": std::iter::once("/plugin/kubectl-dns_doctor").chain(args.iter().copied()).collect::<Vec<_>>(),
+                    "volumeMounts": [{"name": "plugin", "mountPath": "/plugin/kubectl-dns_doctor", "readOnly": true}],
+                }],
+                "volumes": [{"name": "plugin", "hostPath": {"path": plugin_binary(), "type": "File"}}],
+            },
+        });
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), pod.to_string()).unwrap();
+        kubectl_ok(&["create", "-f", file.path().to_str().unwrap()]);
+        this
+    }
+
+    /// Waits for the plugin to exit; its exit code and output.
+    fn wait(&self, limit: Duration) -> (Option<i64>, String) {
+        let state = || {
+            let out = kubectl_ok(&["get", "pod", "-n", "kube-system", self.name, "-o", "json"]);
+            let pod: serde_json::Value = serde_json::from_str(&out).unwrap();
+            pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"].as_i64()
+        };
+        let ended = eventually(limit, || state().is_some());
+        let logs = kubectl(&["logs", "-n", "kube-system", self.name]).1;
+        assert!(
+            ended,
+            "the in-cluster run did not end within {}s:\n{logs}",
+            limit.as_secs()
+        );
+        (state(), logs)
+    }
+
+    fn delete(&self) {
+        let _ = kubectl(&[
+            "delete",
+            "pod",
+            "-n",
+            "kube-system",
+            self.name,
+            "--ignore-not-found",
+        ]);
+    }
+}
+
+impl Drop for InClusterRun {
+    fn drop(&mut self) {
+        self.delete();
+    }
+}
+
+#[test]
+fn runs_in_cluster_as_the_shipped_service_account() {
+    let _guard = cluster_lock();
+    let before = ephemeral_names(CLIENT_NS, GLIBC_CLIENT);
+    let _rbac = ShippedRbac::apply();
+    let run = InClusterRun::start(&[
+        GLIBC_CLIENT,
+        "-n",
+        CLIENT_NS,
+        "--external-name",
+        EXTERNAL_NAME,
+        "-o",
+        "json",
+        "-q",
+        "--capture-seconds",
+        "8",
+    ]);
+    let (code, logs) = run.wait(Duration::from_secs(180));
+    assert_eq!(code, Some(0), "{logs}");
+    let report: serde_json::Value =
+        serde_json::from_str(&logs).unwrap_or_else(|e| panic!("not a JSON report ({e}):\n{logs}"));
+    assert_eq!(report["strategy"], "ephemeral_capture", "{logs}");
+    assert!(capture_kinds(&report).iter().any(|k| k == "node"), "{logs}");
+    assert_eq!(gaps_besides_configz(&report), Vec::<String>::new());
+    assert_nothing_left(CLIENT_NS, GLIBC_CLIENT, &before);
+}

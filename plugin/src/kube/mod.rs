@@ -174,7 +174,7 @@ pub async fn connect(opts: &KubeOptions) -> Result<(Client, String), KubeError> 
         cluster: None,
         user: None,
     };
-    let config = match &opts.kubeconfig {
+    let loaded = match &opts.kubeconfig {
         Some(path) => {
             let kubeconfig = Kubeconfig::read_from(path).map_err(|e| KubeError::Kubeconfig {
                 path: Some(path.clone()),
@@ -183,14 +183,26 @@ pub async fn connect(opts: &KubeOptions) -> Result<(Client, String), KubeError> 
             Config::from_custom_kubeconfig(kubeconfig, &options).await
         }
         None => Config::from_kubeconfig(&options).await,
-    }
-    .map_err(|e| KubeError::Kubeconfig {
-        path: opts
-            .kubeconfig
-            .clone()
-            .or_else(|| std::env::var_os("KUBECONFIG").map(PathBuf::from)),
-        source: Box::new(e),
-    })?;
+    };
+    let config = match loaded {
+        Ok(config) => config,
+        // No kubeconfig at all, inside a pod: its ServiceAccount, as kubectl does.
+        Err(_) if in_pod_without_kubeconfig(opts) => {
+            Config::incluster().map_err(|e| KubeError::Kubeconfig {
+                path: None,
+                source: Box::new(e),
+            })?
+        }
+        Err(e) => {
+            return Err(KubeError::Kubeconfig {
+                path: opts
+                    .kubeconfig
+                    .clone()
+                    .or_else(|| std::env::var_os("KUBECONFIG").map(PathBuf::from)),
+                source: Box::new(e),
+            })
+        }
+    };
     let namespace = opts
         .namespace
         .clone()
@@ -206,6 +218,19 @@ pub async fn connect(opts: &KubeOptions) -> Result<(Client, String), KubeError> 
         .await
         .map_err(|e| KubeError::Unreachable { server, source: e })?;
     Ok((client, namespace))
+}
+
+/// Running in a pod (the API server's address is in the environment) with no kubeconfig
+/// named or found, so the pod's ServiceAccount token is the identity to use.
+fn in_pod_without_kubeconfig(opts: &KubeOptions) -> bool {
+    let default_file = std::env::var_os("HOME")
+        .map(|home| PathBuf::from(home).join(".kube/config"))
+        .is_some_and(|p| p.exists());
+    opts.kubeconfig.is_none()
+        && opts.context.is_none()
+        && std::env::var_os("KUBECONFIG").is_none()
+        && !default_file
+        && std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
 }
 
 /// A short random suffix for object names, unique per run.
