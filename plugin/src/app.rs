@@ -27,17 +27,10 @@ pub fn run(command: Command) -> anyhow::Result<Outcome> {
             let rt = runtime()?;
             rt.block_on(async {
                 let (client, _) = crate::kube::connect(&kube).await?;
-                let report = crate::kube::cleanup::cleanup_all(&client).await?;
-                let mut text = String::new();
-                for j in &report.jobs_deleted {
-                    text.push_str(&format!("deleted job {j}\n"));
-                }
-                for p in &report.pods_deleted {
-                    text.push_str(&format!("deleted pod {p}\n"));
-                }
-                if text.is_empty() {
-                    text.push_str("nothing to clean up\n");
-                }
+                let scope =
+                    crate::kube::cleanup::CleanupScope::from_flag(kube.namespace.as_deref());
+                let report = crate::kube::cleanup::cleanup(&client, &scope).await?;
+                let text = report.render_text();
                 printer::write_report(text.as_bytes())?;
                 Ok(Outcome::Healthy)
             })

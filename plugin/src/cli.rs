@@ -136,7 +136,8 @@ pub enum SubCommand {
         #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
     },
-    /// Delete every node pod and Job dns-doctor left behind (by label), in all namespaces.
+    /// Delete the node pods and Jobs dns-doctor left behind (by label): in all namespaces
+    /// when allowed, else in kube-system; with -n, in that namespace only.
     Cleanup,
     /// Print the plugin version, the probe schema version and the default debug image.
     Version {

@@ -100,8 +100,9 @@ impl KubeError {
                 let (res, sub) = resource.split_once('/').map_or((resource.as_str(), None), |(r, s)| (r, Some(s)));
                 let full = sub.map_or(res.to_string(), |s| format!("{res}/{s}"));
                 format!(
-                    "ask for this RBAC rule (a Role in {ns}, or a ClusterRole), or run with fewer checks (--no-node-checks, --no-capture):\n  - apiGroups: [\"{api_group}\"]\n    resources: [\"{full}\"]\n    verbs: [\"{verb}\"]\n  The full ClusterRole is in deploy/rbac.yaml.",
+                    "ask for this RBAC rule (a Role in {ns}, or a ClusterRole), or run with fewer checks (--no-node-checks, --no-capture):\n  - apiGroups: [\"{api_group}\"]\n    resources: [\"{full}\"]\n    verbs: [\"{verb}\"]\n  {shipped}",
                     ns = if namespace.is_empty() { "the namespace" } else { namespace },
+                    shipped = crate::access::permissions::where_shipped(verb, resource, namespace),
                 )
             }
             Self::NotFound { kind, namespace, .. } => format!("check the name and the namespace (-n); `kubectl get {} -n {namespace}` lists them", kind.to_lowercase()),
@@ -155,16 +156,7 @@ impl KubeError {
     }
 }
 
-/// The API group a resource we use lives in.
-pub fn api_group_of(resource: &str) -> &'static str {
-    match resource.split('/').next().unwrap_or_default() {
-        "jobs" => "batch",
-        "endpointslices" => "discovery.k8s.io",
-        "deployments" | "statefulsets" | "daemonsets" | "replicasets" => "apps",
-        "selfsubjectaccessreviews" => "authorization.k8s.io",
-        _ => "",
-    }
-}
+pub use crate::access::permissions::api_group_of;
 
 fn is_connect_error(err: &::kube::Error) -> bool {
     matches!(
@@ -181,7 +173,7 @@ pub async fn connect(opts: &KubeOptions) -> Result<(Client, String), KubeError> 
         cluster: None,
         user: None,
     };
-    let config = match &opts.kubeconfig {
+    let loaded = match &opts.kubeconfig {
         Some(path) => {
             let kubeconfig = Kubeconfig::read_from(path).map_err(|e| KubeError::Kubeconfig {
                 path: Some(path.clone()),
@@ -190,14 +182,26 @@ pub async fn connect(opts: &KubeOptions) -> Result<(Client, String), KubeError> 
             Config::from_custom_kubeconfig(kubeconfig, &options).await
         }
         None => Config::from_kubeconfig(&options).await,
-    }
-    .map_err(|e| KubeError::Kubeconfig {
-        path: opts
-            .kubeconfig
-            .clone()
-            .or_else(|| std::env::var_os("KUBECONFIG").map(PathBuf::from)),
-        source: Box::new(e),
-    })?;
+    };
+    let config = match loaded {
+        Ok(config) => config,
+        // No kubeconfig at all, inside a pod: its ServiceAccount, as kubectl does.
+        Err(_) if in_pod_without_kubeconfig(opts) => {
+            Config::incluster().map_err(|e| KubeError::Kubeconfig {
+                path: None,
+                source: Box::new(e),
+            })?
+        }
+        Err(e) => {
+            return Err(KubeError::Kubeconfig {
+                path: opts
+                    .kubeconfig
+                    .clone()
+                    .or_else(|| std::env::var_os("KUBECONFIG").map(PathBuf::from)),
+                source: Box::new(e),
+            })
+        }
+    };
     let namespace = opts
         .namespace
         .clone()
@@ -213,6 +217,19 @@ pub async fn connect(opts: &KubeOptions) -> Result<(Client, String), KubeError> 
         .await
         .map_err(|e| KubeError::Unreachable { server, source: e })?;
     Ok((client, namespace))
+}
+
+/// Running in a pod (the API server's address is in the environment) with no kubeconfig
+/// named or found, so the pod's ServiceAccount token is the identity to use.
+fn in_pod_without_kubeconfig(opts: &KubeOptions) -> bool {
+    let default_file = std::env::var_os("HOME")
+        .map(|home| PathBuf::from(home).join(".kube/config"))
+        .is_some_and(|p| p.exists());
+    opts.kubeconfig.is_none()
+        && opts.context.is_none()
+        && std::env::var_os("KUBECONFIG").is_none()
+        && !default_file
+        && std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
 }
 
 /// A short random suffix for object names, unique per run.

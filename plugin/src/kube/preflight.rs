@@ -120,13 +120,46 @@ mod tests {
     fn node_checks_add_job_and_exec_permissions() {
         let without = required_checks("app", Some("kube-system"), "kube-system", false);
         assert!(without.iter().all(|c| c.resource != "jobs"));
-        let with = required_checks("app", Some("kube-system"), "kube-system", true);
-        assert!(with
+        let with = required_checks("app", Some("kube-system"), "node-debug", true);
+        let node: Vec<(&str, &str)> = with
             .iter()
-            .any(|c| c.verb == "create" && c.resource == "jobs"));
-        assert!(with
+            .filter(|c| c.namespace.as_deref() == Some("node-debug"))
+            .map(|c| (c.verb.as_str(), c.resource.as_str()))
+            .collect();
+        assert_eq!(
+            node,
+            [
+                ("create", "jobs"),
+                ("delete", "jobs"),
+                ("list", "pods"),
+                ("create", "pods/exec")
+            ]
+        );
+    }
+
+    #[test]
+    fn probe_permissions_are_asked_where_the_probes_go() {
+        let checks = required_checks("app", Some("dns"), "kube-system", false);
+        let asked: Vec<(&str, &str, &str)> = checks
             .iter()
-            .any(|c| c.resource == "pods/ephemeralcontainers"
-                && c.namespace.as_deref() == Some("app")));
+            .map(|c| {
+                (
+                    c.verb.as_str(),
+                    c.resource.as_str(),
+                    c.namespace.as_deref().unwrap_or_default(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            asked,
+            [
+                ("patch", "pods/ephemeralcontainers", "app"),
+                ("create", "pods/exec", "app"),
+                ("patch", "pods/ephemeralcontainers", "dns"),
+                ("create", "pods/exec", "dns"),
+            ]
+        );
+        // Without a DNS Service there are no DNS pods to probe.
+        assert_eq!(required_checks("app", None, "kube-system", false).len(), 2);
     }
 }

@@ -2,7 +2,11 @@
 //! answers, and the ephemeral container admission accepts. The kube layer asks
 //! (`kube::preflight`); the plan decides from the answers. Pure.
 
+pub mod permissions;
+
 use serde::Serialize;
+
+use permissions::{Scope, PERMISSIONS};
 
 /// One permission the plan may need.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -36,68 +40,27 @@ pub struct AccessAnswer {
     pub reason: Option<String>,
 }
 
-/// The permissions a full run needs. Pure.
+/// The permissions preflight asks about before a run changes anything (those marked
+/// `preflight` in [`PERMISSIONS`]), in the run's namespaces. Pure.
 pub fn required_checks(
     target_ns: &str,
     dns_ns: Option<&str>,
     node_ns: &str,
     node_checks: bool,
 ) -> Vec<AccessCheck> {
-    let mut checks = vec![
-        AccessCheck::new(
-            "patch",
-            "pods/ephemeralcontainers",
-            Some(target_ns),
-            "add the probe container to the target pod",
-        ),
-        AccessCheck::new(
-            "create",
-            "pods/exec",
-            Some(target_ns),
-            "run the probe in the target pod",
-        ),
-    ];
-    if let Some(ns) = dns_ns {
-        checks.push(AccessCheck::new(
-            "patch",
-            "pods/ephemeralcontainers",
-            Some(ns),
-            "add probe containers to the DNS pods",
-        ));
-        checks.push(AccessCheck::new(
-            "create",
-            "pods/exec",
-            Some(ns),
-            "query the upstream from the DNS pods",
-        ));
-    }
-    if node_checks {
-        checks.push(AccessCheck::new(
-            "create",
-            "jobs",
-            Some(node_ns),
-            "start node-debug pods",
-        ));
-        checks.push(AccessCheck::new(
-            "delete",
-            "jobs",
-            Some(node_ns),
-            "remove node-debug pods",
-        ));
-        checks.push(AccessCheck::new(
-            "list",
-            "pods",
-            Some(node_ns),
-            "find the node-debug pods",
-        ));
-        checks.push(AccessCheck::new(
-            "create",
-            "pods/exec",
-            Some(node_ns),
-            "read rules and counters on the nodes",
-        ));
-    }
-    checks
+    PERMISSIONS
+        .iter()
+        .filter(|p| p.preflight)
+        .filter_map(|p| {
+            let ns = match p.scope {
+                Scope::Target => target_ns,
+                Scope::Dns => dns_ns?,
+                Scope::Node if node_checks => node_ns,
+                Scope::Node | Scope::Cluster | Scope::KubeSystem => return None,
+            };
+            Some(AccessCheck::new(p.verb, p.resource, Some(ns), p.purpose))
+        })
+        .collect()
 }
 
 /// How much privilege an ephemeral container asks for.
