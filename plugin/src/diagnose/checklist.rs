@@ -69,6 +69,14 @@ pub fn checklist(cx: &Context<'_>) -> Vec<Check> {
     ]
 }
 
+/// `, redirected in the pod to local port 15053` when the pod's own rules send DNS to `ip`
+/// elsewhere first; empty otherwise.
+fn redirected(redirects: &[super::pod_netns_rules::Hit], ip: IpAddr) -> String {
+    super::pod_netns_rules::first_hop(redirects, ip)
+        .map(|hop| format!(", redirected in the pod to {hop}"))
+        .unwrap_or_default()
+}
+
 /// The pod's resolv.conf: its nameservers are the cluster DNS (or a NodeLocal cache in
 /// front of it) and they answer.
 fn pod_nameservers(cx: &Context<'_>) -> Check {
@@ -86,6 +94,7 @@ fn pod_nameservers(cx: &Context<'_>) -> Check {
     };
     let cluster = o.cluster_dns_ips();
     let local = cx.topology.node_local_dns.as_ref().map(|n| n.local_ip);
+    let redirects = super::pod_netns_rules::redirects(cx);
     let mut foreign = false;
     let mut parts = Vec::new();
     for ns in conf.nameservers.iter().map(|n| n.address) {
@@ -98,7 +107,7 @@ fn pod_nameservers(cx: &Context<'_>) -> Check {
             "not the cluster DNS"
         };
         let t = Tally::of(o.to_nameservers().filter(|q| q.server.ip() == ns));
-        parts.push(format!("{ns} ({what}): {t}"));
+        parts.push(format!("{ns} ({what}{}): {t}", redirected(&redirects, ns)));
     }
     if parts.is_empty() {
         return Check::new(
@@ -289,11 +298,15 @@ fn tcp_connect(cx: &Context<'_>) -> Check {
         .iter()
         .filter(|c| c.outcome == ConnectOutcome::Connected)
         .count();
+    let redirects = super::pod_netns_rules::redirects(cx);
     let parts: Vec<String> = connects
         .iter()
         .map(|c| {
+            let via = super::pod_netns_rules::first_hop(&redirects, c.target.ip())
+                .map(|hop| format!(" (redirected in the pod to {hop})"))
+                .unwrap_or_default();
             format!(
-                "{} {} in {:.0} ms",
+                "{}{via} {} in {:.0} ms",
                 c.target,
                 connect_label(c.outcome),
                 c.latency_ms
@@ -332,11 +345,27 @@ fn queries(cx: &Context<'_>) -> Check {
             "no query for a cluster name was sent to the cluster DNS",
         );
     }
+    let redirects = super::pod_netns_rules::redirects(cx);
+    let hops: BTreeSet<String> = o
+        .cluster_dns_ips()
+        .into_iter()
+        .filter_map(|ip| {
+            super::pod_netns_rules::first_hop(&redirects, ip).map(|hop| format!("{ip} -> {hop}"))
+        })
+        .collect();
+    let via = if hops.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; redirected in the pod: {}",
+            hops.into_iter().collect::<Vec<_>>().join(", ")
+        )
+    };
     Check::new(
         "queries",
         T,
         status_of(&all),
-        format!("UDP {udp}; TCP {tcp}"),
+        format!("UDP {udp}; TCP {tcp}{via}"),
     )
 }
 

@@ -314,46 +314,58 @@ async fn measure(
         containers = started.containers.len(),
         "ephemeral containers started"
     );
-    // Node pods: wait until they run.
-    if started.jobs_created {
-        let waits: Vec<(String, Result<String, KubeError>)> =
-            stream::iter(plan.nodes.iter().enumerate())
-                .map(|(i, node)| async move {
-                    let job = format!("dns-doctor-{run_id}-{i}");
-                    (
-                        node.clone(),
-                        node_pod::wait_running(
-                            client,
-                            &plan.node_namespace,
-                            &job,
-                            node,
-                            &config.image,
-                            START_TIMEOUT,
-                        )
-                        .await,
-                    )
-                })
-                .buffer_unordered(CONCURRENCY)
-                .collect()
-                .await;
-        for (node, r) in waits {
-            match r {
-                Ok(pod) => started.node_pods.push((
-                    node,
-                    ExecTarget {
-                        namespace: plan.node_namespace.clone(),
-                        pod,
-                        container: node_pod::CONTAINER.into(),
-                    },
-                )),
-                Err(e) => evidence.step_errors.push(StepError {
-                    step: format!("node pod on {node}"),
-                    error: e.to_string(),
-                }),
+    // Node pods: wait until they run. Meanwhile the target's own rules are read, so its
+    // capture also sees the first hop they redirect DNS to.
+    let pod_filter = async {
+        match (plan.target_capture, &target_exec) {
+            (CaptureVia::Ephemeral, Some(t)) if config.capture => {
+                first_hop_filter(client, t, run_id, topology).await
             }
+            _ => None,
         }
-        started.node_pods.sort_by(|a, b| a.0.cmp(&b.0));
+    };
+    let node_waits = async {
+        if !started.jobs_created {
+            return Vec::new();
+        }
+        stream::iter(plan.nodes.iter().enumerate())
+            .map(|(i, node)| async move {
+                let job = format!("dns-doctor-{run_id}-{i}");
+                (
+                    node.clone(),
+                    node_pod::wait_running(
+                        client,
+                        &plan.node_namespace,
+                        &job,
+                        node,
+                        &config.image,
+                        START_TIMEOUT,
+                    )
+                    .await,
+                )
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect::<Vec<(String, Result<String, KubeError>)>>()
+            .await
+    };
+    let (pod_filter, waits) = tokio::join!(pod_filter, node_waits);
+    for (node, r) in waits {
+        match r {
+            Ok(pod) => started.node_pods.push((
+                node,
+                ExecTarget {
+                    namespace: plan.node_namespace.clone(),
+                    pod,
+                    container: node_pod::CONTAINER.into(),
+                },
+            )),
+            Err(e) => evidence.step_errors.push(StepError {
+                step: format!("node pod on {node}"),
+                error: e.to_string(),
+            }),
+        }
     }
+    started.node_pods.sort_by(|a, b| a.0.cmp(&b.0));
 
     tracing::debug!(nodes = started.node_pods.len(), "node pods running");
     // Captures, all at once, each streamed into its file while written.
@@ -378,11 +390,15 @@ async fn measure(
         let mut to_start: Vec<(ExecTarget, String, CaptureKind, Vec<String>)> = Vec::new();
         match (plan.target_capture, &target_exec) {
             (CaptureVia::Ephemeral, Some(t)) => {
+                let filter = pod_filter
+                    .iter()
+                    .flat_map(|f| ["--filter".to_string(), f.clone()])
+                    .collect();
                 to_start.push((
                     t.clone(),
                     format!("pod-{}", topology.target.name),
                     CaptureKind::Pod,
-                    cap_args(vec![]),
+                    cap_args(filter),
                 ));
             }
             (CaptureVia::NodeNsenter, _) => {
@@ -685,6 +701,47 @@ async fn measure(
         }
     }
     Ok(())
+}
+
+/// The tcpdump filter for the target pod's capture when its own network namespace
+/// redirects DNS (a mesh sidecar's DNS proxy): port 53 and that first hop, from the rules a
+/// probe without queries reads there. None (port 53 alone) when nothing redirects DNS or
+/// the rules could not be read.
+async fn first_hop_filter(
+    client: &Client,
+    target: &ExecTarget,
+    run_id: &str,
+    topology: &Topology,
+) -> Option<String> {
+    let args = [
+        "--no-resolv-conf",
+        "--parallel-rounds",
+        "0",
+        "--deadline-secs",
+        "10",
+    ]
+    .map(str::to_string);
+    match exec::run_probe(
+        client,
+        target,
+        &probe_argv(run_id, "pod", args),
+        Duration::from_secs(10),
+    )
+    .await
+    {
+        Ok(out) => match out.result {
+            ProbeResult::Pod(report) => {
+                let filter = crate::diagnose::pod_netns_rules::capture_filter(&report, topology);
+                tracing::debug!(?filter, "pod capture filter from the pod's own rules");
+                filter
+            }
+            _ => None,
+        },
+        Err(e) => {
+            tracing::debug!(error = %e, "the pod's own rules could not be read before the capture");
+            None
+        }
+    }
 }
 
 /// Find a process of the target pod on its node, for nsenter, by the pod UID in
