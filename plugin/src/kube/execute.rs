@@ -851,15 +851,27 @@ async fn clean_up(input: &ExecuteInput<'_>, started: &Started, evidence: &mut Ev
             }
         }
         // Confirm the ephemeral containers exited: they stay in the spec, but must not run.
+        // One that never ran (it could not be created beside an exited container, or never
+        // started in time) has nothing to end now: it is read once, not waited for.
         let ended = futures::future::join_all(evidence.ephemeral_containers.iter().map(|left| {
             let (ns, pod) = left.pod.split_once('/').unwrap_or_default();
-            ephemeral::wait_terminated(
-                input.client,
-                ns,
-                pod,
-                &left.container,
-                Duration::from_secs(10),
-            )
+            let never_ran = started.containers.iter().any(|(t, ok)| {
+                !*ok && t.namespace == ns && t.pod == pod && t.container == left.container
+            });
+            async move {
+                if never_ran {
+                    ephemeral::has_ended(input.client, ns, pod, &left.container).await
+                } else {
+                    ephemeral::wait_terminated(
+                        input.client,
+                        ns,
+                        pod,
+                        &left.container,
+                        Duration::from_secs(10),
+                    )
+                    .await
+                }
+            }
         }))
         .await;
         for (left, ended) in evidence.ephemeral_containers.iter_mut().zip(ended) {
