@@ -11,6 +11,7 @@ use crate::node::service::Protocol;
 use crate::topology::ClusterDnsSource;
 
 use super::check::{Check, CheckStatus};
+use super::data_plane::DataPlaneKind;
 use super::observed::{answered_ok, Tally};
 use super::Context;
 
@@ -465,17 +466,17 @@ fn kube_proxy(cx: &Context<'_>) -> Check {
             None => problems.push(format!("no kube-proxy pod on {node}")),
         }
     }
-    // Without kube-proxy (an eBPF data plane such as Cilium's kube-proxy replacement) the
-    // absence of its rules is expected: the step reports what it saw, and passes when the
-    // ClusterIP answers.
-    let no_kube_proxy = cx.topology.kube_proxy.absent_by_design()
-        && cx.nodes.iter().all(|n| n.kube_proxy_hooked != Some(true));
-    if no_kube_proxy && !cx.nodes.is_empty() {
-        let clusterip_ok = cx.observed.as_ref().map(|o| {
-            let t = Tally::of(o.to_cluster_dns());
-            t.mostly_ok()
-        });
-        let detail = "no kube-proxy in this cluster and no kube-proxy rules on the nodes: another data plane (eBPF, e.g. Cilium's kube-proxy replacement) translates ClusterIPs";
+    // Without kube-proxy (an eBPF data plane such as Cilium's kube-proxy replacement, or
+    // rules of another data plane) the absence of its rules is expected: the step says what
+    // translates the ClusterIP, and passes when the ClusterIP answers.
+    if let Some(plane) = super::data_plane::data_plane(cx)
+        .filter(|p| matches!(p.kind, DataPlaneKind::Other | DataPlaneKind::NoneVisible))
+    {
+        let clusterip_ok = cx
+            .observed
+            .as_ref()
+            .map(|o| Tally::of(o.to_cluster_dns()).mostly_ok());
+        let detail = plane.detail;
         return match clusterip_ok {
             Some(true) => Check::new(
                 "kube-proxy",
@@ -483,7 +484,13 @@ fn kube_proxy(cx: &Context<'_>) -> Check {
                 CheckStatus::Pass,
                 format!("{detail}; the DNS ClusterIP answers"),
             ),
-            _ => Check::new(
+            Some(false) => Check::new(
+                "kube-proxy",
+                T,
+                CheckStatus::Fail,
+                format!("{detail}; the DNS ClusterIP does not answer"),
+            ),
+            None => Check::new(
                 "kube-proxy",
                 T,
                 CheckStatus::Skipped,
