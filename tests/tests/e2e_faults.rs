@@ -3,7 +3,9 @@
 //! with evidence and remediation; with the fault off it exits 0 with no error finding, ten
 //! times in a row. The runbook's faults use the plain client pods; the scenarios beyond it
 //! that are about one pod's configuration (search-path, dns-bypass, nodelocaldns-down) bring
-//! their own client pod, which the fault switch creates and removes.
+//! their own client pod, which the fault switch creates and removes. A switch that makes the
+//! cluster work another way (no-kube-proxy-replaced: a replacement data plane) is a scenario
+//! whose expected outcome is healthy: exit 0 and no warning.
 //!
 //! The suite writes the accuracy table (scenario, expected finding, found finding, exit
 //! code, time to verdict) to docs/accuracy.md and into README.md between its markers, so
