@@ -105,10 +105,7 @@ async fn run_inner(
             rejections: Vec::new(),
         }
     };
-    let first_dns = topology
-        .dns_pods
-        .iter()
-        .find(|p| p.phase == "Running" && p.waiting_reason.is_none());
+    let first_dns = topology.dns_pods.iter().find(|p| p.can_host_probe());
     let dns_choice = match (first_dns, &dns_ns) {
         (Some(p), Some(ns))
             if allowed("patch", "pods/ephemeralcontainers", ns)
@@ -172,6 +169,7 @@ async fn run_inner(
         script: &script,
         capture_dir: &capture_dir,
         cancel,
+        pod_capture_filter: &|r| diagnose::pod_netns_rules::capture_filter(r, &topology),
         progress: &step,
     };
     let (evidence, interrupted, fatal) = match execute::execute(&input).await {

@@ -732,6 +732,14 @@ pub fn dns_pod_info(pod: &Pod) -> DnsPodInfo {
             .and_then(|s| s.state.as_ref())
             .and_then(|s| s.waiting.as_ref())
             .and_then(|w| w.reason.clone()),
+        exited: cs
+            .and_then(|s| s.state.as_ref())
+            .and_then(|s| s.terminated.as_ref())
+            .map(|t| Termination {
+                reason: t.reason.clone().unwrap_or_default(),
+                exit_code: t.exit_code,
+                message: t.message.clone(),
+            }),
         last_termination: cs
             .and_then(|s| s.last_state.as_ref())
             .and_then(|s| s.terminated.as_ref())

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use dns_doctor_schema::ProbeResult;
+use dns_doctor_schema::{PodReport, ProbeResult};
 use futures::stream::{self, StreamExt};
 use kube::Client;
 use tokio_util::sync::CancellationToken;
@@ -17,7 +17,7 @@ use super::{cleanup, ephemeral, node_pod, KubeError};
 use crate::evidence::{
     CaptureKind, CapturePoint, EphemeralLeft, Evidence, NodeEvidence, StepError, UpstreamProbe,
 };
-use crate::plan::script::{CapturePlace, CaptureStep, ContainerRole, RunScript};
+use crate::plan::script::{CapturePlace, CaptureStep, ContainerRole, ProbeStep, RunScript};
 
 /// How many pods are injected or probed at once: enough for the target and the DNS pods of
 /// a usual cluster to start together (the kubelets start them in parallel, so a smaller
@@ -43,6 +43,9 @@ pub struct ExecuteInput<'a> {
     /// Where pcaps are written (the bundle directory or a private temporary one).
     pub capture_dir: &'a Path,
     pub cancel: &'a CancellationToken,
+    /// The target capture's tcpdump filter from the rules in the target's own network
+    /// namespace (pure; see [`RunScript::first_hop`]).
+    pub pod_capture_filter: &'a (dyn Fn(&PodReport) -> Option<String> + Sync),
     /// Called with a short description as each phase starts.
     pub progress: &'a (dyn Fn(&str) + Sync),
 }
@@ -55,6 +58,9 @@ struct Started {
     injected: Mutex<Vec<ExecTarget>>,
     /// For each of the script's containers, where it runs once it is confirmed running.
     running: Vec<Option<ExecTarget>>,
+    /// Containers added whose start failed (beside an exited container, or not in time):
+    /// nothing to end in them at cleanup.
+    never_ran: Vec<ExecTarget>,
     /// Node pods confirmed running, by node.
     node_pods: Vec<(String, ExecTarget)>,
     jobs_created: bool,
@@ -103,12 +109,19 @@ async fn carry_out(
     (input.progress)("starting probe containers and node pods");
     create_node_pods(input, started, evidence).await;
     inject_containers(input, started, evidence).await?;
-    wait_node_pods(input, started, evidence).await;
+    let first_hop = input.script.first_hop.as_ref().and_then(|step| {
+        let t = started.running.get(step.container).cloned().flatten()?;
+        Some((step, t))
+    });
+    let (pod_filter, ()) = tokio::join!(
+        read_first_hop(input, first_hop),
+        wait_node_pods(input, started, evidence)
+    );
     let captures = if input.script.captures.is_empty() {
         Vec::new()
     } else {
         (input.progress)("starting captures");
-        start_captures(input, started, evidence).await
+        start_captures(input, started, pod_filter, evidence).await
     };
     (input.progress)("probing DNS");
     run_probes(input, started, evidence).await;
@@ -222,6 +235,7 @@ async fn inject_containers(
                     KubeError::Forbidden { .. } | KubeError::AdmissionRejected { .. }
                 ) {
                     evidence.ephemeral_containers.push(left);
+                    started.never_ran.push(target);
                 }
                 if step.role == ContainerRole::Target {
                     fatal = Some(e);
@@ -283,6 +297,31 @@ async fn wait_node_pods(input: &ExecuteInput<'_>, started: &mut Started, evidenc
     tracing::debug!(nodes = started.node_pods.len(), "node pods running");
 }
 
+/// Phase 2, beside the node pods: the tcpdump filter for the target's capture when its own
+/// network namespace redirects DNS (port 53 and that first hop), from the rules a probe
+/// without queries reads there. None (port 53 alone) when nothing redirects DNS or the
+/// rules could not be read.
+async fn read_first_hop(
+    input: &ExecuteInput<'_>,
+    step: Option<(&ProbeStep, ExecTarget)>,
+) -> Option<String> {
+    let (step, target) = step?;
+    match exec::run_probe(input.client, &target, &step.argv, step.timeout).await {
+        Ok(out) => match out.result {
+            ProbeResult::Pod(report) => {
+                let filter = (input.pod_capture_filter)(&report);
+                tracing::debug!(?filter, "pod capture filter from the pod's own rules");
+                filter
+            }
+            _ => None,
+        },
+        Err(e) => {
+            tracing::debug!(error = %e, "the pod's own rules could not be read before the capture");
+            None
+        }
+    }
+}
+
 /// Where a capture step runs now, with its final argv; None (and why) when its container
 /// or node pod is not running.
 async fn place_capture(
@@ -327,11 +366,19 @@ async fn place_capture(
 async fn start_captures(
     input: &ExecuteInput<'_>,
     started: &Started,
+    pod_filter: Option<String>,
     evidence: &mut Evidence,
 ) -> Vec<(RunningCapture, CaptureKind)> {
+    let first_hop_container = input.script.first_hop.as_ref().map(|s| s.container);
+    let pod_filter = &pod_filter;
     let opened = futures::future::join_all(input.script.captures.iter().map(|step| async move {
         let r = match place_capture(input, started, step).await {
-            Ok((target, argv)) => {
+            Ok((target, mut argv)) => {
+                if let (CapturePlace::Container(i), Some(f)) = (&step.place, pod_filter) {
+                    if Some(*i) == first_hop_container && step.kind == CaptureKind::Pod {
+                        argv.extend(["--filter".to_string(), f.clone()]);
+                    }
+                }
                 let file = input
                     .capture_dir
                     .join(format!("{}.pcap", sanitize(&step.name)));
@@ -677,15 +724,28 @@ async fn clean_up(input: &ExecuteInput<'_>, started: &Started, evidence: &mut Ev
             }
         }
         // Confirm the ephemeral containers exited: they stay in the spec, but must not run.
+        // One that never ran (it could not be created beside an exited container, or never
+        // started in time) has nothing to end now: it is read once, not waited for.
         let ended = futures::future::join_all(evidence.ephemeral_containers.iter().map(|left| {
             let (ns, pod) = left.pod.split_once('/').unwrap_or_default();
-            ephemeral::wait_terminated(
-                input.client,
-                ns,
-                pod,
-                &left.container,
-                Duration::from_secs(10),
-            )
+            let never_ran = started
+                .never_ran
+                .iter()
+                .any(|t| t.namespace == ns && t.pod == pod && t.container == left.container);
+            async move {
+                if never_ran {
+                    ephemeral::has_ended(input.client, ns, pod, &left.container).await
+                } else {
+                    ephemeral::wait_terminated(
+                        input.client,
+                        ns,
+                        pod,
+                        &left.container,
+                        Duration::from_secs(10),
+                    )
+                    .await
+                }
+            }
         }))
         .await;
         for (left, ended) in evidence.ephemeral_containers.iter_mut().zip(ended) {

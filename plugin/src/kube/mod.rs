@@ -78,6 +78,12 @@ pub enum KubeError {
         reason: String,
         message: String,
     },
+    #[error("the probe container {container} could not be created: {reason}: {message}")]
+    ContainerNotCreated {
+        container: String,
+        reason: String,
+        message: String,
+    },
     #[error("{what} did not happen within {}s", timeout.as_secs())]
     Timeout { what: String, timeout: Duration },
     #[error("{what} failed")]
@@ -111,9 +117,29 @@ impl KubeError {
             Self::EphemeralUnsupported => "enable the EphemeralContainers feature (GA since Kubernetes 1.25), or run with --no-capture on a node pod only".into(),
             Self::AdmissionRejected { .. } => "an admission policy refused it before anything was added; label the namespace with a Pod Security level that allows NET_RAW/NET_ADMIN (baseline allows NET_RAW), or run with --no-capture".into(),
             Self::ImagePull { image, .. } => format!("make {image} pullable from the nodes (mirror it to your registry and pass --image)"),
+            Self::ContainerNotCreated { container, .. } => format!("an ephemeral container can only join a running container: check that the pod of {container} runs (`kubectl describe pod`), e.g. that it is not crash-looping"),
             Self::Timeout { .. } => "raise --timeout, or look at the events of the pods named above".into(),
             Self::Api { .. } | Self::Other { .. } => return None,
         })
+    }
+
+    /// Why a container waits for good (`Stuck`): its image cannot be pulled, or the runtime
+    /// cannot create it (e.g. the container it joins is not running).
+    pub fn stuck(image: &str, container: String, reason: String, message: String) -> Self {
+        if reason.starts_with("CreateContainer") {
+            Self::ContainerNotCreated {
+                container,
+                reason,
+                message,
+            }
+        } else {
+            Self::ImagePull {
+                image: image.to_string(),
+                container,
+                reason,
+                message,
+            }
+        }
     }
 
     /// Classify an API error for an action, so 403 and 404 get their own advice.

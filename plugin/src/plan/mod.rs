@@ -148,7 +148,7 @@ pub fn decide(input: &PlanInput<'_>) -> Plan {
             .topology
             .dns_pods
             .iter()
-            .filter(|p| p.phase == "Running" && p.waiting_reason.is_none())
+            .filter(|p| p.can_host_probe())
             .map(|p| DnsPodPlan {
                 namespace: p.namespace.clone(),
                 name: p.name.clone(),
@@ -227,7 +227,7 @@ mod tests {
     use super::*;
     use crate::access::{required_checks, AccessCheck};
     use crate::cli::{OutputFormat, TargetKind, TargetRef};
-    use crate::topology::{DnsPodInfo, PodInfo};
+    use crate::topology::{DnsPodInfo, PodInfo, Termination};
     use std::time::Duration;
 
     fn config() -> DoctorConfig {
@@ -275,6 +275,34 @@ mod tests {
                     name: "coredns-b".into(),
                     phase: "Running".into(),
                     waiting_reason: Some("CrashLoopBackOff".into()),
+                    container: "coredns".into(),
+                    ..DnsPodInfo::default()
+                },
+                // Between two crashes: exited, not yet restarted.
+                DnsPodInfo {
+                    namespace: "kube-system".into(),
+                    name: "coredns-c".into(),
+                    phase: "Running".into(),
+                    restarts: 1,
+                    exited: Some(Termination {
+                        reason: "Error".into(),
+                        exit_code: 1,
+                        message: None,
+                    }),
+                    container: "coredns".into(),
+                    ..DnsPodInfo::default()
+                },
+                // Restarted after a crash, running, not ready: about to crash again.
+                DnsPodInfo {
+                    namespace: "kube-system".into(),
+                    name: "coredns-d".into(),
+                    phase: "Running".into(),
+                    restarts: 2,
+                    last_termination: Some(Termination {
+                        reason: "Error".into(),
+                        exit_code: 1,
+                        message: None,
+                    }),
                     container: "coredns".into(),
                     ..DnsPodInfo::default()
                 },
@@ -329,8 +357,10 @@ mod tests {
         let plan = plan_for(&acc, &tc, Some(&tc));
         assert_eq!(plan.strategy, Strategy::EphemeralCapture);
         assert_eq!(plan.nodes, vec!["n1", "n2"]);
-        // The crashlooping DNS pod gets no container.
+        // The crash-looping DNS pods get no container, whichever phase of the loop
+        // discovery saw them in.
         assert_eq!(plan.dns_pods.len(), 1);
+        assert_eq!(plan.dns_pods[0].name, "coredns-a");
         assert!(plan.dns_pods[0].capture);
     }
 

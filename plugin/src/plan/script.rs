@@ -36,6 +36,9 @@ const NODE_WINDOW_MAX: Duration = Duration::from_secs(45);
 const UPSTREAM_DEADLINE_SECS: u64 = 30;
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(40);
 
+/// The probe that reads the target's own rules before the captures.
+const FIRST_HOP_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Captures get this long after `--capture-seconds` to stop and hand over their files.
 const CAPTURE_FINISH_MARGIN: Duration = Duration::from_secs(15);
 
@@ -65,6 +68,10 @@ pub struct RunScript {
     /// Phase 1: ephemeral containers; the target's, when there is one, comes first and is
     /// the only one whose failure ends the run.
     pub containers: Vec<ContainerStep>,
+    /// Phase 2, beside the node pods: the target's own rules, read by a probe without
+    /// queries, so that its capture also sees the first hop they redirect DNS to (a mesh
+    /// sidecar's DNS proxy). Only when the target's capture runs in its container.
+    pub first_hop: Option<ProbeStep>,
     /// Phase 3: captures, all opened at once.
     pub captures: Vec<CaptureStep>,
     /// Phase 4: the probes and snapshots, all at once.
@@ -211,17 +218,42 @@ pub fn compose(input: &ScriptInput<'_>) -> RunScript {
             ),
             timeout: probe_timeout,
         });
+    let captures = if config.capture {
+        captures(plan, topology, config, run_id, &containers, &node_pods)
+    } else {
+        Vec::new()
+    };
+    let first_hop = captures.iter().find_map(|c| match c.place {
+        CapturePlace::Container(i)
+            if c.kind == CaptureKind::Pod && containers[i].role == ContainerRole::Target =>
+        {
+            Some(ProbeStep {
+                container: i,
+                argv: probe_argv(
+                    run_id,
+                    "pod",
+                    [
+                        "--no-resolv-conf",
+                        "--parallel-rounds",
+                        "0",
+                        "--deadline-secs",
+                        &FIRST_HOP_TIMEOUT.as_secs().to_string(),
+                    ]
+                    .map(str::to_string),
+                ),
+                timeout: FIRST_HOP_TIMEOUT,
+            })
+        }
+        _ => None,
+    });
     RunScript {
         run_id: run_id.to_string(),
         image: config.image.clone(),
         container_name: format!("dns-doctor-{run_id}"),
         lifetime: config.timeout + LIFETIME_MARGIN,
         node_namespace: plan.node_namespace.clone(),
-        captures: if config.capture {
-            captures(plan, topology, config, run_id, &containers, &node_pods)
-        } else {
-            Vec::new()
-        },
+        first_hop,
+        captures,
         node_snapshots: node_snapshots(run_id, &node_pods, pod_probe.is_some(), probe_timeout),
         upstream_probes: upstream_probes(topology, config, run_id, upstreams, &containers),
         pod_probe,

@@ -15,6 +15,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::diagnose::data_plane::DataPlane;
 use crate::diagnose::{Check, Diagnosis, Finding, PacketLadder};
 use crate::evidence::{CaptureKind, EphemeralLeft, Evidence, StepError};
 use crate::exit::Outcome;
@@ -133,6 +134,9 @@ pub struct Report {
     pub strategy: String,
     pub strategy_reason: String,
     pub cluster_dns: ClusterDnsSummary,
+    /// The service data plane that translates ClusterIPs on the target's node, as seen.
+    #[serde(default)]
+    pub data_plane: Option<DataPlane>,
     /// Root cause first.
     pub findings: Vec<Finding>,
     pub checklist: Vec<Check>,
@@ -209,6 +213,7 @@ impl Report {
                     .map(|s| format!("{}/{}", s.namespace, s.name)),
                 ready_endpoints: topology.ready_endpoint_ips(),
             },
+            data_plane: diagnosis.data_plane,
             findings: diagnosis.findings,
             checklist: diagnosis.checklist,
             lost_queries: diagnosis.lost_queries,

@@ -93,6 +93,9 @@ pub fn render_text(report: &Report, out: &mut dyn Write, color: bool) -> io::Res
         dns.service.as_deref().unwrap_or("none"),
         eps.join(", ")
     )?;
+    if let Some(plane) = &report.data_plane {
+        writeln!(out, "  data plane: {}", plane.detail)?;
+    }
     if !report.strategy.is_empty() {
         writeln!(
             out,

@@ -184,6 +184,12 @@ fn capture_points_follow_the_strategy() {
         cfg.capture = !no_capture;
         let s = compose_with(&plan(strategy, via, two_dns()), &cfg, &[]);
         assert_eq!(places(&s), want, "{case}");
+        // The target's own rules are read first only when its capture runs in its container.
+        assert_eq!(
+            s.first_hop.as_ref().map(|f| f.container),
+            (via == CaptureVia::Ephemeral && !no_capture).then_some(0),
+            "{case}"
+        );
         for c in &s.captures {
             assert!(
                 has_args(&c.argv, &["--seconds", "10"])
