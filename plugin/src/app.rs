@@ -26,8 +26,8 @@ pub fn run(command: Command) -> anyhow::Result<Outcome> {
             init_logging(Verbosity::Normal);
             let rt = runtime()?;
             rt.block_on(async {
-                let (client, _) = crate::kube::connect(&kube).await?;
-                let report = crate::kube::cleanup::cleanup_all(&client).await?;
+                let connection = crate::kube::connect(&kube).await?;
+                let report = crate::kube::cleanup::cleanup_all(&connection.client).await?;
                 let mut text = String::new();
                 for j in &report.jobs_deleted {
                     text.push_str(&format!("deleted job {j}\n"));
