@@ -162,6 +162,12 @@ pub fn read_kubeconfigs(which: &KubeconfigFiles) -> Result<Loaded, ConfigError> 
     Ok(loaded)
 }
 
+/// The kubeconfig a run would read, merged: its contexts, clusters and users are what
+/// `--context`, `--cluster` and `--user` complete to.
+pub fn merged_kubeconfig(opts: &KubeOptions, env: &Environment) -> Result<Kubeconfig, ConfigError> {
+    merge(&read_kubeconfigs(&kubeconfig_files(opts, env))?)
+}
+
 /// Where the connection settings came from, for messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {

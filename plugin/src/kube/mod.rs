@@ -10,6 +10,7 @@ pub mod discover;
 pub mod ephemeral;
 pub mod exec;
 pub mod execute;
+pub mod names;
 pub mod node_pod;
 pub mod preflight;
 
