@@ -1107,6 +1107,26 @@ fn impersonation_with_as_acts_as_that_user_and_explains_a_refusal() {
         "{}",
         run.stderr
     );
+    // An identity that may not impersonate is told so, not sent after a missing rule.
+    let _ = kubectl(&["create", "sa", "-n", ns, "nobody"]);
+    let _delete = DeleteOnDrop(vec!["sa/nobody".into()]);
+    let kc = sa_kubeconfig(ns, "nobody");
+    let run = doctor(&[
+        GLIBC_CLIENT,
+        "-n",
+        CLIENT_NS,
+        "--kubeconfig",
+        kc.path().to_str().unwrap(),
+        "--as",
+        "someone",
+    ]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!("{who} may not impersonate"))
+            && run.stderr.contains("or run without --as"),
+        "{}",
+        run.stderr
+    );
     // A group without a user is refused before anything is sent, as kubectl does.
     let run = doctor(&[GLIBC_CLIENT, "--as-group", "system:masters"]);
     assert_eq!(run.code, Some(2));

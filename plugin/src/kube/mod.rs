@@ -411,3 +411,87 @@ pub fn run_id(rng: &mut impl rand::Rng) -> String {
         .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api_error(code: u16, message: &str) -> ::kube::Error {
+        ::kube::Error::Api(Box::new(
+            serde_json::from_value(serde_json::json!({
+                "status": "Failure",
+                "code": code,
+                "message": message,
+                "reason": "Forbidden",
+            }))
+            .unwrap(),
+        ))
+    }
+
+    #[test]
+    fn a_403_names_the_refused_user_and_the_rule() {
+        // The API server's wording, as the test cluster answers `--as` of a service account.
+        let err = KubeError::from_api(
+            "get Pod x",
+            "get",
+            "pods",
+            "dns-clients",
+            api_error(
+                403,
+                r#"pods "x" is forbidden: User "system:serviceaccount:ops:nobody" cannot get resource "pods" in API group "" in the namespace "dns-clients""#,
+            ),
+        );
+        assert_eq!(
+            err.to_string(),
+            r#"forbidden: User "system:serviceaccount:ops:nobody" cannot get pods in namespace "dns-clients""#
+        );
+        let hint = err.hint().unwrap();
+        assert!(
+            hint.contains("for system:serviceaccount:ops:nobody")
+                && hint.contains("resources: [\"pods\"]")
+                && hint.contains("verbs: [\"get\"]"),
+            "{hint}"
+        );
+    }
+
+    #[test]
+    fn a_refused_impersonation_is_not_a_missing_rule_for_the_target() {
+        let err = KubeError::from_api(
+            "https://127.0.0.1:6443/",
+            "get",
+            "version",
+            "",
+            api_error(
+                403,
+                r#"users "someone" is forbidden: User "system:serviceaccount:ops:nobody" cannot impersonate resource "users" in API group "" at the cluster scope"#,
+            ),
+        );
+        assert!(
+            matches!(&err, KubeError::ImpersonationForbidden { user, .. } if user == "system:serviceaccount:ops:nobody"),
+            "{err:?}"
+        );
+        assert!(
+            err.hint().unwrap().contains("impersonate"),
+            "{:?}",
+            err.hint()
+        );
+    }
+
+    #[test]
+    fn a_401_is_about_credentials() {
+        let err = KubeError::from_api("x", "get", "version", "", api_error(401, "Unauthorized"));
+        assert!(matches!(err, KubeError::Unauthorized { .. }), "{err:?}");
+        assert!(err.hint().unwrap().contains("--token"));
+    }
+
+    #[test]
+    fn the_request_timeout_is_recognised_through_kube() {
+        let err = ::kube::Error::Service(Box::new(RequestTimedOut(Duration::from_millis(1500))));
+        let err = KubeError::from_api("list pods", "list", "pods", "x", err);
+        assert_eq!(
+            err.to_string(),
+            "list pods: the API server did not answer within 1.5s"
+        );
+        assert!(err.hint().unwrap().contains("--request-timeout"));
+    }
+}
