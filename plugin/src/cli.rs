@@ -25,6 +25,9 @@ Examples:
   kubectl dns-doctor analyze dns.pcap other.pcapng
   kubectl dns-doctor cleanup
 
+Shell completion: `kubectl dns-doctor <TAB>` with kubectl_complete-dns_doctor (shipped with
+the plugin) on PATH.
+
 Exit codes: 0 healthy, 1 problems found, 2 could not run, 130 interrupted.";
 
 /// Raw command line, as clap parses it.
@@ -51,9 +54,6 @@ pub struct Args {
     /// kubectl.kubernetes.io/default-container annotation, then its first container).
     #[arg(short = 'c', long, value_name = "CONTAINER")]
     pub container: Option<String>,
-
-    #[command(flatten)]
-    pub kube: KubeArgs,
 
     /// Report format on stdout.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Text)]
@@ -102,11 +102,16 @@ pub struct Args {
 
     #[command(flatten)]
     pub verbosity: VerbosityArgs,
+
+    // Last: its help heading applies to the flags that follow it.
+    #[command(flatten)]
+    pub kube: KubeArgs,
 }
 
 /// kubectl's connection flags (its genericclioptions) that kube-rs can honour, shared by
 /// every subcommand that talks to a cluster.
 #[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Cluster connection (as kubectl)")]
 pub struct KubeArgs {
     /// Namespace of the target (default: the kubeconfig context's namespace, or the pod's own
     /// namespace when running in a pod).
@@ -148,7 +153,7 @@ pub struct KubeArgs {
     pub request_timeout: Duration,
 
     /// Bearer token for authentication to the API server.
-    #[arg(long, value_name = "TOKEN", global = true, hide_env_values = true)]
+    #[arg(long, value_name = "TOKEN", global = true)]
     pub token: Option<String>,
 
     /// Address and port of the API server (e.g. https://10.0.0.1:6443).
