@@ -28,17 +28,10 @@ pub fn run(command: Command) -> anyhow::Result<Outcome> {
             let rt = runtime()?;
             rt.block_on(async {
                 let connection = crate::kube::connect(&kube).await?;
-                let report = crate::kube::cleanup::cleanup_all(&connection.client).await?;
-                let mut text = String::new();
-                for j in &report.jobs_deleted {
-                    text.push_str(&format!("deleted job {j}\n"));
-                }
-                for p in &report.pods_deleted {
-                    text.push_str(&format!("deleted pod {p}\n"));
-                }
-                if text.is_empty() {
-                    text.push_str("nothing to clean up\n");
-                }
+                let scope =
+                    crate::kube::cleanup::CleanupScope::from_flag(kube.namespace.as_deref());
+                let report = crate::kube::cleanup::cleanup(&connection.client, &scope).await?;
+                let text = report.render_text();
                 printer::write_report(text.as_bytes())?;
                 Ok(Outcome::Healthy)
             })
@@ -143,25 +136,71 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// The first Ctrl-C or SIGTERM cancels the run, which then cleans up within its bound;
-/// a second one exits at once.
+/// The first stop request (Ctrl-C, SIGTERM; see [`StopRequests`]) cancels the run, which
+/// then cleans up within its bound; a second one exits at once.
 async fn watch_signals(cancel: CancellationToken) {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return,
+    let Ok(mut stop) = StopRequests::listen() else {
+        return;
     };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    stop.next().await;
     printer::write_stderr("interrupted: cleaning up (interrupt again to exit now)\n");
     cancel.cancel();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    stop.next().await;
     printer::write_stderr("interrupted twice: exiting without finishing cleanup; node pods are removed by their Job TTL\n");
     std::process::exit(i32::from(Outcome::Interrupted.code()));
+}
+
+/// Ctrl-C, and SIGTERM: what `kill` and process supervisors send.
+#[cfg(unix)]
+struct StopRequests {
+    term: tokio::signal::unix::Signal,
+}
+
+#[cfg(unix)]
+impl StopRequests {
+    fn listen() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+        })
+    }
+
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = self.term.recv() => {}
+        }
+    }
+}
+
+/// Ctrl-C, Ctrl-Break, and the console window being closed. Windows gives a closing
+/// console a few seconds before it ends the process, so cleanup may be cut short there;
+/// node pods are then removed by their Job TTL.
+#[cfg(windows)]
+struct StopRequests {
+    ctrl_c: tokio::signal::windows::CtrlC,
+    ctrl_break: tokio::signal::windows::CtrlBreak,
+    ctrl_close: tokio::signal::windows::CtrlClose,
+}
+
+#[cfg(windows)]
+impl StopRequests {
+    fn listen() -> std::io::Result<Self> {
+        use tokio::signal::windows::{ctrl_break, ctrl_c, ctrl_close};
+        Ok(Self {
+            ctrl_c: ctrl_c()?,
+            ctrl_break: ctrl_break()?,
+            ctrl_close: ctrl_close()?,
+        })
+    }
+
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.ctrl_c.recv() => {}
+            _ = self.ctrl_break.recv() => {}
+            _ = self.ctrl_close.recv() => {}
+        }
+    }
 }
 
 fn init_logging(verbosity: Verbosity) {
@@ -186,7 +225,7 @@ fn init_logging(verbosity: Verbosity) {
 fn version(output: OutputFormat) -> anyhow::Result<Outcome> {
     let info = serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
-        "probe_schema_version": dns_doctor_probe::schema::SCHEMA_VERSION,
+        "probe_schema_version": dns_doctor_schema::SCHEMA_VERSION,
         "default_image": crate::cli::DEFAULT_IMAGE,
     });
     let text = match output {
@@ -195,7 +234,7 @@ fn version(output: OutputFormat) -> anyhow::Result<Outcome> {
         OutputFormat::Text => format!(
             "kubectl-dns_doctor {}\nprobe schema version {}\ndefault debug image {}\n",
             env!("CARGO_PKG_VERSION"),
-            dns_doctor_probe::schema::SCHEMA_VERSION,
+            dns_doctor_schema::SCHEMA_VERSION,
             crate::cli::DEFAULT_IMAGE
         ),
     };

@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use thiserror::Error;
 
 /// The debug image used when `--image` is not given.
-pub const DEFAULT_IMAGE: &str = dns_doctor_probe::DEFAULT_IMAGE;
+pub const DEFAULT_IMAGE: &str = dns_doctor_schema::protocol::DEFAULT_IMAGE;
 /// The cluster name resolved by default.
 pub const DEFAULT_CLUSTER_NAME: &str = "kubernetes.default";
 /// The external name resolved by default; override with `--external-name` or `--names`.
@@ -204,7 +204,8 @@ pub enum SubCommand {
         #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
     },
-    /// Delete every node pod and Job dns-doctor left behind (by label), in all namespaces.
+    /// Delete the node pods and Jobs dns-doctor left behind (by label): in all namespaces
+    /// when allowed, else in kube-system; with -n, in that namespace only.
     Cleanup,
     /// Print the plugin version, the probe schema version and the default debug image.
     Version {

@@ -8,12 +8,14 @@ use std::time::Instant;
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
+use crate::access;
 use crate::capture::{self, CaptureAnalysis};
 use crate::cli::{DoctorConfig, OutputFormat, Verbosity};
 use crate::diagnose::{self, DiagnosisInput, PointAnalysis};
 use crate::evidence::{CaptureKind, Evidence, StepError};
 use crate::exit::Outcome;
 use crate::kube::{self as k, discover, execute, preflight, KubeError};
+use crate::plan::script::ScriptInput;
 use crate::plan::{self, Plan, PlanInput};
 use crate::progress::Progress;
 use crate::report::{self, Report, RunInfo, Timings};
@@ -82,21 +84,14 @@ async fn run_inner(
 
     progress.step("checking permissions and admission");
     let dns_ns = topology.dns_service.as_ref().map(|s| s.namespace.clone());
-    let checks = preflight::required_checks(
+    let checks = access::required_checks(
         &topology.target.namespace,
         dns_ns.as_deref(),
         &config.node_namespace,
         config.node_checks,
     );
-    let access = interruptible(cancel, preflight::check_access(&client, &checks)).await??;
-    let allowed = |verb: &str, res: &str, ns: &str| {
-        access.iter().any(|a| {
-            a.allowed
-                && a.check.verb == verb
-                && a.check.resource == res
-                && a.check.namespace.as_deref() == Some(ns)
-        })
-    };
+    let answers = interruptible(cancel, preflight::check_access(&client, &checks)).await??;
+    let allowed = |verb: &str, res: &str, ns: &str| access::allowed(&answers, verb, res, ns);
     let target_container = topology
         .target
         .containers
@@ -121,7 +116,7 @@ async fn run_inner(
         )
         .await??
     } else {
-        preflight::EphemeralChoice {
+        access::EphemeralChoice {
             privilege: None,
             rejections: Vec::new(),
         }
@@ -155,7 +150,7 @@ async fn run_inner(
     let plan = plan::decide(&PlanInput {
         config,
         topology: &topology,
-        access: &access,
+        access: &answers,
         node_namespace: &config.node_namespace,
         target_choice: &target_choice,
         dns_choice: dns_choice.as_ref(),
@@ -178,16 +173,20 @@ async fn run_inner(
         .as_deref()
         .map(upstream_addrs)
         .unwrap_or_default();
+    let script = plan::script::compose(&ScriptInput {
+        plan: &plan,
+        topology: &topology,
+        config,
+        run_id: &run_id,
+        upstreams: &upstreams,
+    });
+    tracing::debug!(?script, "script");
     let measure_started = Instant::now();
     let step = |s: &str| progress.step(s);
     let input = execute::ExecuteInput {
         client: &client,
-        config,
-        topology: &topology,
-        plan: &plan,
-        run_id: &run_id,
+        script: &script,
         capture_dir: &capture_dir,
-        upstreams: &upstreams,
         cancel,
         progress: &step,
     };

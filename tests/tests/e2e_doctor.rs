@@ -778,87 +778,287 @@ fn cleanup_subcommand_removes_leftover_node_pods() {
     );
 }
 
-/// A ServiceAccount bound to exactly the roles of deploy/rbac.yaml (the node-checks role
-/// optionally), with a kubeconfig using its token.
-fn least_privilege_kubeconfig(with_node_checks: bool) -> tempfile::NamedTempFile {
-    let rbac = repo_root().join("deploy/rbac.yaml");
-    kubectl_ok(&["apply", "-f", rbac.to_str().unwrap()]);
-    let _ = kubectl(&["-n", "kube-system", "create", "sa", "dns-doctor"]);
-    if !with_node_checks {
-        kubectl_ok(&[
-            "-n",
-            "kube-system",
+/// deploy/rbac.yaml applied exactly as shipped, for as long as this lives; deleted again on
+/// drop, so other tests and other versions of the file find the cluster as before.
+struct ShippedRbac;
+
+impl ShippedRbac {
+    fn file() -> String {
+        repo_root()
+            .join("deploy/rbac.yaml")
+            .to_str()
+            .unwrap()
+            .to_string()
+    }
+
+    fn apply() -> Self {
+        // Bindings of the ServiceAccount from anything but this file (an older version of
+        // it, an earlier test) would grant more than it does: remove them, and the file's
+        // own objects, whose roleRef may have been different.
+        for (kind, ns, name) in bindings_of_subject("ServiceAccount", "kube-system", "dns-doctor") {
+            let mut args = vec!["delete", kind.as_str(), name.as_str(), "--ignore-not-found"];
+            if let Some(ns) = &ns {
+                args.extend(["-n", ns.as_str()]);
+            }
+            kubectl_ok(&args);
+        }
+        kubectl_ok(&["delete", "-f", &Self::file(), "--ignore-not-found"]);
+        kubectl_ok(&["apply", "-f", &Self::file()]);
+        Self
+    }
+
+    /// A kubeconfig with a token of the file's ServiceAccount.
+    fn service_account_kubeconfig(&self) -> tempfile::NamedTempFile {
+        sa_kubeconfig("kube-system", "dns-doctor")
+    }
+}
+
+impl Drop for ShippedRbac {
+    fn drop(&mut self) {
+        let _ = kubectl(&["delete", "-f", &Self::file(), "--ignore-not-found"]);
+        // The opt-in binding the file shows in a comment, if a test created it.
+        let _ = kubectl(&[
             "delete",
-            "rolebinding",
-            "dns-doctor-node-checks",
+            "clusterrolebinding",
+            "dns-doctor-kubelet-configz",
             "--ignore-not-found",
         ]);
     }
-    sa_kubeconfig("kube-system", "dns-doctor")
+}
+
+/// (kind, namespace, name) of every ClusterRoleBinding and RoleBinding naming this subject.
+fn bindings_of_subject(kind: &str, ns: &str, name: &str) -> Vec<(String, Option<String>, String)> {
+    let out = kubectl_ok(&[
+        "get",
+        "clusterrolebindings,rolebindings",
+        "-A",
+        "-o",
+        "json",
+    ]);
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|b| {
+            b["subjects"].as_array().into_iter().flatten().any(|s| {
+                s["kind"] == kind
+                    && s["name"] == name
+                    && (kind != "ServiceAccount" || s["namespace"] == ns)
+            })
+        })
+        .map(|b| {
+            (
+                b["kind"].as_str().unwrap_or_default().to_lowercase(),
+                b["metadata"]["namespace"].as_str().map(str::to_string),
+                b["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Runs the doctor on the glibc client with a kubeconfig, JSON out.
+fn doctor_as(kubeconfig: &tempfile::NamedTempFile, extra: &[&str]) -> Run {
+    let mut args = vec![
+        GLIBC_CLIENT,
+        "-n",
+        CLIENT_NS,
+        "--kubeconfig",
+        kubeconfig.path().to_str().unwrap(),
+        "--external-name",
+        EXTERNAL_NAME,
+        "-o",
+        "json",
+    ];
+    args.extend(extra);
+    doctor(&args)
+}
+
+fn capture_kinds(report: &serde_json::Value) -> Vec<String> {
+    report["capture_points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["kind"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Discovery gaps other than the kubelet's configz (nodes/proxy is opt-in).
+fn gaps_besides_configz(report: &serde_json::Value) -> Vec<String> {
+    report["discovery_gaps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|g| g.as_str())
+        .filter(|g| !g.contains("(get nodes/proxy)"))
+        .map(str::to_string)
+        .collect()
 }
 
 #[test]
 fn least_privilege_role_runs_the_full_doctor() {
     let _guard = cluster_lock();
     let before = ephemeral_names(CLIENT_NS, GLIBC_CLIENT);
-    let kc = least_privilege_kubeconfig(true);
-    let run = doctor(&[
-        GLIBC_CLIENT,
-        "-n",
-        CLIENT_NS,
-        "--kubeconfig",
-        kc.path().to_str().unwrap(),
-        "--external-name",
-        EXTERNAL_NAME,
-        "-o",
-        "json",
-        "--capture-seconds",
-        "8",
-    ]);
+    let rbac = ShippedRbac::apply();
+    let kc = rbac.service_account_kubeconfig();
+    let run = doctor_as(&kc, &["--capture-seconds", "8"]);
     assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
     let report = run.json();
     assert_eq!(report["strategy"], "ephemeral_capture", "{}", run.stdout);
-    let kinds: Vec<&str> = report["capture_points"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|c| c["kind"].as_str())
-        .collect();
-    assert!(
-        kinds.contains(&"node") && kinds.contains(&"pod") && kinds.contains(&"dns_pod"),
-        "{kinds:?}"
-    );
+    let kinds = capture_kinds(&report);
+    for kind in ["node", "pod", "dns_pod"] {
+        assert!(kinds.iter().any(|k| k == kind), "{kinds:?}");
+    }
     assert!(
         report["step_errors"].as_array().unwrap().is_empty(),
         "{}",
         report["step_errors"]
     );
+    // Without the opt-in nodes/proxy role the address comes from the kube-dns Service, and
+    // the gap says why; nothing else is missing.
+    assert_eq!(report["cluster_dns"]["source"], "kube_dns_service");
+    assert!(
+        report["discovery_gaps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g.as_str().unwrap_or_default().contains("(get nodes/proxy)")),
+        "{}",
+        report["discovery_gaps"]
+    );
+    assert_eq!(gaps_besides_configz(&report), Vec::<String>::new());
     assert_nothing_left(CLIENT_NS, GLIBC_CLIENT, &before);
+}
+
+#[test]
+fn the_optional_configz_role_gives_the_kubelets_cluster_dns() {
+    let _guard = cluster_lock();
+    let before = ephemeral_names(CLIENT_NS, GLIBC_CLIENT);
+    let rbac = ShippedRbac::apply();
+    // The binding deploy/rbac.yaml shows in a comment, as the README says to create it.
+    let _ = kubectl(&[
+        "delete",
+        "clusterrolebinding",
+        "dns-doctor-kubelet-configz",
+        "--ignore-not-found",
+    ]);
+    kubectl_ok(&[
+        "create",
+        "clusterrolebinding",
+        "dns-doctor-kubelet-configz",
+        "--clusterrole=dns-doctor-kubelet-configz",
+        "--serviceaccount=kube-system:dns-doctor",
+    ]);
+    let kc = rbac.service_account_kubeconfig();
+    let run = doctor_as(&kc, &["--no-capture", "--no-node-checks"]);
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let report = run.json();
+    assert_eq!(
+        report["cluster_dns"]["source"], "kubelet_configz",
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        report["discovery_gaps"],
+        serde_json::json!([]),
+        "{}",
+        report["discovery_gaps"]
+    );
+    assert_nothing_left(CLIENT_NS, GLIBC_CLIENT, &before);
+}
+
+/// A ServiceAccount bound to the shipped roles the way deploy/rbac.yaml's `shop-devs`
+/// example binds a Group: the target role in the client namespace only, discovery, and
+/// the DNS role; no node checks. Removed on drop.
+struct NamespaceOnlyAccount;
+
+impl NamespaceOnlyAccount {
+    const NAME: &str = "dns-doctor-ns-only";
+
+    fn create() -> Self {
+        let sa = format!("--serviceaccount={CLIENT_NS}:{}", Self::NAME);
+        let this = Self;
+        this.remove();
+        kubectl_ok(&["create", "sa", "-n", CLIENT_NS, Self::NAME]);
+        kubectl_ok(&[
+            "create",
+            "rolebinding",
+            Self::NAME,
+            "-n",
+            CLIENT_NS,
+            "--clusterrole=dns-doctor-target",
+            &sa,
+        ]);
+        kubectl_ok(&[
+            "create",
+            "clusterrolebinding",
+            Self::NAME,
+            "--clusterrole=dns-doctor-discovery",
+            &sa,
+        ]);
+        kubectl_ok(&[
+            "create",
+            "rolebinding",
+            Self::NAME,
+            "-n",
+            "kube-system",
+            "--role=dns-doctor-dns",
+            &sa,
+        ]);
+        this
+    }
+
+    fn remove(&self) {
+        let _ = kubectl(&[
+            "delete",
+            "rolebinding",
+            Self::NAME,
+            "-n",
+            CLIENT_NS,
+            "--ignore-not-found",
+        ]);
+        let _ = kubectl(&[
+            "delete",
+            "rolebinding",
+            Self::NAME,
+            "-n",
+            "kube-system",
+            "--ignore-not-found",
+        ]);
+        let _ = kubectl(&[
+            "delete",
+            "clusterrolebinding",
+            Self::NAME,
+            "--ignore-not-found",
+        ]);
+        let _ = kubectl(&[
+            "delete",
+            "sa",
+            Self::NAME,
+            "-n",
+            CLIENT_NS,
+            "--ignore-not-found",
+        ]);
+    }
+}
+
+impl Drop for NamespaceOnlyAccount {
+    fn drop(&mut self) {
+        self.remove();
+    }
 }
 
 #[test]
 fn without_node_permissions_it_degrades_and_says_so() {
     let _guard = cluster_lock();
-    let kc = least_privilege_kubeconfig(false);
-    let run = doctor(&[
-        GLIBC_CLIENT,
-        "-n",
-        CLIENT_NS,
-        "--kubeconfig",
-        kc.path().to_str().unwrap(),
-        "--external-name",
-        EXTERNAL_NAME,
-        "-o",
-        "json",
-        "--capture-seconds",
-        "8",
-    ]);
-    // Restore the binding for the other tests.
-    kubectl_ok(&[
-        "apply",
-        "-f",
-        repo_root().join("deploy/rbac.yaml").to_str().unwrap(),
-    ]);
+    let before = ephemeral_names(CLIENT_NS, GLIBC_CLIENT);
+    let _rbac = ShippedRbac::apply();
+    let _account = NamespaceOnlyAccount::create();
+    let kc = sa_kubeconfig(CLIENT_NS, NamespaceOnlyAccount::NAME);
+    let run = doctor_as(&kc, &["--capture-seconds", "8"]);
     assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
     let report = run.json();
     let reason = report["strategy_reason"].as_str().unwrap_or_default();
@@ -866,18 +1066,206 @@ fn without_node_permissions_it_degrades_and_says_so() {
         reason.contains("not allowed to create jobs in kube-system"),
         "{reason}"
     );
-    let kinds: Vec<&str> = report["capture_points"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|c| c["kind"].as_str())
-        .collect();
+    let kinds = capture_kinds(&report);
     assert!(
-        !kinds.contains(&"node"),
+        !kinds.iter().any(|k| k == "node"),
         "no node pods without the permission: {kinds:?}"
     );
-    assert!(kinds.contains(&"pod"), "{kinds:?}");
-    assert!(leftovers().is_empty());
+    assert!(kinds.iter().any(|k| k == "pod"), "{kinds:?}");
+    assert!(kinds.iter().any(|k| k == "dns_pod"), "{kinds:?}");
+    assert_eq!(gaps_besides_configz(&report), Vec::<String>::new());
+    assert!(leftovers().is_empty(), "{:?}", leftovers());
+    assert_nothing_left(CLIENT_NS, GLIBC_CLIENT, &before);
+}
+
+/// Creates a node Job in kube-system built and labelled exactly as a run builds its own
+/// (`node_pod::job_spec`), as if the run had been killed; returns its name.
+fn leftover_node_job(run_id: &str) -> String {
+    let node = kubectl_ok(&[
+        "get",
+        "pod",
+        "-n",
+        CLIENT_NS,
+        GLIBC_CLIENT,
+        "-o",
+        "jsonpath={.spec.nodeName}",
+    ]);
+    let name = format!("dns-doctor-{run_id}-0");
+    let job = dns_doctor::kube::node_pod::job_spec(
+        &name,
+        "kube-system",
+        run_id,
+        node.trim(),
+        dns_doctor_probe::DEFAULT_IMAGE,
+        Duration::from_secs(600),
+    );
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), serde_json::to_string(&job).unwrap()).unwrap();
+    kubectl_ok(&["create", "-f", file.path().to_str().unwrap()]);
+    name
+}
+
+/// Names of the pods of a Job, once it has one.
+fn pod_of_job(job: &str) -> String {
+    let get = || {
+        kubectl_ok(&[
+            "get",
+            "pods",
+            "-n",
+            "kube-system",
+            "-l",
+            &format!("job-name={job}"),
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ])
+    };
+    assert!(
+        eventually(Duration::from_secs(60), || !get().trim().is_empty()),
+        "Job {job} made no pod"
+    );
+    get().trim().to_string()
+}
+
+#[test]
+fn cleanup_works_under_the_shipped_roles() {
+    let _guard = cluster_lock();
+    let rbac = ShippedRbac::apply();
+    // One Job left by a killed run, and the pod of another whose Job was deleted without
+    // its pods (kubectl delete --cascade=orphan).
+    let job = leftover_node_job("rbacleft");
+    let orphaned_job = leftover_node_job("rbacorph");
+    let orphan = pod_of_job(&orphaned_job);
+    kubectl_ok(&[
+        "delete",
+        "job",
+        "-n",
+        "kube-system",
+        &orphaned_job,
+        "--cascade=orphan",
+    ]);
+    let kc = rbac.service_account_kubeconfig();
+    let run = doctor(&["cleanup", "--kubeconfig", kc.path().to_str().unwrap()]);
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .starts_with("searched namespace kube-system only: "),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains(&format!("deleted job kube-system/{job}\n")),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains(&format!("deleted pod kube-system/{orphan}\n")),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        eventually(Duration::from_secs(60), || leftovers().is_empty()),
+        "left after cleanup: {:?}",
+        leftovers()
+    );
+}
+
+/// A pod running the plugin binary (mounted from this machine, which is the test cluster's
+/// node) as the ServiceAccount of deploy/rbac.yaml, with no kubeconfig. Deleted on drop.
+struct InClusterRun {
+    name: &'static str,
+}
+
+impl InClusterRun {
+    fn start(args: &[&str]) -> Self {
+        let this = Self {
+            name: "dns-doctor-in-cluster-run",
+        };
+        this.delete();
+        let pod = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": this.name, "namespace": "kube-system"},
+            "spec": {
+                "serviceAccountName": "dns-doctor",
+                "restartPolicy": "Never",
+                "containers": [{
+                    "name": "doctor",
+                    "image": dns_doctor_probe::DEFAULT_IMAGE,
+                    "imagePullPolicy": "Never",
+                    "command": std::iter::once("/plugin/kubectl-dns_doctor").chain(args.iter().copied()).collect::<Vec<_>>(),
+                    "volumeMounts": [{"name": "plugin", "mountPath": "/plugin/kubectl-dns_doctor", "readOnly": true}],
+                }],
+                "volumes": [{"name": "plugin", "hostPath": {"path": plugin_binary(), "type": "File"}}],
+            },
+        });
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), pod.to_string()).unwrap();
+        kubectl_ok(&["create", "-f", file.path().to_str().unwrap()]);
+        this
+    }
+
+    /// Waits for the plugin to exit; its exit code and output.
+    fn wait(&self, limit: Duration) -> (Option<i64>, String) {
+        let state = || {
+            let out = kubectl_ok(&["get", "pod", "-n", "kube-system", self.name, "-o", "json"]);
+            let pod: serde_json::Value = serde_json::from_str(&out).unwrap();
+            pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"].as_i64()
+        };
+        let ended = eventually(limit, || state().is_some());
+        let logs = kubectl(&["logs", "-n", "kube-system", self.name]).1;
+        assert!(
+            ended,
+            "the in-cluster run did not end within {}s:\n{logs}",
+            limit.as_secs()
+        );
+        (state(), logs)
+    }
+
+    fn delete(&self) {
+        let _ = kubectl(&[
+            "delete",
+            "pod",
+            "-n",
+            "kube-system",
+            self.name,
+            "--ignore-not-found",
+        ]);
+    }
+}
+
+impl Drop for InClusterRun {
+    fn drop(&mut self) {
+        self.delete();
+    }
+}
+
+#[test]
+fn runs_in_cluster_as_the_shipped_service_account() {
+    let _guard = cluster_lock();
+    let before = ephemeral_names(CLIENT_NS, GLIBC_CLIENT);
+    let _rbac = ShippedRbac::apply();
+    let run = InClusterRun::start(&[
+        GLIBC_CLIENT,
+        "-n",
+        CLIENT_NS,
+        "--external-name",
+        EXTERNAL_NAME,
+        "-o",
+        "json",
+        "-q",
+        "--capture-seconds",
+        "8",
+    ]);
+    let (code, logs) = run.wait(Duration::from_secs(180));
+    assert_eq!(code, Some(0), "{logs}");
+    let report: serde_json::Value =
+        serde_json::from_str(&logs).unwrap_or_else(|e| panic!("not a JSON report ({e}):\n{logs}"));
+    assert_eq!(report["strategy"], "ephemeral_capture", "{logs}");
+    assert!(capture_kinds(&report).iter().any(|k| k == "node"), "{logs}");
+    assert_eq!(gaps_besides_configz(&report), Vec::<String>::new());
+    assert_nothing_left(CLIENT_NS, GLIBC_CLIENT, &before);
 }
 
 // --- kubectl's conventions (issue 11): -c and the default-container annotation, the

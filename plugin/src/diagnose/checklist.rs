@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use dns_doctor_probe::schema::{ConnectOutcome, ServerRole, Transport};
+use dns_doctor_schema::{ConnectOutcome, ServerRole, Transport};
 
 use crate::node::service::Protocol;
 use crate::topology::ClusterDnsSource;

@@ -73,7 +73,7 @@ pub fn rule(cx: &Context<'_>) -> Vec<Finding> {
     }
     let mut findings = Vec::new();
     let clusterip_dead = o
-        .cluster_dns_tally(dns_doctor_probe::schema::Transport::Udp)
+        .cluster_dns_tally(dns_doctor_schema::Transport::Udp)
         .mostly_failed();
     if !drops.is_empty() {
         findings.push(Finding {

@@ -88,7 +88,11 @@ impl Environment {
         };
         Self {
             kubeconfig: std::env::var_os("KUBECONFIG"),
-            home: std::env::var_os("HOME").map(PathBuf::from),
+            // client-go's home directory: HOME, else (Windows) USERPROFILE.
+            home: std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .or_else(|| std::env::var_os("USERPROFILE"))
+                .map(PathBuf::from),
             in_cluster,
             proxy: ProxyEnv {
                 https_proxy: either("HTTPS_PROXY", "https_proxy"),

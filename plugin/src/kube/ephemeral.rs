@@ -13,30 +13,10 @@ use k8s_openapi::api::core::v1::{
 use kube::api::{Patch, PatchParams};
 use kube::runtime::wait::await_condition;
 use kube::{Api, Client};
-use serde::Serialize;
 
 use super::KubeError;
-
-/// How much privilege an ephemeral container asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Privilege {
-    /// Root with NET_RAW and NET_ADMIN: probes and tcpdump in the pod.
-    Capture,
-    /// Root, no added capabilities: probes only (what Pod Security "baseline" admits).
-    ProbeOnly,
-    /// Non-root, all capabilities dropped, RuntimeDefault seccomp: "restricted".
-    Restricted,
-}
-
-impl Privilege {
-    /// Every level, most capable first: the order preflight tries them in.
-    pub const ALL: [Privilege; 3] = [Self::Capture, Self::ProbeOnly, Self::Restricted];
-
-    pub fn can_capture(self) -> bool {
-        self == Self::Capture
-    }
-}
+use crate::access::Privilege;
+use crate::plan::script::PROBE_BIN;
 
 /// The unprivileged user the restricted variant runs as.
 const NOBODY: i64 = 65534;
@@ -105,9 +85,6 @@ pub fn hold_command(run_id: &str, lifetime: Duration) -> Vec<String> {
         run_id.to_string(),
     ]
 }
-
-/// The probe's path inside the debug image.
-pub const PROBE_BIN: &str = "/usr/local/bin/dns-doctor-probe";
 
 fn patch_for(container: &EphemeralContainer) -> serde_json::Value {
     serde_json::json!({ "spec": { "ephemeralContainers": [container] } })

@@ -128,10 +128,11 @@ impl KubeError {
                 let (res, sub) = resource.split_once('/').map_or((resource.as_str(), None), |(r, s)| (r, Some(s)));
                 let full = sub.map_or(res.to_string(), |s| format!("{res}/{s}"));
                 format!(
-                    "ask for this RBAC rule{for_whom} (a Role in {ns}, or a ClusterRole), or run with fewer checks (--no-node-checks, --no-capture):\n  - apiGroups: [\"{api_group}\"]\n    resources: [\"{full}\"]\n    verbs: [\"{verb}\"]\n  The full ClusterRole is in deploy/rbac.yaml.{acting}",
+                    "ask for this RBAC rule{for_whom} (a Role in {ns}, or a ClusterRole), or run with fewer checks (--no-node-checks, --no-capture):\n  - apiGroups: [\"{api_group}\"]\n    resources: [\"{full}\"]\n    verbs: [\"{verb}\"]\n  {shipped}{acting}",
                     ns = if namespace.is_empty() { "the namespace" } else { namespace },
                     for_whom = user.as_ref().map(|u| format!(" for {u}")).unwrap_or_default(),
-                    acting = if user.is_some() { " With --as, the rule must be granted to the impersonated user, not to you." } else { "" },
+                    shipped = crate::access::permissions::where_shipped(verb, resource, namespace),
+                    acting = if user.is_some() { "\n  With --as, the rule must be granted to the impersonated user, not to you." } else { "" },
                 )
             }
             Self::NotFound { kind, namespace, .. } => format!("check the name and the namespace (-n); `kubectl get {} -n {namespace}` lists them", kind.to_lowercase()),
@@ -201,16 +202,7 @@ impl KubeError {
     }
 }
 
-/// The API group a resource we use lives in.
-pub fn api_group_of(resource: &str) -> &'static str {
-    match resource.split('/').next().unwrap_or_default() {
-        "jobs" => "batch",
-        "endpointslices" => "discovery.k8s.io",
-        "deployments" | "statefulsets" | "daemonsets" | "replicasets" => "apps",
-        "selfsubjectaccessreviews" => "authorization.k8s.io",
-        _ => "",
-    }
-}
+pub use crate::access::permissions::api_group_of;
 
 fn is_connect_error(err: &::kube::Error) -> bool {
     matches!(

@@ -9,9 +9,10 @@ use std::net::SocketAddr;
 
 use serde::Serialize;
 
+pub mod script;
+
+use crate::access::{allowed, refusals, AccessAnswer, EphemeralChoice, Privilege};
 use crate::cli::DoctorConfig;
-use crate::kube::ephemeral::Privilege;
-use crate::kube::preflight::{AccessAnswer, EphemeralChoice};
 use crate::topology::Topology;
 
 /// The overall approach, least capable last.
@@ -88,40 +89,11 @@ pub struct PlanInput<'a> {
     pub dns_choice: Option<&'a EphemeralChoice>,
 }
 
-fn allowed(access: &[AccessAnswer], verb: &str, resource: &str, ns: &str) -> bool {
-    access.iter().any(|a| {
-        a.allowed
-            && a.check.verb == verb
-            && a.check.resource == resource
-            && a.check.namespace.as_deref() == Some(ns)
-    })
-}
-
-fn missing(access: &[AccessAnswer]) -> Vec<String> {
-    access
-        .iter()
-        .filter(|a| !a.allowed)
-        .map(|a| {
-            format!(
-                "not allowed to {} {}{} (needed to {})",
-                a.check.verb,
-                a.check.resource,
-                a.check
-                    .namespace
-                    .as_deref()
-                    .map(|n| format!(" in {n}"))
-                    .unwrap_or_default(),
-                a.check.purpose
-            )
-        })
-        .collect()
-}
-
 /// Decide the plan.
 pub fn decide(input: &PlanInput<'_>) -> Plan {
     let cfg = input.config;
     let target_ns = &input.topology.target.namespace;
-    let mut reasons = missing(input.access);
+    let mut reasons = refusals(input.access);
     let target_ok = allowed(input.access, "patch", "pods/ephemeralcontainers", target_ns)
         && allowed(input.access, "create", "pods/exec", target_ns);
     let node_ok = cfg.node_checks
@@ -253,8 +225,8 @@ fn privilege_name(p: Privilege) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::access::{required_checks, AccessCheck};
     use crate::cli::{OutputFormat, TargetKind, TargetRef};
-    use crate::kube::preflight::{required_checks, AccessCheck};
     use crate::topology::{DnsPodInfo, PodInfo};
     use std::time::Duration;
 
