@@ -7,6 +7,7 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Command, OutputFormat, Verbosity};
+use crate::complete::{self, directive, Candidate, Want};
 use crate::exit::Outcome;
 use crate::printer;
 
@@ -26,10 +27,10 @@ pub fn run(command: Command) -> anyhow::Result<Outcome> {
             init_logging(Verbosity::Normal);
             let rt = runtime()?;
             rt.block_on(async {
-                let (client, _) = crate::kube::connect(&kube).await?;
+                let connection = crate::kube::connect(&kube).await?;
                 let scope =
                     crate::kube::cleanup::CleanupScope::from_flag(kube.namespace.as_deref());
-                let report = crate::kube::cleanup::cleanup(&client, &scope).await?;
+                let report = crate::kube::cleanup::cleanup(&connection.client, &scope).await?;
                 let text = report.render_text();
                 printer::write_report(text.as_bytes())?;
                 Ok(Outcome::Healthy)
@@ -47,6 +48,84 @@ pub fn run(command: Command) -> anyhow::Result<Outcome> {
             })
         }
     }
+}
+
+/// Answer a completion request from kubectl's plugin completion (see [`complete`]). Never
+/// fails: what cannot be looked up offers nothing.
+pub fn complete(words: &[String]) -> Outcome {
+    let request = complete::request(words);
+    let (candidates, directive) = match &request.want {
+        Want::Fixed(c) => (c.clone(), directive::NO_FILE_COMP),
+        Want::File => (Vec::new(), directive::DEFAULT),
+        Want::Nothing => (Vec::new(), directive::NO_FILE_COMP),
+        Want::Context | Want::Cluster | Want::User => {
+            let env = crate::kube::config::Environment::from_process();
+            let names = crate::kube::config::merged_kubeconfig(&request.kube, &env)
+                .map(|kc| match request.want {
+                    Want::Context => kc.contexts.into_iter().map(|c| c.name).collect(),
+                    Want::Cluster => kc.clusters.into_iter().map(|c| c.name).collect(),
+                    _ => kc
+                        .auth_infos
+                        .into_iter()
+                        .map(|u| u.name)
+                        .collect::<Vec<_>>(),
+                })
+                .unwrap_or_default();
+            (
+                names.into_iter().map(|n| Candidate::new(n, "")).collect(),
+                directive::NO_FILE_COMP,
+            )
+        }
+        Want::Target | Want::Namespace | Want::Container { .. } => {
+            let mut found = runtime()
+                .ok()
+                .and_then(|rt| rt.block_on(from_the_cluster(&request)))
+                .unwrap_or_default();
+            if request.want == Want::Target && !request.prefix.contains('/') {
+                found.extend(complete::target_words(&request.prefix));
+            }
+            let d = complete::directive_for(&found);
+            (found, d)
+        }
+    };
+    let _ =
+        printer::write_report(complete::render(&candidates, &request.prefix, directive).as_bytes());
+    Outcome::Healthy
+}
+
+/// Names from the API for a completion, within a few seconds (a shell waits for them).
+async fn from_the_cluster(request: &complete::Request) -> Option<Vec<Candidate>> {
+    use crate::kube::names;
+    const BOUND: std::time::Duration = std::time::Duration::from_secs(10);
+    let mut kube = request.kube.clone();
+    kube.request_timeout = kube
+        .request_timeout
+        .or(Some(std::time::Duration::from_secs(5)));
+    let work = async {
+        let conn = crate::kube::connect(&kube).await.ok()?;
+        let (client, ns) = (&conn.client, conn.namespace.as_str());
+        match &request.want {
+            Want::Namespace => names::namespaces(client).await.ok(),
+            Want::Container { target } => {
+                let target = crate::cli::parse_target(target).ok()?;
+                names::containers(client, ns, &target).await.ok()
+            }
+            _ => match request.prefix.split_once('/') {
+                Some((kind, _)) => {
+                    let parsed = crate::cli::parse_target(&format!("{kind}/x")).ok()?;
+                    let found = names::of_kind(client, ns, parsed.kind).await.ok()?;
+                    Some(
+                        found
+                            .into_iter()
+                            .map(|n| Candidate::new(format!("{kind}/{n}"), ""))
+                            .collect(),
+                    )
+                }
+                None => names::pods(client, ns).await.ok(),
+            },
+        }
+    };
+    tokio::time::timeout(BOUND, work).await.ok().flatten()
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

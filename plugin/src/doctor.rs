@@ -54,8 +54,11 @@ async fn run_inner(
     started: Instant,
 ) -> anyhow::Result<Outcome> {
     progress.step("connecting to the cluster");
-    let (client, default_ns) = interruptible(cancel, k::connect(&config.kube)).await??;
-    let namespace = config.kube.namespace.clone().unwrap_or(default_ns);
+    let connection = interruptible(cancel, k::connect(&config.kube)).await??;
+    // Connected: the credential plugin, if any, has had its say on the terminal.
+    progress.start(connection.credentials_may_prompt);
+    let client = connection.client;
+    let namespace = connection.namespace;
 
     progress.step("discovering the cluster DNS");
     let (pod, chosen_from) = interruptible(
@@ -64,7 +67,20 @@ async fn run_inner(
     )
     .await?
     .with_context(|| format!("cannot examine {} in namespace {namespace}", config.target))?;
-    let topology = interruptible(cancel, discover::discover(&client, &pod, chosen_from)).await?;
+    let container = discover::choose_container(&pod, config.container.as_deref())
+        .with_context(|| format!("cannot examine {} in namespace {namespace}", config.target))?;
+    if container.reason == discover::ContainerReason::First && config.verbosity != Verbosity::Quiet
+    {
+        progress.note(&format!(
+            "note: examining container {:?}, the first of the pod's; choose another with -c\n",
+            container.name
+        ));
+    }
+    let topology = interruptible(
+        cancel,
+        discover::discover(&client, &pod, &container.name, chosen_from),
+    )
+    .await?;
 
     progress.step("checking permissions and admission");
     let dns_ns = topology.dns_service.as_ref().map(|s| s.namespace.clone());

@@ -8,6 +8,7 @@ pub mod analyze;
 pub mod app;
 pub mod capture;
 pub mod cli;
+pub mod complete;
 pub mod diagnose;
 pub mod dns_config;
 pub mod doctor;

@@ -236,6 +236,7 @@ mod tests {
                 kind: TargetKind::Pod,
                 name: "web".into(),
             },
+            container: None,
             kube: Default::default(),
             output: OutputFormat::Text,
             names: vec!["kubernetes.default".into()],

@@ -65,6 +65,10 @@ pub struct TargetInfo {
     #[serde(default)]
     pub node: Option<String>,
     pub dns_policy: String,
+    /// The container examined (-c, else the default-container annotation, else the first):
+    /// the probe shares its processes, and `libc` is its libc.
+    #[serde(default)]
+    pub container: Option<String>,
     /// The workload (`deployment/web`) the pod was chosen from, when one was named.
     #[serde(default)]
     pub chosen_from: Option<String>,
@@ -196,6 +200,7 @@ impl Report {
                 name: t.name.clone(),
                 node: t.node.clone(),
                 dns_policy: t.dns_policy.clone(),
+                container: t.containers.first().cloned(),
                 chosen_from: topology.chosen_from.clone(),
                 libc,
             },

@@ -12,6 +12,7 @@ fn config() -> DoctorConfig {
             kind: TargetKind::Pod,
             name: "web".into(),
         },
+        container: None,
         kube: Default::default(),
         output: OutputFormat::Json,
         names: vec!["kubernetes.default".into(), "example.com".into()],
