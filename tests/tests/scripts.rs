@@ -118,7 +118,7 @@ xargs -r -n1 kill <list
 bash -c 'nft list ruleset'
 command -v optional-tool
 env A=1 B=2 jq . f
-if iptables -S | grep -q DROP; then f; fi
+if iptables -S | grep --quiet DROP; then f; fi
 x=$(ss -lun | head -n 1)
 echo "$x" | awk '/a/ {print; exit}'
 "$dir/ours" && tests/cluster/up
@@ -161,7 +161,7 @@ echo "$x" | awk '/a/ {print; exit}'
         .collect();
     assert_eq!(
         early,
-        ["grep -q DROP", "head -n 1", "awk /a/ {print; exit}"]
+        ["grep --quiet DROP", "head -n 1", "awk /a/ {print; exit}"]
     );
 }
 

@@ -15,11 +15,7 @@ pub const ID: &str = "clusterip-not-translated";
 
 pub fn rule(cx: &Context<'_>) -> Option<Finding> {
     let o = cx.observed.as_ref()?;
-    let udp = o.cluster_dns_tally(Transport::Udp);
-    let direct = Tally::of(o.to_endpoints());
-    if !udp.mostly_failed() || (direct.sent > 0 && direct.mostly_failed()) {
-        return None;
-    }
+    let (udp, direct) = o.clusterip_dead_endpoints_alive()?;
     let plane = data_plane(cx)?;
     if plane.kind != DataPlaneKind::NoneVisible {
         return None;

@@ -12,11 +12,7 @@ pub const ID: &str = "kube-proxy-not-translating";
 
 pub fn rule(cx: &Context<'_>) -> Option<Finding> {
     let o = cx.observed.as_ref()?;
-    let udp = o.cluster_dns_tally(Transport::Udp);
-    let direct = Tally::of(o.to_endpoints());
-    if !udp.mostly_failed() || (direct.sent > 0 && direct.mostly_failed()) {
-        return None;
-    }
+    let (udp, direct) = o.clusterip_dead_endpoints_alive()?;
     let node = cx.topology.target.node.as_deref()?;
     // No kube-proxy anywhere: the cluster's service data plane is something else (an eBPF
     // replacement such as Cilium's); missing iptables rules prove nothing about it.

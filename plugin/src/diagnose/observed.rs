@@ -197,6 +197,16 @@ impl<'a> Observed<'a> {
         Tally::of(self.to_cluster_dns().filter(|q| q.transport == transport))
     }
 
+    /// UDP to the ClusterIP mostly fails while the endpoints, when asked directly (or not
+    /// asked at all), do not: the Service's translation is where queries die. Returns the
+    /// two tallies (ClusterIP over UDP, endpoints directly) as evidence.
+    pub fn clusterip_dead_endpoints_alive(&self) -> Option<(Tally, Tally)> {
+        let udp = self.cluster_dns_tally(Transport::Udp);
+        let direct = Tally::of(self.to_endpoints());
+        (udp.mostly_failed() && !(direct.sent > 0 && direct.mostly_failed()))
+            .then_some((udp, direct))
+    }
+
     /// Cluster DNS queries for cluster names (`true`) or external names (`false`).
     pub fn cluster_dns_names_tally(&self, cluster_names: bool) -> Tally {
         Tally::of(
