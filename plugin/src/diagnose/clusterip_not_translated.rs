@@ -3,12 +3,9 @@
 //! while the DNS pods answer directly. Where kube-proxy is deployed,
 //! `kube-proxy-not-translating` speaks instead.
 
-use dns_doctor_schema::Transport;
-
 use super::data_plane::{data_plane, DataPlaneKind};
 use super::finding::{EvidenceRef, Finding, Severity};
 use super::node_view::{IPTABLES_KEYS, IPVSADM_KEY, NFT_RULESET_KEY};
-use super::observed::Tally;
 use super::Context;
 
 pub const ID: &str = "clusterip-not-translated";
