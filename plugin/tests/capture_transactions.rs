@@ -164,6 +164,9 @@ fn parallel_a_aaaa_with_one_reply_missing() {
             packet(200.0, "10.244.0.5:41002", s, UDP, 5, "c.test.", A, None),
             packet(700.0, "10.244.0.5:41002", s, UDP, 6, "c.test.", AAAA, None),
             packet(701.0, s, "10.244.0.5:41002", UDP, 5, "c.test.", A, NOERROR),
+            // The capture runs on well past the resolver's timeout.
+            packet(9000.0, "10.244.0.5:41003", s, UDP, 7, "d.test.", A, None),
+            packet(9000.5, s, "10.244.0.5:41003", UDP, 7, "d.test.", A, NOERROR),
         ],
         TrackerConfig::default(),
     );
@@ -171,6 +174,30 @@ fn parallel_a_aaaa_with_one_reply_missing() {
     assert_eq!(p.a_aaaa_pairs, 2);
     assert_eq!(p.a_aaaa_one_missing, 1);
     assert_eq!(a.examples.a_aaaa_one_missing[0].qtype, "AAAA");
+}
+
+#[test]
+fn a_reply_cut_off_by_the_end_of_the_capture_is_not_a_lost_reply() {
+    let c = "10.244.0.5:41000";
+    let s = "10.96.0.10:53";
+    let (txs, a) = run(
+        &[
+            packet(0.0, c, s, UDP, 1, "a.test.", A, None),
+            packet(0.5, s, c, UDP, 1, "a.test.", A, NOERROR),
+            // Pair 2: the A is answered, the capture stops 2 ms after the AAAA left.
+            packet(100.0, c, s, UDP, 2, "b.test.", A, None),
+            packet(100.1, c, s, UDP, 3, "b.test.", AAAA, None),
+            packet(102.0, s, c, UDP, 2, "b.test.", A, NOERROR),
+        ],
+        TrackerConfig::default(),
+    );
+    let p = &a.summary.patterns;
+    assert_eq!((p.a_aaaa_pairs, p.a_aaaa_one_missing), (0, 0));
+    assert!(a.examples.a_aaaa_one_missing.is_empty());
+    assert_eq!(a.summary.in_flight_at_end, 1);
+    assert!(txs
+        .iter()
+        .any(|t| t.qtype == "AAAA" && t.outcome == Outcome::InFlightAtEnd));
 }
 
 #[test]

@@ -604,6 +604,24 @@ impl Tracker {
         }
     }
 
+    /// Drops the A/AAAA pair a query belongs to, when that query's outcome is unknown.
+    fn forget_pair(&mut self, key: &Key, open: &Open) {
+        if let Some((pid, _)) = self.pair_of.remove(&open.seq) {
+            if self.pairs.remove(&pid).is_some() {
+                self.summary.patterns.a_aaaa_pairs -= 1;
+            }
+        } else {
+            let pkey = self.pair_key(key);
+            if self
+                .pair_candidates
+                .get(&pkey)
+                .is_some_and(|c| c.seq == open.seq)
+            {
+                self.pair_candidates.remove(&pkey);
+            }
+        }
+    }
+
     fn take_open(&mut self, key: &Key, responder: SocketAddr) -> Option<(Open, bool)> {
         let list = self.open.get_mut(key)?;
         // Prefer the query sent to the address that answers; otherwise the oldest one
@@ -781,7 +799,13 @@ impl Tracker {
         } else {
             self.summary.in_flight_at_end += 1;
         }
-        self.resolve_pair(&key, &open, false);
+        if outcome == Outcome::Unanswered {
+            self.resolve_pair(&key, &open, false);
+        } else {
+            // The capture stopped before the reply could arrive: nothing is known about
+            // this query, so its A/AAAA pair proves neither a lost reply nor an answer.
+            self.forget_pair(&key, &open);
+        }
         self.truncation(&key, &open, None, false);
         sink(Transaction {
             id: key.id,
