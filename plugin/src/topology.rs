@@ -471,6 +471,15 @@ impl Topology {
             .find(|p| candidates.contains(p))
     }
 
+    /// Whether a DNS pod is on its way out: its endpoint is terminating (it is being
+    /// replaced, e.g. by a rollout or a deletion, and takes no new queries).
+    pub fn dns_pod_terminating(&self, p: &DnsPodInfo) -> bool {
+        let full = format!("{}/{}", p.namespace, p.name);
+        self.endpoints
+            .iter()
+            .any(|e| e.terminating && e.pod.as_deref() == Some(full.as_str()))
+    }
+
     /// The DNS pod behind an endpoint, by its targetRef.
     pub fn dns_pod_of(&self, ep: &EndpointInfo) -> Option<&DnsPodInfo> {
         let (ns, name) = ep.pod.as_deref()?.split_once('/')?;
