@@ -121,7 +121,10 @@ async fn run_inner(
             rejections: Vec::new(),
         }
     };
-    let first_dns = topology.dns_pods.iter().find(|p| p.can_host_probe());
+    let first_dns = topology
+        .dns_pods
+        .iter()
+        .find(|p| p.can_host_probe() && !topology.dns_pod_terminating(p));
     let dns_choice = match (first_dns, &dns_ns) {
         (Some(p), Some(ns))
             if allowed("patch", "pods/ephemeralcontainers", ns)

@@ -214,6 +214,10 @@ pub struct DnsPodInfo {
     /// The current Waiting reason, e.g. CrashLoopBackOff.
     #[serde(default)]
     pub waiting_reason: Option<String>,
+    /// metadata.deletionTimestamp is set: the pod is being deleted (replaced by a rollout,
+    /// evicted), whatever its readiness still says.
+    #[serde(default)]
+    pub deleting: bool,
     /// How the DNS container ended when its current state is terminated: it exited and the
     /// kubelet has not restarted it yet (between the restarts of a crash loop).
     #[serde(default)]
@@ -469,6 +473,17 @@ impl Topology {
             .into_iter()
             .chain([53])
             .find(|p| candidates.contains(p))
+    }
+
+    /// Whether a DNS pod is on its way out: it is being deleted, or its endpoint is
+    /// terminating (replaced by a rollout, evicted: it takes no new queries).
+    pub fn dns_pod_terminating(&self, p: &DnsPodInfo) -> bool {
+        let full = format!("{}/{}", p.namespace, p.name);
+        p.deleting
+            || self
+                .endpoints
+                .iter()
+                .any(|e| e.terminating && e.pod.as_deref() == Some(full.as_str()))
     }
 
     /// The DNS pod behind an endpoint, by its targetRef.

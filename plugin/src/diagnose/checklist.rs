@@ -261,9 +261,21 @@ fn dns_pods(cx: &Context<'_>) -> Check {
         };
         return Check::new("dns-pods", T, status, "no DNS pod found");
     }
+    // Pods on their way out (a rollout, an eviction) are neither judged nor counted.
+    let leaving = pods
+        .iter()
+        .filter(|p| cx.topology.dns_pod_terminating(p))
+        .count();
+    let pods: Vec<_> = pods
+        .iter()
+        .filter(|p| !cx.topology.dns_pod_terminating(p))
+        .collect();
     let ready = pods.iter().filter(|p| p.ready).count();
     let restarts: u32 = pods.iter().map(|p| p.restarts).sum();
     let mut detail = format!("{ready}/{} ready, {restarts} restarts", pods.len());
+    if leaving > 0 {
+        detail.push_str(&format!(" ({leaving} more terminating, not counted)"));
+    }
     for p in pods.iter().filter(|p| !p.ready) {
         detail.push_str(&format!(
             "; {} {}",
@@ -271,10 +283,10 @@ fn dns_pods(cx: &Context<'_>) -> Check {
             p.waiting_reason.as_deref().unwrap_or(&p.phase)
         ));
     }
-    let status = if ready == pods.len() {
-        CheckStatus::Pass
-    } else if ready == 0 {
+    let status = if ready == 0 {
         CheckStatus::Fail
+    } else if ready == pods.len() {
+        CheckStatus::Pass
     } else {
         CheckStatus::Warn
     };

@@ -14,14 +14,10 @@ pub const ID_NOT_READY: &str = "dns-pods-not-ready";
 /// DNS pods that are not ready and not on their way out (a pod whose endpoint is
 /// terminating is being replaced, not failing).
 pub fn failing_pods(topology: &Topology) -> impl Iterator<Item = &DnsPodInfo> + '_ {
-    topology.dns_pods.iter().filter(move |p| {
-        let full = format!("{}/{}", p.namespace, p.name);
-        let terminating = topology
-            .endpoints
-            .iter()
-            .any(|e| e.terminating && e.pod.as_deref() == Some(full.as_str()));
-        !p.ready && !terminating
-    })
+    topology
+        .dns_pods
+        .iter()
+        .filter(move |p| !p.ready && !topology.dns_pod_terminating(p))
 }
 
 fn crashlooping(p: &DnsPodInfo) -> bool {
@@ -51,7 +47,14 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
     if failing.is_empty() {
         return None;
     }
-    let total = cx.topology.dns_pods.len();
+    // Pods on their way out still count as ready until they stop, but serve nothing new:
+    // when every pod that stays fails, DNS is down.
+    let total = cx
+        .topology
+        .dns_pods
+        .iter()
+        .filter(|p| !cx.topology.dns_pod_terminating(p))
+        .count();
     let crash = failing.iter().any(|p| crashlooping(p));
     let logged = |class: LogClass| {
         failing
@@ -252,4 +255,68 @@ fn grant(p: &ApiPermission) -> String {
         "Grant {who} {} on {}: add the rule `{{apiGroups: [\"{group}\"], resources: [\"{resource}\"], verbs: [\"list\", \"watch\"]}}` to the ClusterRole bound to it (system:coredns in kubeadm clusters).",
         p.verb, p.resource
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use dns_doctor_schema::QueryOutcome;
+
+    use super::super::testkit::*;
+    use super::*;
+    use crate::topology::Termination;
+
+    /// The test cluster's CoreDNS right after its crash loop began: the two pods of the
+    /// previous set still terminating (ready, their endpoints terminating), the two new ones
+    /// crashing.
+    #[test]
+    fn pods_on_their_way_out_do_not_keep_a_crash_loop_from_being_the_cause() {
+        let mut s = healthy();
+        let mut old = s.topology.dns_pods.clone();
+        for (p, name) in old.iter_mut().zip(["coredns-old-a", "coredns-old-b"]) {
+            p.name = name.into();
+        }
+        for p in &mut s.topology.dns_pods {
+            p.ready = false;
+            p.restarts = 1;
+            p.last_termination = Some(Termination {
+                reason: "Error".into(),
+                exit_code: 1,
+                message: None,
+            });
+        }
+        for e in &mut s.topology.endpoints {
+            e.ready = false;
+        }
+        // The first is still in the EndpointSlice (terminating), the second already left
+        // it and is known only by its deletion.
+        old[1].ready = false;
+        old[1].deleting = true;
+        for (p, ip) in old.iter().take(1).zip(["10.244.0.8"]) {
+            let mut e = s.topology.endpoints[0].clone();
+            e.ip = ip.parse().unwrap();
+            e.pod = Some(format!("kube-system/{}", p.name));
+            e.ready = false;
+            e.terminating = true;
+            s.topology.endpoints.push(e);
+        }
+        s.topology.dns_pods.extend(old);
+        s.set_queries(is_cluster_dns, QueryOutcome::Refused, None);
+        let d = s.diagnose();
+        let f = &d.findings[0];
+        assert_eq!(f.id, ID_CRASHLOOP, "{:#?}", d.findings);
+        assert_eq!(f.severity, Severity::Error);
+        assert!(
+            f.summary.starts_with("2 of 2 DNS pods are restarting"),
+            "{}",
+            f.summary
+        );
+        let step = d.checklist.iter().find(|c| c.id == "dns-pods").unwrap();
+        assert_eq!(step.status, crate::diagnose::CheckStatus::Fail);
+        assert!(
+            step.detail
+                .starts_with("0/2 ready, 2 restarts (2 more terminating, not counted)"),
+            "{}",
+            step.detail
+        );
+    }
 }

@@ -357,6 +357,7 @@ fn dns_pod(name: &str, ip_s: &str) -> DnsPodInfo {
         restarts: 0,
         container: "coredns".into(),
         waiting_reason: None,
+        deleting: false,
         exited: None,
         last_termination: None,
         log_lines: Vec::new(),

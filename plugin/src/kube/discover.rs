@@ -838,6 +838,7 @@ pub fn dns_pod_info(pod: &Pod) -> DnsPodInfo {
             .and_then(|s| s.state.as_ref())
             .and_then(|s| s.waiting.as_ref())
             .and_then(|w| w.reason.clone()),
+        deleting: pod.metadata.deletion_timestamp.is_some(),
         exited: cs
             .and_then(|s| s.state.as_ref())
             .and_then(|s| s.terminated.as_ref())

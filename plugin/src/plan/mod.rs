@@ -148,7 +148,7 @@ pub fn decide(input: &PlanInput<'_>) -> Plan {
             .topology
             .dns_pods
             .iter()
-            .filter(|p| p.can_host_probe())
+            .filter(|p| p.can_host_probe() && !input.topology.dns_pod_terminating(p))
             .map(|p| DnsPodPlan {
                 namespace: p.namespace.clone(),
                 name: p.name.clone(),
@@ -227,7 +227,7 @@ mod tests {
     use super::*;
     use crate::access::{required_checks, AccessCheck};
     use crate::cli::{OutputFormat, TargetKind, TargetRef};
-    use crate::topology::{DnsPodInfo, PodInfo, Termination};
+    use crate::topology::{DnsPodInfo, EndpointInfo, PodInfo, Termination};
     use std::time::Duration;
 
     fn config() -> DoctorConfig {
@@ -363,6 +363,32 @@ mod tests {
         assert_eq!(plan.dns_pods.len(), 1);
         assert_eq!(plan.dns_pods[0].name, "coredns-a");
         assert!(plan.dns_pods[0].capture);
+    }
+
+    #[test]
+    fn a_dns_pod_on_its_way_out_gets_no_probe_container() {
+        let acc = answers(&[]);
+        let tc = choice(Some(Privilege::Capture), &[]);
+        let mut topo = topology();
+        topo.endpoints.push(EndpointInfo {
+            ip: "10.244.0.9".parse().unwrap(),
+            ports: vec![("UDP".into(), 53)],
+            ready: false,
+            serving: true,
+            terminating: true,
+            pod: Some("kube-system/coredns-a".into()),
+            node: Some("n2".into()),
+            named_ports: Vec::new(),
+        });
+        let plan = decide(&PlanInput {
+            config: &config(),
+            topology: &topo,
+            access: &acc,
+            node_namespace: "kube-system",
+            target_choice: &tc,
+            dns_choice: Some(&tc),
+        });
+        assert!(plan.dns_pods.is_empty(), "{:?}", plan.dns_pods);
     }
 
     #[test]
