@@ -8,6 +8,7 @@
 //! name fails the whole command cleanly. Transactions are streamed to the output as they
 //! complete; memory stays bounded by the open transactions, whatever the capture's length.
 
+use crate::capture::transaction_json::write_transaction;
 use crate::capture::{
     analyze_reader, CaptureAnalysis, CaptureError, CaptureFormat, CaptureReader, ExtractOptions,
     TrackerConfig, Transaction,
@@ -187,8 +188,8 @@ fn write_json(
         w.write_all(b",\"transactions\":[")?;
         let mut first = true;
         let mut failed: Option<std::io::Error> = None;
-        // Serialising into one reused buffer and writing it at once is much cheaper than
-        // serde_json's many small writes.
+        // Each transaction is written into one reused buffer and handed over at once: much
+        // cheaper than many small writes through `dyn Write`.
         let mut buf = Vec::with_capacity(1024);
         let mut sink = |t: Transaction| {
             if failed.is_some() {
@@ -199,9 +200,7 @@ fn write_json(
                 buf.push(b',');
             }
             first = false;
-            let r = serde_json::to_writer(&mut buf, &t)
-                .map_err(std::io::Error::from)
-                .and_then(|()| w.write_all(&buf));
+            let r = write_transaction(&mut buf, &t).and_then(|()| w.write_all(&buf));
             if let Err(e) = r {
                 failed = Some(e);
             }

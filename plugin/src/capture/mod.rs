@@ -19,6 +19,7 @@ pub mod tcp;
 #[cfg(test)]
 mod testdata;
 pub mod time;
+pub mod transaction_json;
 pub mod transactions;
 
 pub use correlate::{
