@@ -11,6 +11,7 @@ use hickory_proto::op::Header;
 use hickory_proto::rr::{Name, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use serde::Serialize;
+use std::borrow::Cow;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// At most this many answers are kept in presentation form per message.
@@ -56,13 +57,14 @@ pub struct Question {
 impl Question {
     /// The query type's mnemonic (`A`, `AAAA`, ...) or `TYPEnnn` (RFC 3597) when unknown.
     pub fn qtype_name(&self) -> String {
-        qtype_name(self.qtype)
+        qtype_name(self.qtype).into_owned()
     }
 }
 
 /// Mnemonic of a numeric query type, `TYPEnnn` when neither hickory nor the short list of
-/// older types below knows it.
-pub fn qtype_name(qtype: u16) -> String {
+/// older types below knows it. Borrowed for the named types, so that naming the type of
+/// every transaction allocates nothing.
+pub fn qtype_name(qtype: u16) -> Cow<'static, str> {
     match RecordType::from(qtype) {
         RecordType::Unknown(n) => match n {
             17 => "RP".into(),
@@ -72,9 +74,9 @@ pub fn qtype_name(qtype: u16) -> String {
             38 => "A6".into(),
             99 => "SPF".into(),
             256 => "URI".into(),
-            _ => format!("TYPE{n}"),
+            _ => format!("TYPE{n}").into(),
         },
-        known => known.to_string(),
+        known => <&'static str>::from(known).into(),
     }
 }
 

@@ -224,7 +224,7 @@ mod tests {
             outcome: Outcome::InFlightAtEnd,
             response_time: Some(Timestamp::from_nanos(i64::MAX)),
             response_frame: Some(0),
-            rcode: Some("RESERVED".into()),
+            rcode: Some("RESERVED"),
             rcode_code: Some(15),
             truncated: true,
             answers: vec!["TXT \"a\\\"b\"".into(), String::new()],

@@ -11,6 +11,7 @@ use super::histogram::{LatencyHistogram, LatencySummary};
 use super::link::Transport;
 use super::time::Timestamp;
 use serde::Serialize;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
 use std::hash::BuildHasher;
 use std::net::{IpAddr, SocketAddr};
@@ -88,7 +89,7 @@ pub struct Transaction {
     /// Question name as sent, presentation form with trailing dot.
     pub qname: String,
     /// Question type mnemonic (`A`, `AAAA`, `TYPE65534`, ...).
-    pub qtype: String,
+    pub qtype: Cow<'static, str>,
     /// Numeric question type.
     pub qtype_code: u16,
     /// UDP or TCP.
@@ -114,7 +115,7 @@ pub struct Transaction {
     /// Frame number of the response.
     pub response_frame: Option<u64>,
     /// Response code mnemonic (`NOERROR`, `NXDOMAIN`, `SERVFAIL`, ...).
-    pub rcode: Option<String>,
+    pub rcode: Option<&'static str>,
     /// Numeric response code.
     pub rcode_code: Option<u8>,
     /// The response had the TC (truncated) bit.
@@ -339,7 +340,7 @@ fn make_example(p: &Open, key: &Key, detail: String) -> Example {
         server: p.server,
         id: key.id,
         qname: p.qname.clone().unwrap_or_else(|| key.qname.clone()),
-        qtype: qtype_name(key.qtype),
+        qtype: qtype_name(key.qtype).into_owned(),
         detail,
     }
 }
@@ -644,11 +645,14 @@ impl Tracker {
         self.histogram.record(latency);
         self.summary.answered += 1;
         self.summary.transactions += 1;
-        *self
-            .summary
-            .rcodes
-            .entry(rcode_name(m.rcode).to_string())
-            .or_default() += 1;
+        let name = rcode_name(m.rcode);
+        // Looked up before inserting, so that only a code's first answer allocates its key.
+        match self.summary.rcodes.get_mut(name) {
+            Some(n) => *n += 1,
+            None => {
+                self.summary.rcodes.insert(name.to_string(), 1);
+            }
+        }
         match m.rcode {
             RCODE_SERVFAIL | RCODE_REFUSED => {
                 if m.rcode == RCODE_SERVFAIL {
@@ -680,7 +684,7 @@ impl Tracker {
             outcome: Outcome::Answered,
             response_time: Some(p.time),
             response_frame: Some(p.frame),
-            rcode: Some(rcode_name(rcode).to_string()),
+            rcode: Some(rcode_name(rcode)),
             rcode_code: Some(rcode),
             truncated: tc,
             answers: p.message.answers,
@@ -735,14 +739,16 @@ impl Tracker {
 
     /// Truncated UDP answers and the TCP retry that should follow them.
     fn truncation(&mut self, key: &Key, open: &Open, rcode: Option<u8>, tc: bool) {
-        let tkey = (key.client.ip(), key.qname.clone(), key.qtype);
+        // The key (a copy of the name) is built only where it is used, not for every
+        // transaction.
+        let tkey = || (key.client.ip(), key.qname.clone(), key.qtype);
         match key.transport {
             Transport::Udp if tc => {
                 let e = make_example(open, key, "truncated answer over UDP".into());
-                self.tc_pending.insert(tkey, e);
+                self.tc_pending.insert(tkey(), e);
             }
-            Transport::Tcp => {
-                if let Some(mut e) = self.tc_pending.remove(&tkey) {
+            Transport::Tcp if !self.tc_pending.is_empty() => {
+                if let Some(mut e) = self.tc_pending.remove(&tkey()) {
                     if matches!(rcode, Some(RCODE_NOERROR) | Some(RCODE_NXDOMAIN)) {
                         self.summary.patterns.truncated_tcp_ok += 1;
                     } else {
@@ -759,7 +765,7 @@ impl Tracker {
                     }
                 }
             }
-            Transport::Udp => {}
+            Transport::Udp | Transport::Tcp => {}
         }
     }
 
