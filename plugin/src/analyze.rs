@@ -18,7 +18,7 @@ use crate::evidence::{CaptureKind, Evidence};
 use crate::topology::Topology;
 use serde::Serialize;
 use std::fs::File;
-use std::io::{BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Version of the JSON document (docs/analyze-schema.md); raised on any incompatible change.
@@ -80,11 +80,11 @@ fn open(path: &Path) -> Result<CaptureReader<'static>, AnalyzeError> {
         path: path.to_path_buf(),
         source,
     })?;
-    CaptureReader::new(BufReader::with_capacity(256 * 1024, file)).map_err(|source| {
-        AnalyzeError::Capture {
-            path: path.to_path_buf(),
-            source,
-        }
+    // Unbuffered: the capture reader keeps a buffer of its own, and a second one in front
+    // of it only copied every byte once more.
+    CaptureReader::new(file).map_err(|source| AnalyzeError::Capture {
+        path: path.to_path_buf(),
+        source,
     })
 }
 

@@ -285,7 +285,8 @@ fn address_record(rest: &[u8]) -> Option<(String, usize)> {
     let data = rest.get(12..12 + rdlen)?;
     let text = match (rtype, <[u8; 4]>::try_from(data), <[u8; 16]>::try_from(data)) {
         (1, Ok(v4), _) => {
-            let mut text = b"A ".to_vec();
+            let mut text = Vec::with_capacity("A 255.255.255.255".len());
+            text.extend_from_slice(b"A ");
             push_ipv4(&mut text, Ipv4Addr::from(v4));
             String::from_utf8(text).ok()?
         }

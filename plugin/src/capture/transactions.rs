@@ -710,12 +710,20 @@ impl Tracker {
             return;
         };
         let window = self.cfg.search_window;
+        // Runs for every answer: the cheap tests first, and the list left alone unless
+        // something in it is an expansion.
+        let expansion = |t: &Timestamp, name: &str| {
+            name.len() > key.qname.len()
+                && name.starts_with(key.qname.as_str())
+                && now.since(*t) <= window
+        };
+        if !list.iter().any(|(t, name)| expansion(t, name)) {
+            return;
+        }
         let before = list.len();
         let mut suffixes = Vec::new();
         list.retain(|(t, name)| {
-            let expanded = now.since(*t) <= window
-                && name.len() > key.qname.len()
-                && name.starts_with(key.qname.as_str());
+            let expanded = expansion(t, name);
             if expanded {
                 suffixes.push(name[key.qname.len()..].to_string());
             }
