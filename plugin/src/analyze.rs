@@ -8,7 +8,7 @@
 //! name fails the whole command cleanly. Transactions are streamed to the output as they
 //! complete; memory stays bounded by the open transactions, whatever the capture's length.
 
-use crate::capture::transaction_json::write_transaction;
+use crate::capture::transaction_json::TransactionWriter;
 use crate::capture::{
     analyze_reader, CaptureAnalysis, CaptureError, CaptureFormat, CaptureReader, ExtractOptions,
     TrackerConfig, Transaction,
@@ -191,6 +191,7 @@ fn write_json(
         // Each transaction is written into one reused buffer and handed over at once: much
         // cheaper than many small writes through `dyn Write`.
         let mut buf = Vec::with_capacity(1024);
+        let mut writer = TransactionWriter::default();
         let mut sink = |t: Transaction| {
             if failed.is_some() {
                 return;
@@ -200,7 +201,7 @@ fn write_json(
                 buf.push(b',');
             }
             first = false;
-            let r = write_transaction(&mut buf, &t).and_then(|()| w.write_all(&buf));
+            let r = writer.write(&mut buf, &t).and_then(|()| w.write_all(&buf));
             if let Err(e) = r {
                 failed = Some(e);
             }

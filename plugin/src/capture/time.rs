@@ -77,13 +77,43 @@ impl Timestamp {
         put(20, 6, (nanos / 1000) as u64);
         Some(b)
     }
+}
 
-    /// Appends what `Display` prints, without going through `std::fmt`.
-    pub fn push_to(self, out: &mut Vec<u8>) {
-        match self.rfc3339() {
-            Some(b) => out.extend_from_slice(&b),
-            None => out.extend_from_slice(self.to_string().as_bytes()),
+/// Writes timestamps as `Display` prints them, without `std::fmt`, remembering the date and
+/// time of day of the last second written: a capture's times come in order, so nearly
+/// every one shares it and only its microseconds are formatted.
+#[derive(Debug, Default)]
+pub struct Rfc3339Writer {
+    second: Option<(i64, [u8; 20])>,
+}
+
+impl Rfc3339Writer {
+    /// Appends `t` to `out`.
+    pub fn push(&mut self, t: Timestamp, out: &mut Vec<u8>) {
+        let secs = t.0.div_euclid(1_000_000_000);
+        let prefix = match self.second {
+            Some((s, prefix)) if s == secs => prefix,
+            _ => match t.rfc3339() {
+                Some(b) => {
+                    let mut prefix = [0; 20];
+                    prefix.copy_from_slice(&b[..20]);
+                    self.second = Some((secs, prefix));
+                    prefix
+                }
+                None => {
+                    out.extend_from_slice(t.to_string().as_bytes());
+                    return;
+                }
+            },
+        };
+        let mut micros = (t.0.rem_euclid(1_000_000_000) / 1000) as u32;
+        let mut tail = *b"000000Z";
+        for digit in tail[..6].iter_mut().rev() {
+            *digit = b'0' + (micros % 10) as u8;
+            micros /= 10;
         }
+        out.extend_from_slice(&prefix);
+        out.extend_from_slice(&tail);
     }
 }
 
@@ -137,16 +167,30 @@ mod tests {
         );
         let leap = Timestamp::from_parts(951_782_400, 0, 1);
         assert_eq!(leap.to_string(), "2000-02-29T00:00:00.000000Z");
-        let extremes = [
-            Timestamp::from_nanos(i64::MIN),
-            Timestamp::from_nanos(i64::MAX),
+    }
+
+    #[test]
+    fn the_writer_prints_what_display_prints() {
+        let mut writer = Rfc3339Writer::default();
+        let base = 1_591_780_794_000_000_000;
+        // In order within a second, across seconds, back in time, before 1970, extremes.
+        let nanos = [
+            base,
+            base + 1_000,
+            base + 999_999_999,
+            base + 1_000_000_000,
+            base + 1_000_000_001,
+            base + 500,
+            -5_000_000_001,
+            -1,
+            0,
+            i64::MIN,
+            i64::MAX,
         ];
-        for t in [t, leap, Timestamp::from_nanos(-5_000_000_001)]
-            .into_iter()
-            .chain(extremes)
-        {
+        for n in nanos {
+            let t = Timestamp::from_nanos(n);
             let mut out = Vec::new();
-            t.push_to(&mut out);
+            writer.push(t, &mut out);
             assert_eq!(String::from_utf8(out).unwrap(), t.to_string());
         }
     }
