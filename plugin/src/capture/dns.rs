@@ -235,11 +235,21 @@ fn skip(decoder: &mut BinDecoder<'_>, len: usize) {
 /// enforces the 255-octet limit.
 const PLAIN_NAME_MAX: usize = 200;
 
+/// Label bytes hickory prints as they are anywhere in a label: letters, digits and `_`.
+const PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = (b as u8).is_ascii_alphanumeric() || b == b'_' as usize;
+        b += 1;
+    }
+    t
+};
+
 /// The presentation form (with trailing dot) and wire length of the name at `start`, when
 /// it is uncompressed and every label is made of bytes hickory prints unescaped (letters,
 /// digits, `_`, `-` after a label's first byte, `*` as its first); `None` for anything else.
 fn plain_name(bytes: &[u8], start: usize) -> Option<(String, usize)> {
-    let mut name = String::with_capacity(32);
     let mut at = start;
     loop {
         let len = usize::from(*bytes.get(at)?);
@@ -250,21 +260,27 @@ fn plain_name(bytes: &[u8], start: usize) -> Option<(String, usize)> {
         if len > 63 || at + 1 + len - start > PLAIN_NAME_MAX {
             return None;
         }
-        let label = bytes.get(at + 1..at + 1 + len)?;
-        let plain = label.iter().enumerate().all(|(i, &b)| {
-            b.is_ascii_alphanumeric() || b == b'_' || (b == b'-' && i > 0) || (b == b'*' && i == 0)
-        });
+        let (&first, rest) = bytes.get(at + 1..at + 1 + len)?.split_first()?;
+        let plain = (PLAIN[usize::from(first)] || first == b'*')
+            && rest.iter().all(|&b| PLAIN[usize::from(b)] || b == b'-');
         if !plain {
             return None;
         }
-        name.extend(label.iter().map(|&b| char::from(b)));
-        name.push('.');
         at += 1 + len;
     }
-    if name.is_empty() {
-        name.push('.');
+    if at == start {
+        return Some((".".into(), 1));
     }
-    Some((name, at + 1 - start))
+    // The labels as they are on the wire, each length byte after the first turned into a
+    // dot and the root label's zero into the final one.
+    let mut text = bytes[start + 1..=at].to_vec();
+    let mut dot = usize::from(bytes[start]);
+    while dot < text.len() {
+        let next = usize::from(text[dot]);
+        text[dot] = b'.';
+        dot += next + 1;
+    }
+    Some((String::from_utf8(text).ok()?, at + 1 - start))
 }
 
 /// Owner name: a compression pointer to the question name right after the header.

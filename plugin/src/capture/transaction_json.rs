@@ -119,11 +119,41 @@ fn write_transaction(
     }
     out.extend_from_slice(b"],\"latency_ms\":");
     match latency_ms {
-        // serde_json writes non-finite numbers as null, and finite ones with this formatter.
-        Some(v) if v.is_finite() => CompactFormatter.write_f64(out, *v)?,
-        _ => out.extend_from_slice(b"null"),
+        Some(v) => push_millis(out, *v)?,
+        None => out.extend_from_slice(b"null"),
     }
     out.push(b'}');
+    Ok(())
+}
+
+/// A latency in milliseconds as serde_json writes it. The tracker rounds latencies to
+/// whole microseconds, and for those (below a million seconds) the shortest decimal that
+/// reads back as the same number, which is what serde_json's formatter writes, is the
+/// count of microseconds with the point three digits from the right and trailing zeros
+/// dropped (`12.3`, `2.0`): written so directly, since the general float formatting was the
+/// largest cost left in this writer. Other values go through serde_json's formatter
+/// (finite ones; it writes NaN and infinities as null).
+fn push_millis(out: &mut Vec<u8>, v: f64) -> io::Result<()> {
+    let micros = (v * 1000.0).round();
+    if v.is_sign_positive() && micros < 1e12 && micros / 1000.0 == v {
+        let micros = micros as u64;
+        push_u64(out, micros / 1000);
+        let mut fraction = [b'.', b'0', b'0', b'0'];
+        let mut rest = micros % 1000;
+        for digit in fraction[1..].iter_mut().rev() {
+            *digit = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
+        let mut len = fraction.len();
+        while len > 2 && fraction[len - 1] == b'0' {
+            len -= 1;
+        }
+        out.extend_from_slice(&fraction[..len]);
+    } else if v.is_finite() {
+        CompactFormatter.write_f64(out, v)?;
+    } else {
+        out.extend_from_slice(b"null");
+    }
     Ok(())
 }
 
@@ -155,6 +185,12 @@ fn push_addr(out: &mut Vec<u8>, a: &SocketAddr) -> io::Result<()> {
 fn push_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let bytes = s.as_bytes();
+    if !bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\') {
+        // Names and records nearly never need an escape.
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let escape: &[u8] = match b {
@@ -262,6 +298,36 @@ mod tests {
         ] {
             t.latency_ms = Some(latency);
             same_as_serde(&mut writer, &t);
+        }
+        t.outcome = Outcome::Unanswered;
+        (t.responder, t.response_time, t.response_frame) = (None, None, None);
+        (t.rcode, t.rcode_code) = (None, None);
+        // Every latency the tracker can give up to 200 ms, then a sample up to a million s,
+        // and values it never gives.
+        let spread =
+            (0..200_000u64).chain((0..100_000u64).map(|i| i * 9_999_991 % 1_000_000_000_000));
+        let odd = [
+            -1.0,
+            -0.0,
+            0.1 + 0.2,
+            1e-7,
+            1e15,
+            1e16,
+            123.456_789,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+        ];
+        let mut expected = Vec::new();
+        let mut ours = Vec::new();
+        for v in spread
+            .map(|micros| (micros as f64 / 1e6 * 1e6).round() / 1e3)
+            .chain(odd)
+        {
+            expected.clear();
+            ours.clear();
+            serde_json::to_writer(&mut expected, &v).unwrap();
+            push_millis(&mut ours, v).unwrap();
+            assert_eq!(ours, expected, "{v}");
         }
         t.outcome = Outcome::Unanswered;
         (t.responder, t.response_time, t.response_frame) = (None, None, None);
