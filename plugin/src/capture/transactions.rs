@@ -12,6 +12,7 @@ use super::link::Transport;
 use super::time::Timestamp;
 use serde::Serialize;
 use std::borrow::Cow;
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, VecDeque};
 use std::hash::BuildHasher;
 use std::net::{IpAddr, SocketAddr};
@@ -442,9 +443,24 @@ impl Tracker {
         };
         let (lo, hi) = self.cfg.retry_window;
         let rkey = self.hasher.hash_one((p.src.ip(), &key.qname, qtype));
-        if let Some(list) = self.open.get_mut(&key) {
-            if let Some(o) = list.iter_mut().find(|o| o.server == p.dst) {
-                let gap = p.time.since(o.last);
+        let pkey = (qtype == QTYPE_A || qtype == QTYPE_AAAA).then(|| self.pair_key(&key));
+        // One lookup serves the retransmission check and the insertion.
+        let mut entry = self.open.entry(key);
+        if let Entry::Occupied(e) = &mut entry {
+            if let Some(i) = e.get().iter().position(|o| o.server == p.dst) {
+                let gap = p.time.since(e.get()[i].last);
+                // The evidence is the retry itself.
+                let example = (gap >= lo && gap <= hi).then(|| {
+                    let detail = format!(
+                        "re-sent {:.1} s after the previous attempt with no answer",
+                        gap.as_secs_f64()
+                    );
+                    let mut ex = make_example(&e.get()[i], e.key(), detail);
+                    ex.frame = p.frame;
+                    ex.time = p.time;
+                    ex
+                });
+                let o = &mut e.get_mut()[i];
                 o.retransmissions += 1;
                 o.last = p.time;
                 self.summary.retransmissions += 1;
@@ -454,20 +470,12 @@ impl Tracker {
                         r.time = p.time;
                     }
                 }
-                if gap >= lo && gap <= hi {
+                if let Some(ex) = example {
                     self.summary.patterns.five_second_retries += 1;
-                    let detail = format!(
-                        "re-sent {:.1} s after the previous attempt with no answer",
-                        gap.as_secs_f64()
-                    );
-                    let mut e = make_example(o, &key, detail);
-                    // The evidence is the retry itself.
-                    e.frame = p.frame;
-                    e.time = p.time;
                     push_example(
                         &mut self.examples.five_second_retries,
                         self.cfg.max_examples,
-                        e,
+                        ex,
                     );
                 }
                 return;
@@ -496,7 +504,7 @@ impl Tracker {
                     prev.id,
                     prev.port
                 );
-                let e = make_example(&open, &key, detail);
+                let e = make_example(&open, entry.key(), detail);
                 push_example(
                     &mut self.examples.five_second_retries,
                     self.cfg.max_examples,
@@ -509,16 +517,16 @@ impl Tracker {
             RecentQuery {
                 time: p.time,
                 seq,
-                id: key.id,
-                port: key.client.port(),
+                id: p.message.id,
+                port: p.src.port(),
             },
         );
-        if qtype == QTYPE_A || qtype == QTYPE_AAAA {
-            self.pair_up(&key, seq, p.time);
-        }
+        entry.or_default().push(open);
         self.live.insert(seq);
-        self.open.entry(key).or_default().push(open);
         self.open_count += 1;
+        if let Some(pkey) = pkey {
+            self.pair_up(pkey, qtype, seq, p.time);
+        }
     }
 
     fn pair_key(&self, key: &Key) -> u64 {
@@ -526,10 +534,9 @@ impl Tracker {
             .hash_one((key.client, key.transport, &key.qname))
     }
 
-    fn pair_up(&mut self, key: &Key, seq: u64, now: Timestamp) {
-        let pkey = self.pair_key(key);
+    fn pair_up(&mut self, pkey: u64, qtype: u16, seq: u64, now: Timestamp) {
         let partner = match self.pair_candidates.get(&pkey) {
-            Some(c) if c.qtype != key.qtype && now.since(c.time) <= self.cfg.pair_window => {
+            Some(c) if c.qtype != qtype && now.since(c.time) <= self.cfg.pair_window => {
                 self.pair_candidates.remove(&pkey)
             }
             _ => None,
@@ -539,7 +546,7 @@ impl Tracker {
                 pkey,
                 PairCandidate {
                     seq,
-                    qtype: key.qtype,
+                    qtype,
                     time: now,
                     outcome: None,
                 },
@@ -606,7 +613,9 @@ impl Tracker {
     }
 
     fn take_open(&mut self, key: &Key, responder: SocketAddr) -> Option<(Open, bool)> {
-        let list = self.open.get_mut(key)?;
+        // Taken out and put back in the rare case that more queries share the key: one
+        // lookup instead of two for the usual single one.
+        let (stored, mut list) = self.open.remove_entry(key)?;
         // Prefer the query sent to the address that answers; otherwise the oldest one
         // (the answer comes from a translated address).
         let (idx, same) = match list.iter().position(|o| o.server == responder) {
@@ -614,8 +623,8 @@ impl Tracker {
             None => (0, false),
         };
         let o = list.remove(idx);
-        if list.is_empty() {
-            self.open.remove(key);
+        if !list.is_empty() {
+            self.open.insert(stored, list);
         }
         self.open_count -= 1;
         self.live.remove(&o.seq);
