@@ -124,10 +124,10 @@ impl<'r> DnsReader<'r> {
                 }
             };
             let ports = &self.options.dns_ports;
-            let on_port = ports.contains(&seg.src.port()) || ports.contains(&seg.dst.port());
+            let on_port = || ports.contains(&seg.src.port()) || ports.contains(&seg.dst.port());
             let (number, time) = (frame.number, frame.time);
             match (seg.transport, seg.tcp) {
-                (Transport::Tcp, Some(tcp)) if on_port => {
+                (Transport::Tcp, Some(tcp)) if on_port() => {
                     self.scratch.clear();
                     self.tcp.push(
                         seg.src,
