@@ -8,6 +8,7 @@
 //! name fails the whole command cleanly. Transactions are streamed to the output as they
 //! complete; memory stays bounded by the open transactions, whatever the capture's length.
 
+use crate::capture::transaction_json::TransactionWriter;
 use crate::capture::{
     analyze_reader, CaptureAnalysis, CaptureError, CaptureFormat, CaptureReader, ExtractOptions,
     TrackerConfig, Transaction,
@@ -17,7 +18,7 @@ use crate::evidence::{CaptureKind, Evidence};
 use crate::topology::Topology;
 use serde::Serialize;
 use std::fs::File;
-use std::io::{BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Version of the JSON document (docs/analyze-schema.md); raised on any incompatible change.
@@ -79,11 +80,11 @@ fn open(path: &Path) -> Result<CaptureReader<'static>, AnalyzeError> {
         path: path.to_path_buf(),
         source,
     })?;
-    CaptureReader::new(BufReader::with_capacity(256 * 1024, file)).map_err(|source| {
-        AnalyzeError::Capture {
-            path: path.to_path_buf(),
-            source,
-        }
+    // Unbuffered: the capture reader keeps a buffer of its own, and a second one in front
+    // of it only copied every byte once more.
+    CaptureReader::new(file).map_err(|source| AnalyzeError::Capture {
+        path: path.to_path_buf(),
+        source,
     })
 }
 
@@ -187,9 +188,10 @@ fn write_json(
         w.write_all(b",\"transactions\":[")?;
         let mut first = true;
         let mut failed: Option<std::io::Error> = None;
-        // Serialising into one reused buffer and writing it at once is much cheaper than
-        // serde_json's many small writes.
+        // Each transaction is written into one reused buffer and handed over at once: much
+        // cheaper than many small writes through `dyn Write`.
         let mut buf = Vec::with_capacity(1024);
+        let mut writer = TransactionWriter::default();
         let mut sink = |t: Transaction| {
             if failed.is_some() {
                 return;
@@ -199,9 +201,7 @@ fn write_json(
                 buf.push(b',');
             }
             first = false;
-            let r = serde_json::to_writer(&mut buf, &t)
-                .map_err(std::io::Error::from)
-                .and_then(|()| w.write_all(&buf));
+            let r = writer.write(&mut buf, &t).and_then(|()| w.write_all(&buf));
             if let Err(e) = r {
                 failed = Some(e);
             }

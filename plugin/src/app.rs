@@ -255,7 +255,7 @@ fn analyze(files: &[std::path::PathBuf], output: OutputFormat) -> anyhow::Result
         printer::write_report(serde_norway::to_string(&value)?.as_bytes())?;
         v
     } else {
-        let mut out = printer::ReportWriter;
+        let mut out = printer::ReportWriter::default();
         let v = crate::analyze::run(files, format, &mut out)?;
         out.flush()
             .map_err(|source| printer::ReportNotWritten { source })?;

@@ -55,7 +55,7 @@ fn query_matched_to_response_with_exact_latency() {
     assert_eq!(txs.len(), 1);
     assert_eq!(txs[0].outcome, Outcome::Answered);
     assert_eq!(txs[0].latency_ms, Some(1.234));
-    assert_eq!(txs[0].rcode.as_deref(), Some("NOERROR"));
+    assert_eq!(txs[0].rcode, Some("NOERROR"));
     assert_eq!(txs[0].responder, None);
     let s = &a.summary;
     assert_eq!(

@@ -33,6 +33,29 @@ fn a_report_to_a_closed_stdout_is_exit_2_with_the_reason() {
 }
 
 #[test]
+fn an_analysis_to_a_closed_stdout_is_exit_2_with_the_reason() {
+    let capture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/captures/lo-udp-tcp.pcap"
+    );
+    for format in ["json", "text"] {
+        let out = plugin()
+            .args(["analyze", "-o", format, capture])
+            .stdout(closed_pipe())
+            .stderr(Stdio::piped())
+            .output()
+            .expect("runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{format}: {err}");
+        assert!(
+            err.contains("writing the analysis failed") && err.contains("Broken pipe"),
+            "{format}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{format}: {err}");
+    }
+}
+
+#[test]
 fn errors_and_logs_to_a_closed_stderr_do_not_panic() {
     // An unreadable capture: the error message goes to the closed stderr.
     let out = plugin()

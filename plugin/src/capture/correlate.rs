@@ -166,7 +166,7 @@ pub fn correlate(points: &[CapturePoint], cfg: CorrelateConfig) -> Correlation {
                         client: o.client,
                         server: o.server,
                         answered: o.outcome == Outcome::Answered,
-                        rcode: o.rcode.clone(),
+                        rcode: o.rcode.map(str::to_string),
                         matched_by: kind,
                     }
                 })
@@ -186,7 +186,7 @@ pub fn correlate(points: &[CapturePoint], cfg: CorrelateConfig) -> Correlation {
             lost.push(LostQuery {
                 id: t.id,
                 qname: t.qname.clone(),
-                qtype: t.qtype.clone(),
+                qtype: t.qtype.to_string(),
                 sightings,
                 last_seen_at,
                 answered_at,

@@ -26,7 +26,7 @@ pub enum Transport {
 }
 
 /// TCP header fields the stream reassembly needs.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TcpInfo {
     /// Sequence number of the first payload byte (or of the SYN).
     pub seq: u32,
@@ -39,7 +39,7 @@ pub struct TcpInfo {
 }
 
 /// A transport-layer payload with its endpoints.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Segment<'a> {
     /// Sender.
     pub src: SocketAddr,
@@ -133,7 +133,7 @@ fn network(linktype: Linktype, data: &[u8]) -> Option<Network<'_>> {
 }
 
 /// What a frame holds, as far as DNS is concerned.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum Layer4<'a> {
     /// An unfragmented UDP datagram or TCP segment.
     Segment(Segment<'a>),
@@ -146,7 +146,82 @@ pub enum Layer4<'a> {
 /// Headers are read leniently: a packet cut short by the snap length still yields what
 /// was captured of its payload.
 pub fn segment(linktype: Linktype, data: &[u8]) -> Option<Layer4<'_>> {
-    let sliced = match network(linktype, data)? {
+    let net = network(linktype, data)?;
+    match plain_udp(&net) {
+        Some(seg) => Some(Layer4::Segment(seg)),
+        None => sliced_segment(net),
+    }
+}
+
+const ETHERTYPE_IPV4: u16 = 0x0800;
+const ETHERTYPE_IPV6: u16 = 0x86dd;
+const IPPROTO_UDP: u8 = 17;
+
+fn be16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
+}
+
+/// The UDP datagram of a packet in the form nearly every DNS packet has — untagged
+/// Ethernet or bare IP, IPv4 without options and not a fragment or IPv6 without extension
+/// headers, captured whole, with IP and UDP lengths that agree — read directly from the
+/// bytes; `None` for anything else, which etherparse then reads. Slicing every packet with
+/// etherparse copied its header structures several times and cost more than decoding the
+/// DNS message in it; the result is the same (the tests compare the two).
+fn plain_udp<'a>(net: &Network<'a>) -> Option<Segment<'a>> {
+    let (version, ip) = match *net {
+        Network::Ethernet(d) => match be16(d, 12)? {
+            ETHERTYPE_IPV4 => (Some(4), &d[14..]),
+            ETHERTYPE_IPV6 => (Some(6), &d[14..]),
+            _ => return None,
+        },
+        Network::EtherType(ETHERTYPE_IPV4, d) => (Some(4), d),
+        Network::EtherType(ETHERTYPE_IPV6, d) => (Some(6), d),
+        Network::EtherType(..) => return None,
+        Network::Ip(d) => (None, d),
+    };
+    let first = *ip.first()?;
+    if version.is_some_and(|v| v != first >> 4) {
+        return None;
+    }
+    let (src, dst, udp): (IpAddr, IpAddr, &[u8]) = match first >> 4 {
+        4 => {
+            let h = ip.get(..20)?;
+            let total = usize::from(be16(h, 2)?);
+            let fragment = be16(h, 6)? & 0x3fff; // more-fragments flag and offset
+            if first & 0x0f != 5 || fragment != 0 || h[9] != IPPROTO_UDP {
+                return None;
+            }
+            let src: [u8; 4] = h[12..16].try_into().ok()?;
+            let dst: [u8; 4] = h[16..20].try_into().ok()?;
+            (src.into(), dst.into(), ip.get(20..total)?)
+        }
+        6 => {
+            let h = ip.get(..40)?;
+            if h[6] != IPPROTO_UDP {
+                return None;
+            }
+            let len = usize::from(be16(h, 4)?);
+            let src: [u8; 16] = h[8..24].try_into().ok()?;
+            let dst: [u8; 16] = h[24..40].try_into().ok()?;
+            (src.into(), dst.into(), ip.get(40..40 + len)?)
+        }
+        _ => return None,
+    };
+    if udp.len() < 8 || usize::from(be16(udp, 4)?) != udp.len() {
+        return None;
+    }
+    Some(Segment {
+        src: SocketAddr::new(src, be16(udp, 0)?),
+        dst: SocketAddr::new(dst, be16(udp, 2)?),
+        transport: Transport::Udp,
+        tcp: None,
+        payload: &udp[8..],
+    })
+}
+
+/// [`segment`] by etherparse, for every form of packet.
+fn sliced_segment(net: Network<'_>) -> Option<Layer4<'_>> {
+    let sliced = match net {
         Network::Ethernet(d) => LaxSlicedPacket::from_ethernet(d).ok()?,
         Network::Ip(d) => LaxSlicedPacket::from_ip(d).ok()?,
         Network::EtherType(t, d) => LaxSlicedPacket::from_ether_type(EtherType(t), d),
@@ -254,3 +329,6 @@ impl Defragmenter {
         datagram
     }
 }
+
+#[cfg(test)]
+mod tests;

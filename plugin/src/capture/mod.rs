@@ -9,13 +9,17 @@
 //! Everything is streaming and pure: the only I/O is reading the `Read` handed in.
 
 pub mod correlate;
+mod decimal;
 pub mod dns;
 pub mod extract;
 pub mod histogram;
 pub mod link;
 pub mod reader;
 pub mod tcp;
+#[cfg(test)]
+mod testdata;
 pub mod time;
+pub mod transaction_json;
 pub mod transactions;
 
 pub use correlate::{

@@ -11,6 +11,8 @@ use super::histogram::{LatencyHistogram, LatencySummary};
 use super::link::Transport;
 use super::time::Timestamp;
 use serde::Serialize;
+use std::borrow::Cow;
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, VecDeque};
 use std::hash::BuildHasher;
 use std::net::{IpAddr, SocketAddr};
@@ -88,7 +90,7 @@ pub struct Transaction {
     /// Question name as sent, presentation form with trailing dot.
     pub qname: String,
     /// Question type mnemonic (`A`, `AAAA`, `TYPE65534`, ...).
-    pub qtype: String,
+    pub qtype: Cow<'static, str>,
     /// Numeric question type.
     pub qtype_code: u16,
     /// UDP or TCP.
@@ -114,7 +116,7 @@ pub struct Transaction {
     /// Frame number of the response.
     pub response_frame: Option<u64>,
     /// Response code mnemonic (`NOERROR`, `NXDOMAIN`, `SERVFAIL`, ...).
-    pub rcode: Option<String>,
+    pub rcode: Option<&'static str>,
     /// Numeric response code.
     pub rcode_code: Option<u8>,
     /// The response had the TC (truncated) bit.
@@ -339,7 +341,7 @@ fn make_example(p: &Open, key: &Key, detail: String) -> Example {
         server: p.server,
         id: key.id,
         qname: p.qname.clone().unwrap_or_else(|| key.qname.clone()),
-        qtype: qtype_name(key.qtype),
+        qtype: qtype_name(key.qtype).into_owned(),
         detail,
     }
 }
@@ -441,9 +443,24 @@ impl Tracker {
         };
         let (lo, hi) = self.cfg.retry_window;
         let rkey = self.hasher.hash_one((p.src.ip(), &key.qname, qtype));
-        if let Some(list) = self.open.get_mut(&key) {
-            if let Some(o) = list.iter_mut().find(|o| o.server == p.dst) {
-                let gap = p.time.since(o.last);
+        let pkey = (qtype == QTYPE_A || qtype == QTYPE_AAAA).then(|| self.pair_key(&key));
+        // One lookup serves the retransmission check and the insertion.
+        let mut entry = self.open.entry(key);
+        if let Entry::Occupied(e) = &mut entry {
+            if let Some(i) = e.get().iter().position(|o| o.server == p.dst) {
+                let gap = p.time.since(e.get()[i].last);
+                // The evidence is the retry itself.
+                let example = (gap >= lo && gap <= hi).then(|| {
+                    let detail = format!(
+                        "re-sent {:.1} s after the previous attempt with no answer",
+                        gap.as_secs_f64()
+                    );
+                    let mut ex = make_example(&e.get()[i], e.key(), detail);
+                    ex.frame = p.frame;
+                    ex.time = p.time;
+                    ex
+                });
+                let o = &mut e.get_mut()[i];
                 o.retransmissions += 1;
                 o.last = p.time;
                 self.summary.retransmissions += 1;
@@ -453,20 +470,12 @@ impl Tracker {
                         r.time = p.time;
                     }
                 }
-                if gap >= lo && gap <= hi {
+                if let Some(ex) = example {
                     self.summary.patterns.five_second_retries += 1;
-                    let detail = format!(
-                        "re-sent {:.1} s after the previous attempt with no answer",
-                        gap.as_secs_f64()
-                    );
-                    let mut e = make_example(o, &key, detail);
-                    // The evidence is the retry itself.
-                    e.frame = p.frame;
-                    e.time = p.time;
                     push_example(
                         &mut self.examples.five_second_retries,
                         self.cfg.max_examples,
-                        e,
+                        ex,
                     );
                 }
                 return;
@@ -495,7 +504,7 @@ impl Tracker {
                     prev.id,
                     prev.port
                 );
-                let e = make_example(&open, &key, detail);
+                let e = make_example(&open, entry.key(), detail);
                 push_example(
                     &mut self.examples.five_second_retries,
                     self.cfg.max_examples,
@@ -508,16 +517,16 @@ impl Tracker {
             RecentQuery {
                 time: p.time,
                 seq,
-                id: key.id,
-                port: key.client.port(),
+                id: p.message.id,
+                port: p.src.port(),
             },
         );
-        if qtype == QTYPE_A || qtype == QTYPE_AAAA {
-            self.pair_up(&key, seq, p.time);
-        }
+        entry.or_default().push(open);
         self.live.insert(seq);
-        self.open.entry(key).or_default().push(open);
         self.open_count += 1;
+        if let Some(pkey) = pkey {
+            self.pair_up(pkey, qtype, seq, p.time);
+        }
     }
 
     fn pair_key(&self, key: &Key) -> u64 {
@@ -525,10 +534,9 @@ impl Tracker {
             .hash_one((key.client, key.transport, &key.qname))
     }
 
-    fn pair_up(&mut self, key: &Key, seq: u64, now: Timestamp) {
-        let pkey = self.pair_key(key);
+    fn pair_up(&mut self, pkey: u64, qtype: u16, seq: u64, now: Timestamp) {
         let partner = match self.pair_candidates.get(&pkey) {
-            Some(c) if c.qtype != key.qtype && now.since(c.time) <= self.cfg.pair_window => {
+            Some(c) if c.qtype != qtype && now.since(c.time) <= self.cfg.pair_window => {
                 self.pair_candidates.remove(&pkey)
             }
             _ => None,
@@ -538,7 +546,7 @@ impl Tracker {
                 pkey,
                 PairCandidate {
                     seq,
-                    qtype: key.qtype,
+                    qtype,
                     time: now,
                     outcome: None,
                 },
@@ -623,7 +631,9 @@ impl Tracker {
     }
 
     fn take_open(&mut self, key: &Key, responder: SocketAddr) -> Option<(Open, bool)> {
-        let list = self.open.get_mut(key)?;
+        // Taken out and put back in the rare case that more queries share the key: one
+        // lookup instead of two for the usual single one.
+        let (stored, mut list) = self.open.remove_entry(key)?;
         // Prefer the query sent to the address that answers; otherwise the oldest one
         // (the answer comes from a translated address).
         let (idx, same) = match list.iter().position(|o| o.server == responder) {
@@ -631,8 +641,8 @@ impl Tracker {
             None => (0, false),
         };
         let o = list.remove(idx);
-        if list.is_empty() {
-            self.open.remove(key);
+        if !list.is_empty() {
+            self.open.insert(stored, list);
         }
         self.open_count -= 1;
         self.live.remove(&o.seq);
@@ -662,11 +672,14 @@ impl Tracker {
         self.histogram.record(latency);
         self.summary.answered += 1;
         self.summary.transactions += 1;
-        *self
-            .summary
-            .rcodes
-            .entry(rcode_name(m.rcode).to_string())
-            .or_default() += 1;
+        let name = rcode_name(m.rcode);
+        // Looked up before inserting, so that only a code's first answer allocates its key.
+        match self.summary.rcodes.get_mut(name) {
+            Some(n) => *n += 1,
+            None => {
+                self.summary.rcodes.insert(name.to_string(), 1);
+            }
+        }
         match m.rcode {
             RCODE_SERVFAIL | RCODE_REFUSED => {
                 if m.rcode == RCODE_SERVFAIL {
@@ -698,7 +711,7 @@ impl Tracker {
             outcome: Outcome::Answered,
             response_time: Some(p.time),
             response_frame: Some(p.frame),
-            rcode: Some(rcode_name(rcode).to_string()),
+            rcode: Some(rcode_name(rcode)),
             rcode_code: Some(rcode),
             truncated: tc,
             answers: p.message.answers,
@@ -724,12 +737,20 @@ impl Tracker {
             return;
         };
         let window = self.cfg.search_window;
+        // Runs for every answer: the cheap tests first, and the list left alone unless
+        // something in it is an expansion.
+        let expansion = |t: &Timestamp, name: &str| {
+            name.len() > key.qname.len()
+                && name.starts_with(key.qname.as_str())
+                && now.since(*t) <= window
+        };
+        if !list.iter().any(|(t, name)| expansion(t, name)) {
+            return;
+        }
         let before = list.len();
         let mut suffixes = Vec::new();
         list.retain(|(t, name)| {
-            let expanded = now.since(*t) <= window
-                && name.len() > key.qname.len()
-                && name.starts_with(key.qname.as_str());
+            let expanded = expansion(t, name);
             if expanded {
                 suffixes.push(name[key.qname.len()..].to_string());
             }
@@ -753,14 +774,16 @@ impl Tracker {
 
     /// Truncated UDP answers and the TCP retry that should follow them.
     fn truncation(&mut self, key: &Key, open: &Open, rcode: Option<u8>, tc: bool) {
-        let tkey = (key.client.ip(), key.qname.clone(), key.qtype);
+        // The key (a copy of the name) is built only where it is used, not for every
+        // transaction.
+        let tkey = || (key.client.ip(), key.qname.clone(), key.qtype);
         match key.transport {
             Transport::Udp if tc => {
                 let e = make_example(open, key, "truncated answer over UDP".into());
-                self.tc_pending.insert(tkey, e);
+                self.tc_pending.insert(tkey(), e);
             }
-            Transport::Tcp => {
-                if let Some(mut e) = self.tc_pending.remove(&tkey) {
+            Transport::Tcp if !self.tc_pending.is_empty() => {
+                if let Some(mut e) = self.tc_pending.remove(&tkey()) {
                     if matches!(rcode, Some(RCODE_NOERROR) | Some(RCODE_NXDOMAIN)) {
                         self.summary.patterns.truncated_tcp_ok += 1;
                     } else {
@@ -777,7 +800,7 @@ impl Tracker {
                     }
                 }
             }
-            Transport::Udp => {}
+            Transport::Udp | Transport::Tcp => {}
         }
     }
 
