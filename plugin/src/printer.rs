@@ -9,7 +9,6 @@
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::AsFd;
 
 /// Write the report to stdout. Any failure, a closed pipe included, is returned: the
 /// report did not reach its reader.
@@ -86,14 +85,27 @@ pub struct ReportWriter {
 
 impl Default for ReportWriter {
     fn default() -> Self {
-        // When the descriptor cannot be duplicated, io::stdout() still works.
-        let direct = io::stdout()
-            .as_fd()
-            .try_clone_to_owned()
-            .ok()
-            .map(File::from);
-        Self { direct }
+        Self {
+            direct: duplicate_stdout(),
+        }
     }
+}
+
+/// stdout's descriptor duplicated into a file. When it cannot be duplicated (or on a
+/// platform without file descriptors), writes go through io::stdout(), which still works.
+#[cfg(unix)]
+fn duplicate_stdout() -> Option<File> {
+    use std::os::fd::AsFd;
+    io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .ok()
+        .map(File::from)
+}
+
+#[cfg(not(unix))]
+fn duplicate_stdout() -> Option<File> {
+    None
 }
 
 impl Write for ReportWriter {

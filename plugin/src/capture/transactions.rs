@@ -819,12 +819,9 @@ impl Tracker {
             let detail = format!("no response; sent {} time(s)", 1 + open.retransmissions);
             let e = make_example(&open, &key, detail);
             push_example(&mut self.examples.lost, self.cfg.max_examples, e);
-        } else {
-            self.summary.in_flight_at_end += 1;
-        }
-        if outcome == Outcome::Unanswered {
             self.resolve_pair(&key, &open, false);
         } else {
+            self.summary.in_flight_at_end += 1;
             // The capture stopped before the reply could arrive: nothing is known about
             // this query, so its A/AAAA pair proves neither a lost reply nor an answer.
             self.forget_pair(&key, &open);
