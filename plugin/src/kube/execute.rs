@@ -516,12 +516,15 @@ async fn measure(
         let results = futures::future::join_all(started.node_pods.iter().map(|(node, t)| {
             let window_ms = window_ms.clone();
             async move {
-                let args = vec![
+                let mut args = vec![
                     "--node-name".into(),
                     node.clone(),
                     "--conntrack-window-ms".into(),
                     window_ms,
                 ];
+                for service in crate::plan::conntrack_dns_services(topology) {
+                    args.extend(["--dns-service".into(), service.to_string()]);
+                }
                 (
                     node.clone(),
                     exec::run_probe(client, t, &probe_argv(run_id, "node", args), probe_timeout)
