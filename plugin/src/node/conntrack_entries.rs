@@ -222,7 +222,7 @@ mod tests {
         assert!(l.skipped.is_empty(), "{:?}", l.skipped);
         assert_eq!(l.entries.len(), 7);
         assert_eq!(parse_shown_count(BEFORE_STDERR), Some(7));
-        // The fixed-port client still DNATed to the gone endpoint 10.244.0.3.
+        // The fixed-port client still DNATed to the gone endpoint 10.244.0.2.
         let stale = l
             .entries
             .iter()
@@ -243,7 +243,7 @@ mod tests {
         assert_eq!(
             stale.reply,
             FlowTuple {
-                src: ip("10.244.0.3"),
+                src: ip("10.244.0.2"),
                 dst: ip("10.244.0.4"),
                 sport: Some(53),
                 dport: Some(20053)
@@ -295,7 +295,10 @@ mod tests {
                      udp 17 30 src=1.2.3.4 dst=5.6.7.8 sport=1 dport=53 src=9.9.9.9 dst=1.2.3.4 sport=53 dport=1 [OFFLOAD] mark=0x4000 use=1\n";
         let l = parse_conntrack_listing(input);
         assert_eq!(
-            l.skipped.iter().map(|s| (s.line, s.reason)).collect::<Vec<_>>(),
+            l.skipped
+                .iter()
+                .map(|s| (s.line, s.reason))
+                .collect::<Vec<_>>(),
             vec![
                 (1, "no protocol number"),
                 (2, "no timeout"),
