@@ -115,10 +115,11 @@ fn conntrack_dns_listings(config: &NodeConfig, stage: ListingStage, snapshot: &S
 }
 
 /// Kernel settings on the DNS packet path, read verbatim.
-const FILES: [&str; 8] = [
+const FILES: [&str; 9] = [
     "/proc/sys/net/netfilter/nf_conntrack_count",
     "/proc/sys/net/netfilter/nf_conntrack_max",
     "/proc/sys/net/netfilter/nf_conntrack_udp_timeout",
+    "/proc/sys/net/netfilter/nf_conntrack_udp_timeout_stream",
     "/proc/sys/net/ipv4/ip_forward",
     "/proc/sys/net/bridge/bridge-nf-call-iptables",
     "/proc/sys/net/bridge/bridge-nf-call-ip6tables",

@@ -27,6 +27,14 @@ use super::Context;
 
 pub const ID: &str = "conntrack-stale-dns-entries";
 
+/// The node's UDP timeouts: what a packet resets an entry's timeout to.
+pub const UDP_TIMEOUT_PATH: &str = "/proc/sys/net/netfilter/nf_conntrack_udp_timeout";
+pub const UDP_TIMEOUT_STREAM_PATH: &str = "/proc/sys/net/netfilter/nf_conntrack_udp_timeout_stream";
+
+/// A flow whose last packet is at most this old is in use: clients that keep one socket
+/// send again within seconds (a resolver's retries, a forwarder's steady traffic).
+pub const IN_USE_SECS: u64 = 10;
+
 /// Stale entries quoted line by line, per node and DNS address.
 const QUOTED: usize = 5;
 
@@ -39,9 +47,15 @@ pub struct StaleEntry {
     pub entry: ConntrackEntry,
     /// The listing's line, verbatim.
     pub text: String,
-    /// Whether packets refreshed its timeout between the two listings; None when it is in
-    /// one listing only.
+    /// Seconds between the last packet that refreshed it and the listing, from its
+    /// remaining timeout and the node's UDP timeouts; None when those were not read.
+    pub last_packet_secs: Option<u64>,
+    /// Whether its timeout was refreshed between the two listings; None with one listing.
     pub refreshed: Option<bool>,
+    /// Whether a client still sends on it: a packet within [`IN_USE_SECS`] (or the window,
+    /// when longer) of the listing, or a refresh between the two listings; None when
+    /// neither can be told.
+    pub in_use: Option<bool>,
 }
 
 impl StaleEntry {
@@ -139,6 +153,7 @@ pub fn stale_entries(cx: &Context<'_>) -> (Vec<StaleEntry>, Vec<ListingRead>) {
                 .flatten()
                 .map(|o| parse_conntrack_listing(&o.stdout));
             let lines: Vec<&str> = out.stdout.lines().collect();
+            let window_secs = n.snapshot.conntrack_window_ms / 1000;
             for e in listing.entries {
                 if !is_towards(&e, *service) || !e.is_dnat() {
                     continue;
@@ -147,12 +162,19 @@ pub fn stale_entries(cx: &Context<'_>) -> (Vec<StaleEntry>, Vec<ListingRead>) {
                 if serving.contains(&reply_from) || translated.contains(&e.reply.src) {
                     continue;
                 }
-                let refreshed = earlier.as_ref().map(|l| {
+                let refreshed = earlier.as_ref().and_then(|l| {
                     l.entries
                         .iter()
                         .find(|b| b.original == e.original && b.reply == e.reply)
-                        .map(|b| refreshed_between(b, &e, n))
+                        .map(|b| refreshed_between(b, &e, window_secs))
                 });
+                let last_packet_secs = last_packet_secs(&e, n);
+                let recent = last_packet_secs.map(|ago| ago <= IN_USE_SECS.max(window_secs + 1));
+                let in_use = match (recent, refreshed) {
+                    (Some(true), _) | (_, Some(true)) => Some(true),
+                    (None, None) => None,
+                    _ => Some(false),
+                };
                 stale.push(StaleEntry {
                     node: n.node.to_string(),
                     key: key.clone(),
@@ -161,7 +183,9 @@ pub fn stale_entries(cx: &Context<'_>) -> (Vec<StaleEntry>, Vec<ListingRead>) {
                         .map(|l| l.trim().to_string())
                         .unwrap_or_default(),
                     entry: e,
-                    refreshed: refreshed.flatten(),
+                    last_packet_secs,
+                    refreshed,
+                    in_use,
                 });
             }
         }
@@ -177,9 +201,21 @@ fn is_towards(e: &ConntrackEntry, service: SocketAddr) -> bool {
 
 /// Packets refreshed the entry between the listings when its timeout went down by less
 /// than the time that passed (at least the window; one second of rounding allowed).
-fn refreshed_between(before: &ConntrackEntry, after: &ConntrackEntry, n: &NodeView<'_>) -> bool {
-    let window_secs = n.snapshot.conntrack_window_ms / 1000;
+fn refreshed_between(before: &ConntrackEntry, after: &ConntrackEntry, window_secs: u64) -> bool {
     after.timeout_secs + window_secs >= before.timeout_secs + 2
+}
+
+/// How long ago the last packet refreshed the entry: a packet resets an assured UDP entry
+/// to the stream timeout and any other to the UDP timeout, so the remaining timeout says
+/// when that was.
+fn last_packet_secs(e: &ConntrackEntry, n: &NodeView<'_>) -> Option<u64> {
+    let path = if e.assured {
+        UDP_TIMEOUT_STREAM_PATH
+    } else {
+        UDP_TIMEOUT_PATH
+    };
+    let full: u64 = n.file(path)?.parse().ok()?;
+    Some(full.saturating_sub(e.timeout_secs))
 }
 
 /// Lost queries of flows that have a stale entry: (flow, how many, the points where they
@@ -250,12 +286,20 @@ fn describe(s: &StaleEntry, target: Option<IpAddr>, window_ms: u64) -> String {
     if Some(s.entry.original.src) == target {
         notes.push("the target pod's own flow".to_string());
     }
+    if let Some(ago) = s.last_packet_secs {
+        notes.push(format!("last packet {ago} s before this listing"));
+    }
     match s.refreshed {
         Some(true) => notes.push(format!(
-            "refreshed during the {:.0} s window: packets still use it",
+            "refreshed between the two listings, {:.0} s apart",
             window_ms as f64 / 1000.0
         )),
-        Some(false) => notes.push("not refreshed during the window".to_string()),
+        Some(false) => notes.push("not refreshed between the two listings".to_string()),
+        None => {}
+    }
+    match s.in_use {
+        Some(true) => notes.push("in use".to_string()),
+        Some(false) => notes.push("idle, expiring".to_string()),
         None => {}
     }
     let mut d = format!("line {}: {}", s.entry.line, s.text);
@@ -284,7 +328,7 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
         .collect();
     // The pod's own stale flow hurts unless the listings show it decaying unused.
     let target_in_use = target_stale.iter().any(|s| {
-        s.refreshed != Some(false)
+        s.in_use != Some(false)
             || lost
                 .iter()
                 .any(|(client, _, _, _)| Some(*client) == s.client())
@@ -334,7 +378,11 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
                 here.len(),
                 read.entries,
                 read.service,
-                addr_list(by_gone.iter().map(|(ip, n)| format!("{ip} ({n} entries)"))),
+                addr_list(
+                    by_gone
+                        .iter()
+                        .map(|(ip, n)| format!("{ip} ({})", plural(*n, "entry", "entries")))
+                ),
             ),
         ));
         let window_ms = cx
@@ -347,7 +395,7 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
         quoted.sort_by_key(|s| {
             (
                 Some(s.entry.original.src) != target,
-                s.refreshed != Some(true),
+                s.in_use != Some(true),
                 s.entry.line,
             )
         });
@@ -533,6 +581,10 @@ mod tests {
     /// The rules of the namespace the listings come from, after its rollout.
     const RULES_AFTER: &str =
         include_str!("../../tests/fixtures/node/iptables-nft-after-rollout.txt");
+    const UDP_TIMEOUT: &str =
+        include_str!("../../tests/fixtures/node/nf_conntrack_udp_timeout.txt");
+    const UDP_TIMEOUT_STREAM: &str =
+        include_str!("../../tests/fixtures/node/nf_conntrack_udp_timeout_stream.txt");
     /// The client whose fixed-port flow kept sending during the listings.
     const LIVE_CLIENT: &str = "10.244.0.4";
     /// The client whose fixed-port flow stopped: its entry decays.
@@ -545,7 +597,7 @@ mod tests {
 
     /// The healthy test cluster after a CoreDNS rollout as the fixtures saw it: endpoints
     /// and rules on 10.244.0.6/.7, the listings of the node's entries before and after a
-    /// 4 s window, the target pod `client`.
+    /// 4 s window and its UDP timeouts, the target pod `client`.
     fn after_rollout(client: &str) -> Scenario {
         let mut s = healthy();
         for (i, new) in ["10.244.0.6", "10.244.0.7"].into_iter().enumerate() {
@@ -564,6 +616,8 @@ mod tests {
             snap.commands.last_mut().unwrap().stderr = err.to_string();
         }
         s.evidence.nodes[0].snapshot.conntrack_window_ms = 4000;
+        s.set_node_file(UDP_TIMEOUT_PATH, UDP_TIMEOUT);
+        s.set_node_file(UDP_TIMEOUT_STREAM_PATH, UDP_TIMEOUT_STREAM);
         // The probe asked the endpoints the fixtures' rules send to.
         for q in &mut s.probe().queries {
             if q.server.ip() == ip(EP_A) {
@@ -607,10 +661,10 @@ mod tests {
         );
         // The pod's own entry, quoted from the listing, first, and seen refreshed.
         assert!(
-            t.contains(&format!("{source}: line 2: udp      17 118 src=10.244.0.4 dst=10.96.0.10 sport=20053 dport=53 src=10.244.0.2 dst=10.244.0.4 sport=53 dport=20053 [ASSURED] mark=0 use=3 (the target pod's own flow; refreshed during the 4 s window: packets still use it)")),
+            t.contains(&format!("{source}: line 2: udp      17 118 src=10.244.0.4 dst=10.96.0.10 sport=20053 dport=53 src=10.244.0.2 dst=10.244.0.4 sport=53 dport=20053 [ASSURED] mark=0 use=3 (the target pod's own flow; last packet 2 s before this listing; refreshed between the two listings, 4 s apart; in use)")),
             "{t}"
         );
-        assert!(t.contains("line 7: udp      17 109 src=10.244.0.5 dst=10.96.0.10 sport=20054 dport=53 src=10.244.0.2 dst=10.244.0.5 sport=53 dport=20054 [ASSURED] mark=0 use=1 (not refreshed during the window)"), "{t}");
+        assert!(t.contains("line 7: udp      17 109 src=10.244.0.5 dst=10.96.0.10 sport=20054 dport=53 src=10.244.0.2 dst=10.244.0.5 sport=53 dport=20054 [ASSURED] mark=0 use=1 (last packet 11 s before this listing; not refreshed between the two listings; idle, expiring)"), "{t}");
         assert!(
             t.contains(
                 "clients with stale entries: 10.244.0.4 (the target pod default/web-0), 10.244.0.5"
@@ -678,17 +732,51 @@ mod tests {
     }
 
     #[test]
-    fn one_listing_alone_still_names_them() {
+    fn whether_a_flow_is_in_use_comes_from_its_timeout_or_the_two_listings() {
+        let in_use = |s: &Scenario| -> Vec<(IpAddr, Option<bool>)> {
+            let input = DiagnosisInput {
+                topology: &s.topology,
+                evidence: &s.evidence,
+                captures: &[],
+                correlation: None,
+            };
+            stale_entries(&Context::new(&input))
+                .0
+                .iter()
+                .map(|e| (e.entry.original.src, e.in_use))
+                .collect()
+        };
+        let live = (ip(LIVE_CLIENT), Some(true));
+        let idle = (ip(IDLE_CLIENT), Some(false));
+        assert_eq!(in_use(&after_rollout(LIVE_CLIENT)), vec![live, idle]);
+        // Without the UDP timeouts: the two listings compared.
         let mut s = after_rollout(LIVE_CLIENT);
-        s.evidence.nodes[0]
-            .snapshot
-            .commands
-            .retain(|c| c.key != key(ListingStage::Before));
+        s.evidence.nodes[0].snapshot.files.clear();
+        assert_eq!(in_use(&s), vec![live, idle]);
+        // Without the earlier listing: the timeouts alone.
+        let drop_before = |s: &mut Scenario| {
+            s.evidence.nodes[0]
+                .snapshot
+                .commands
+                .retain(|c| c.key != key(ListingStage::Before))
+        };
+        let mut s = after_rollout(LIVE_CLIENT);
+        drop_before(&mut s);
+        assert_eq!(in_use(&s), vec![live, idle]);
+        // With neither, nothing says the pod's flow is unused: still an error.
+        s.evidence.nodes[0].snapshot.files.clear();
+        assert_eq!(
+            in_use(&s),
+            vec![(ip(LIVE_CLIENT), None), (ip(IDLE_CLIENT), None)]
+        );
         let d = s.diagnose();
         let f = ours(&d).expect("finding");
-        // Without the earlier listing, nothing says the pod's flow is unused.
         assert_eq!(f.severity, Severity::Error);
-        assert!(!text(f).contains("refreshed"), "{}", text(f));
+        let t = text(f);
+        assert!(
+            !t.contains("last packet") && !t.contains("in use") && !t.contains("idle"),
+            "{t}"
+        );
     }
 
     #[test]
