@@ -316,6 +316,12 @@ fn every_fault_is_named_and_the_healthy_cluster_is_clean() {
             EXTERNAL_NAME,
             "bridge-nf-call-iptables-off",
         ),
+        (
+            "conntrack-stale",
+            GLIBC_CLIENT,
+            EXTERNAL_NAME,
+            "conntrack-stale-dns-entries",
+        ),
     ];
     let runs = runs_per_fault();
     for &(fault, client, name, expected) in faults {
