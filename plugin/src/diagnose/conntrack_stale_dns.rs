@@ -6,7 +6,8 @@
 //! it never does.
 //!
 //! Read from the node probe's listings of the entries towards each cluster DNS address
-//! (taken before and after the conntrack window, to see which ones packets still refresh),
+//! (taken before and after the conntrack window; whether clients still send on an entry
+//! shows in its remaining timeout and in a refresh between the two),
 //! against the serving endpoints of the EndpointSlices and the node's own rules (entries the
 //! current rules would create again are the stale-rules finding's). The harm shows in the
 //! captures: queries from such a flow's address and port that nobody answered.
