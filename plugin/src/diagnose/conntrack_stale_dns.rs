@@ -36,6 +36,9 @@ pub const UDP_TIMEOUT_STREAM_PATH: &str = "/proc/sys/net/netfilter/nf_conntrack_
 /// send again within seconds (a resolver's retries, a forwarder's steady traffic).
 pub const IN_USE_SECS: u64 = 10;
 
+/// The shortest window over which two listings tell whether packets refreshed an entry.
+const MIN_COMPARED_WINDOW_SECS: u64 = 3;
+
 /// Stale entries quoted line by line, per node and DNS address.
 const QUOTED: usize = 5;
 
@@ -163,7 +166,9 @@ pub fn stale_entries(cx: &Context<'_>) -> (Vec<StaleEntry>, Vec<ListingRead>) {
                 if serving.contains(&reply_from) || translated.contains(&e.reply.src) {
                     continue;
                 }
-                let refreshed = earlier.as_ref().and_then(|l| {
+                // Timeouts read in whole seconds: listings closer than that cannot tell.
+                let comparable = window_secs >= MIN_COMPARED_WINDOW_SECS;
+                let refreshed = earlier.as_ref().filter(|_| comparable).and_then(|l| {
                     l.entries
                         .iter()
                         .find(|b| b.original == e.original && b.reply == e.reply)
@@ -754,6 +759,12 @@ mod tests {
         let mut s = after_rollout(LIVE_CLIENT);
         s.evidence.nodes[0].snapshot.files.clear();
         assert_eq!(in_use(&s), vec![live, idle]);
+        // Unless they were taken too close together to tell.
+        s.evidence.nodes[0].snapshot.conntrack_window_ms = 800;
+        assert_eq!(
+            in_use(&s),
+            vec![(ip(LIVE_CLIENT), None), (ip(IDLE_CLIENT), None)]
+        );
         // Without the earlier listing: the timeouts alone.
         let drop_before = |s: &mut Scenario| {
             s.evidence.nodes[0]
