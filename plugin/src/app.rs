@@ -7,6 +7,7 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Command, OutputFormat, Verbosity};
+use crate::complete::{self, directive, Candidate, Want};
 use crate::exit::Outcome;
 use crate::printer;
 
@@ -26,18 +27,11 @@ pub fn run(command: Command) -> anyhow::Result<Outcome> {
             init_logging(Verbosity::Normal);
             let rt = runtime()?;
             rt.block_on(async {
-                let (client, _) = crate::kube::connect(&kube).await?;
-                let report = crate::kube::cleanup::cleanup_all(&client).await?;
-                let mut text = String::new();
-                for j in &report.jobs_deleted {
-                    text.push_str(&format!("deleted job {j}\n"));
-                }
-                for p in &report.pods_deleted {
-                    text.push_str(&format!("deleted pod {p}\n"));
-                }
-                if text.is_empty() {
-                    text.push_str("nothing to clean up\n");
-                }
+                let connection = crate::kube::connect(&kube).await?;
+                let scope =
+                    crate::kube::cleanup::CleanupScope::from_flag(kube.namespace.as_deref());
+                let report = crate::kube::cleanup::cleanup(&connection.client, &scope).await?;
+                let text = report.render_text();
                 printer::write_report(text.as_bytes())?;
                 Ok(Outcome::Healthy)
             })
@@ -56,6 +50,84 @@ pub fn run(command: Command) -> anyhow::Result<Outcome> {
     }
 }
 
+/// Answer a completion request from kubectl's plugin completion (see [`complete`]). Never
+/// fails: what cannot be looked up offers nothing.
+pub fn complete(words: &[String]) -> Outcome {
+    let request = complete::request(words);
+    let (candidates, directive) = match &request.want {
+        Want::Fixed(c) => (c.clone(), directive::NO_FILE_COMP),
+        Want::File => (Vec::new(), directive::DEFAULT),
+        Want::Nothing => (Vec::new(), directive::NO_FILE_COMP),
+        Want::Context | Want::Cluster | Want::User => {
+            let env = crate::kube::config::Environment::from_process();
+            let names = crate::kube::config::merged_kubeconfig(&request.kube, &env)
+                .map(|kc| match request.want {
+                    Want::Context => kc.contexts.into_iter().map(|c| c.name).collect(),
+                    Want::Cluster => kc.clusters.into_iter().map(|c| c.name).collect(),
+                    _ => kc
+                        .auth_infos
+                        .into_iter()
+                        .map(|u| u.name)
+                        .collect::<Vec<_>>(),
+                })
+                .unwrap_or_default();
+            (
+                names.into_iter().map(|n| Candidate::new(n, "")).collect(),
+                directive::NO_FILE_COMP,
+            )
+        }
+        Want::Target | Want::Namespace | Want::Container { .. } => {
+            let mut found = runtime()
+                .ok()
+                .and_then(|rt| rt.block_on(from_the_cluster(&request)))
+                .unwrap_or_default();
+            if request.want == Want::Target && !request.prefix.contains('/') {
+                found.extend(complete::target_words(&request.prefix));
+            }
+            let d = complete::directive_for(&found);
+            (found, d)
+        }
+    };
+    let _ =
+        printer::write_report(complete::render(&candidates, &request.prefix, directive).as_bytes());
+    Outcome::Healthy
+}
+
+/// Names from the API for a completion, within a few seconds (a shell waits for them).
+async fn from_the_cluster(request: &complete::Request) -> Option<Vec<Candidate>> {
+    use crate::kube::names;
+    const BOUND: std::time::Duration = std::time::Duration::from_secs(10);
+    let mut kube = request.kube.clone();
+    kube.request_timeout = kube
+        .request_timeout
+        .or(Some(std::time::Duration::from_secs(5)));
+    let work = async {
+        let conn = crate::kube::connect(&kube).await.ok()?;
+        let (client, ns) = (&conn.client, conn.namespace.as_str());
+        match &request.want {
+            Want::Namespace => names::namespaces(client).await.ok(),
+            Want::Container { target } => {
+                let target = crate::cli::parse_target(target).ok()?;
+                names::containers(client, ns, &target).await.ok()
+            }
+            _ => match request.prefix.split_once('/') {
+                Some((kind, _)) => {
+                    let parsed = crate::cli::parse_target(&format!("{kind}/x")).ok()?;
+                    let found = names::of_kind(client, ns, parsed.kind).await.ok()?;
+                    Some(
+                        found
+                            .into_iter()
+                            .map(|n| Candidate::new(format!("{kind}/{n}"), ""))
+                            .collect(),
+                    )
+                }
+                None => names::pods(client, ns).await.ok(),
+            },
+        }
+    };
+    tokio::time::timeout(BOUND, work).await.ok().flatten()
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -64,25 +136,71 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// The first Ctrl-C or SIGTERM cancels the run, which then cleans up within its bound;
-/// a second one exits at once.
+/// The first stop request (Ctrl-C, SIGTERM; see [`StopRequests`]) cancels the run, which
+/// then cleans up within its bound; a second one exits at once.
 async fn watch_signals(cancel: CancellationToken) {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return,
+    let Ok(mut stop) = StopRequests::listen() else {
+        return;
     };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    stop.next().await;
     printer::write_stderr("interrupted: cleaning up (interrupt again to exit now)\n");
     cancel.cancel();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    stop.next().await;
     printer::write_stderr("interrupted twice: exiting without finishing cleanup; node pods are removed by their Job TTL\n");
     std::process::exit(i32::from(Outcome::Interrupted.code()));
+}
+
+/// Ctrl-C, and SIGTERM: what `kill` and process supervisors send.
+#[cfg(unix)]
+struct StopRequests {
+    term: tokio::signal::unix::Signal,
+}
+
+#[cfg(unix)]
+impl StopRequests {
+    fn listen() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+        })
+    }
+
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = self.term.recv() => {}
+        }
+    }
+}
+
+/// Ctrl-C, Ctrl-Break, and the console window being closed. Windows gives a closing
+/// console a few seconds before it ends the process, so cleanup may be cut short there;
+/// node pods are then removed by their Job TTL.
+#[cfg(windows)]
+struct StopRequests {
+    ctrl_c: tokio::signal::windows::CtrlC,
+    ctrl_break: tokio::signal::windows::CtrlBreak,
+    ctrl_close: tokio::signal::windows::CtrlClose,
+}
+
+#[cfg(windows)]
+impl StopRequests {
+    fn listen() -> std::io::Result<Self> {
+        use tokio::signal::windows::{ctrl_break, ctrl_c, ctrl_close};
+        Ok(Self {
+            ctrl_c: ctrl_c()?,
+            ctrl_break: ctrl_break()?,
+            ctrl_close: ctrl_close()?,
+        })
+    }
+
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.ctrl_c.recv() => {}
+            _ = self.ctrl_break.recv() => {}
+            _ = self.ctrl_close.recv() => {}
+        }
+    }
 }
 
 fn init_logging(verbosity: Verbosity) {
@@ -107,7 +225,7 @@ fn init_logging(verbosity: Verbosity) {
 fn version(output: OutputFormat) -> anyhow::Result<Outcome> {
     let info = serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
-        "probe_schema_version": dns_doctor_probe::schema::SCHEMA_VERSION,
+        "probe_schema_version": dns_doctor_schema::SCHEMA_VERSION,
         "default_image": crate::cli::DEFAULT_IMAGE,
     });
     let text = match output {
@@ -116,7 +234,7 @@ fn version(output: OutputFormat) -> anyhow::Result<Outcome> {
         OutputFormat::Text => format!(
             "kubectl-dns_doctor {}\nprobe schema version {}\ndefault debug image {}\n",
             env!("CARGO_PKG_VERSION"),
-            dns_doctor_probe::schema::SCHEMA_VERSION,
+            dns_doctor_schema::SCHEMA_VERSION,
             crate::cli::DEFAULT_IMAGE
         ),
     };

@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use thiserror::Error;
 
 /// The debug image used when `--image` is not given.
-pub const DEFAULT_IMAGE: &str = dns_doctor_probe::DEFAULT_IMAGE;
+pub const DEFAULT_IMAGE: &str = dns_doctor_schema::protocol::DEFAULT_IMAGE;
 /// The cluster name resolved by default.
 pub const DEFAULT_CLUSTER_NAME: &str = "kubernetes.default";
 /// The external name resolved by default; override with `--external-name` or `--names`.
@@ -20,9 +20,13 @@ pub const DEFAULT_EXTERNAL_NAME: &str = "kubernetes.io";
 const AFTER_HELP: &str = "\
 Examples:
   kubectl dns-doctor pod/web-0 -n shop
-  kubectl dns-doctor deploy/api -o json --output-dir ./dns-evidence
+  kubectl dns-doctor deploy/api -c app -o json --output-dir ./dns-evidence
+  kubectl dns-doctor pod/web-0 --context prod --as system:serviceaccount:ops:doctor
   kubectl dns-doctor analyze dns.pcap other.pcapng
   kubectl dns-doctor cleanup
+
+Shell completion: `kubectl dns-doctor <TAB>` with kubectl_complete-dns_doctor (shipped with
+the plugin) on PATH.
 
 Exit codes: 0 healthy, 1 problems found, 2 could not run, 130 interrupted.";
 
@@ -46,8 +50,10 @@ pub struct Args {
     #[arg(value_name = "[TYPE/]NAME", required = true)]
     pub target: Option<String>,
 
-    #[command(flatten)]
-    pub kube: KubeArgs,
+    /// Container whose network, resolver and libc are examined (default: the pod's
+    /// kubectl.kubernetes.io/default-container annotation, then its first container).
+    #[arg(short = 'c', long, value_name = "CONTAINER")]
+    pub container: Option<String>,
 
     /// Report format on stdout.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Text)]
@@ -96,12 +102,19 @@ pub struct Args {
 
     #[command(flatten)]
     pub verbosity: VerbosityArgs,
+
+    // Last: its help heading applies to the flags that follow it.
+    #[command(flatten)]
+    pub kube: KubeArgs,
 }
 
-/// Flags shared by every subcommand that talks to a cluster.
+/// kubectl's connection flags (its genericclioptions) that kube-rs can honour, shared by
+/// every subcommand that talks to a cluster.
 #[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Cluster connection (as kubectl)")]
 pub struct KubeArgs {
-    /// Namespace of the target (default: the kubeconfig context's namespace).
+    /// Namespace of the target (default: the kubeconfig context's namespace, or the pod's own
+    /// namespace when running in a pod).
     #[arg(short = 'n', long, value_name = "NAMESPACE", global = true)]
     pub namespace: Option<String>,
 
@@ -109,9 +122,64 @@ pub struct KubeArgs {
     #[arg(long, value_name = "CONTEXT", global = true)]
     pub context: Option<String>,
 
-    /// Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).
+    /// Kubeconfig cluster to use (instead of the context's).
+    #[arg(long, value_name = "CLUSTER", global = true)]
+    pub cluster: Option<String>,
+
+    /// Kubeconfig user to use (instead of the context's).
+    #[arg(long, value_name = "USER", global = true)]
+    pub user: Option<String>,
+
+    /// Path to the kubeconfig file (default: the files in $KUBECONFIG, then ~/.kube/config;
+    /// without any, the pod's service account when running in a pod).
     #[arg(long, value_name = "FILE", global = true)]
     pub kubeconfig: Option<PathBuf>,
+
+    /// User to impersonate: a user name or system:serviceaccount:NAMESPACE:NAME.
+    #[arg(long = "as", value_name = "USER", global = true)]
+    pub impersonate: Option<String>,
+
+    /// Group to impersonate (repeat for several); needs --as.
+    #[arg(long = "as-group", value_name = "GROUP", global = true)]
+    pub impersonate_groups: Vec<String>,
+
+    /// UID to impersonate; needs --as.
+    #[arg(long = "as-uid", value_name = "UID", global = true)]
+    pub impersonate_uid: Option<String>,
+
+    /// How long one API request may take until its response starts (e.g. 10s, 1m; 0: no
+    /// limit). Streams from the probes are not cut by it.
+    #[arg(long, value_name = "DURATION", default_value = "0", global = true, value_parser = parse_duration)]
+    pub request_timeout: Duration,
+
+    /// Bearer token for authentication to the API server.
+    #[arg(long, value_name = "TOKEN", global = true)]
+    pub token: Option<String>,
+
+    /// Address and port of the API server (e.g. https://10.0.0.1:6443).
+    #[arg(short = 's', long, value_name = "URL", global = true)]
+    pub server: Option<String>,
+
+    /// Path to a CA certificate file for the API server's certificate.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub certificate_authority: Option<PathBuf>,
+
+    /// Do not check the API server's certificate (insecure).
+    #[arg(long, global = true)]
+    pub insecure_skip_tls_verify: bool,
+
+    /// Path to a client certificate file for TLS; needs --client-key.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub client_certificate: Option<PathBuf>,
+
+    /// Path to a client key file for TLS; needs --client-certificate.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub client_key: Option<PathBuf>,
+
+    /// Server name to check the API server's certificate against (default: the server's
+    /// host name).
+    #[arg(long, value_name = "NAME", global = true)]
+    pub tls_server_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, clap::Args)]
@@ -136,7 +204,8 @@ pub enum SubCommand {
         #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
     },
-    /// Delete every node pod and Job dns-doctor left behind (by label), in all namespaces.
+    /// Delete the node pods and Jobs dns-doctor left behind (by label): in all namespaces
+    /// when allowed, else in kube-system; with -n, in that namespace only.
     Cleanup,
     /// Print the plugin version, the probe schema version and the default debug image.
     Version {
@@ -224,21 +293,118 @@ impl From<VerbosityArgs> for Verbosity {
     }
 }
 
-/// Where to find the cluster.
+/// Where to find the cluster and who to be there: kubectl's connection flags, validated.
+/// Empty strings count as not given, as in kubectl.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KubeOptions {
     pub namespace: Option<String>,
     pub context: Option<String>,
+    pub cluster: Option<String>,
+    pub user: Option<String>,
     pub kubeconfig: Option<PathBuf>,
+    pub impersonate: Option<Impersonation>,
+    /// None: no limit.
+    pub request_timeout: Option<Duration>,
+    pub token: Option<Secret>,
+    /// An absolute http(s) URL.
+    pub server: Option<String>,
+    pub certificate_authority: Option<PathBuf>,
+    pub insecure_skip_tls_verify: bool,
+    pub client_certificate: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    pub tls_server_name: Option<String>,
 }
 
-impl From<KubeArgs> for KubeOptions {
-    fn from(a: KubeArgs) -> Self {
-        Self {
-            namespace: a.namespace,
-            context: a.context,
-            kubeconfig: a.kubeconfig,
+/// `--as`, `--as-group`, `--as-uid`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Impersonation {
+    pub user: String,
+    pub groups: Vec<String>,
+    pub uid: Option<String>,
+}
+
+/// A credential given on the command line; never printed, not even in debug logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl KubeArgs {
+    /// Check the connection flags the way kubectl (client-go) does.
+    pub fn validate(self) -> Result<KubeOptions, UsageError> {
+        let given = |v: Option<String>| v.filter(|s| !s.is_empty());
+        let path = |v: Option<PathBuf>| v.filter(|p| !p.as_os_str().is_empty());
+        let groups: Vec<String> = self
+            .impersonate_groups
+            .into_iter()
+            .filter(|g| !g.is_empty())
+            .collect();
+        let uid = given(self.impersonate_uid);
+        let impersonate = match given(self.impersonate) {
+            Some(user) => Some(Impersonation { user, groups, uid }),
+            None if !groups.is_empty() || uid.is_some() => {
+                return Err(UsageError::ImpersonationWithoutUser)
+            }
+            None => None,
+        };
+        let certificate_authority = path(self.certificate_authority);
+        if self.insecure_skip_tls_verify && certificate_authority.is_some() {
+            return Err(UsageError::InsecureWithCertificateAuthority);
         }
+        let client_certificate = path(self.client_certificate);
+        let client_key = path(self.client_key);
+        if client_certificate.is_some() != client_key.is_some() {
+            return Err(UsageError::ClientCertificateWithoutKey);
+        }
+        let server = given(self.server).map(|s| server_url(&s)).transpose()?;
+        Ok(KubeOptions {
+            namespace: given(self.namespace),
+            context: given(self.context),
+            cluster: given(self.cluster),
+            user: given(self.user),
+            kubeconfig: path(self.kubeconfig),
+            impersonate,
+            request_timeout: (!self.request_timeout.is_zero()).then_some(self.request_timeout),
+            token: given(self.token).map(Secret),
+            server,
+            certificate_authority,
+            insecure_skip_tls_verify: self.insecure_skip_tls_verify,
+            client_certificate,
+            client_key,
+            tls_server_name: given(self.tls_server_name),
+        })
+    }
+}
+
+/// `--server` as an absolute URL; `host:port` alone means https, as in kubectl.
+fn server_url(given: &str) -> Result<String, UsageError> {
+    let url = if given.contains("://") {
+        given.to_string()
+    } else {
+        format!("https://{given}")
+    };
+    let bad = || UsageError::ServerUrl {
+        given: given.to_string(),
+    };
+    let uri: http::Uri = url.parse().map_err(|_| bad())?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("https" | "http"), Some(host)) if !host.is_empty() => Ok(url),
+        _ => Err(bad()),
     }
 }
 
@@ -246,6 +412,8 @@ impl From<KubeArgs> for KubeOptions {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DoctorConfig {
     pub target: TargetRef,
+    /// The container asked for with -c; None picks the default one.
+    pub container: Option<String>,
     pub kube: KubeOptions,
     pub output: OutputFormat,
     /// Names to resolve, in order; each marked as expected inside or outside the cluster.
@@ -270,7 +438,7 @@ pub enum Command {
         output: OutputFormat,
     },
     Cleanup {
-        kube: KubeOptions,
+        kube: Box<KubeOptions>,
     },
     Version {
         output: OutputFormat,
@@ -293,6 +461,16 @@ pub enum UsageError {
     EmptyName { given: String },
     #[error("{name:?} is not a valid DNS name to resolve")]
     BadName { name: String },
+    #[error("{name:?} is not a container name: container names are lowercase letters, digits and '-', at most 63 characters")]
+    BadContainerName { name: String },
+    #[error("--as-group and --as-uid need --as: say which user to impersonate")]
+    ImpersonationWithoutUser,
+    #[error("--insecure-skip-tls-verify and --certificate-authority contradict each other: give one of them")]
+    InsecureWithCertificateAuthority,
+    #[error("--client-certificate and --client-key go together: give both")]
+    ClientCertificateWithoutKey,
+    #[error("--server {given:?} is not an API server URL; write e.g. https://10.0.0.1:6443")]
+    ServerUrl { given: String },
     #[error("--capture-seconds must be between 1 and 600, got {0}")]
     CaptureSeconds(u64),
     #[error("--parallel-rounds must be between 1 and 1000, got {0}")]
@@ -317,7 +495,7 @@ impl Args {
             return Ok(match self.command {
                 Some(SubCommand::Analyze { files, output }) => Command::Analyze { files, output },
                 Some(SubCommand::Cleanup) => Command::Cleanup {
-                    kube: self.kube.into(),
+                    kube: Box::new(self.kube.validate()?),
                 },
                 Some(SubCommand::Version { output }) => Command::Version { output },
                 Some(SubCommand::Completions { shell }) => Command::Completions { shell },
@@ -326,6 +504,13 @@ impl Args {
             });
         };
         let target = parse_target(&target)?;
+        let kube = self.kube.validate()?;
+        let container = self.container.filter(|c| !c.is_empty());
+        if let Some(name) = &container {
+            if !is_dns_label(name) {
+                return Err(UsageError::BadContainerName { name: name.clone() });
+            }
+        }
         let names = if self.names.is_empty() {
             vec![DEFAULT_CLUSTER_NAME.to_string(), self.external_name.clone()]
         } else {
@@ -355,7 +540,8 @@ impl Args {
         }
         Ok(Command::Doctor(Box::new(DoctorConfig {
             target,
-            kube: self.kube.into(),
+            container,
+            kube,
             output: self.output,
             names,
             capture_seconds: self.capture_seconds,
@@ -395,6 +581,17 @@ pub fn parse_target(given: &str) -> Result<TargetRef, UsageError> {
     })
 }
 
+/// An RFC 1123 label, what Kubernetes requires of a container name.
+fn is_dns_label(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
 fn validate_name(name: &str) -> Result<(), UsageError> {
     let trimmed = name.strip_suffix('.').unwrap_or(name);
     let ok = !trimmed.is_empty()
@@ -415,32 +612,34 @@ fn validate_name(name: &str) -> Result<(), UsageError> {
     }
 }
 
-/// Parse durations such as `90`, `90s`, `3m`, `1m30s`.
+/// Parse durations such as `90` (seconds), `90s`, `3m`, `1m30s`, `500ms`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("{s:?} is not a duration; write e.g. 90s, 3m or 1m30s");
+    let bad = || format!("{s:?} is not a duration; write e.g. 90s, 3m, 1m30s or 500ms");
     if let Ok(secs) = s.parse::<u64>() {
         return Ok(Duration::from_secs(secs));
     }
-    let mut total = 0u64;
-    let mut digits = String::new();
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        let n: u64 = digits.parse().map_err(|_| bad())?;
-        digits.clear();
-        total += match c {
-            'h' => n * 3600,
-            'm' => n * 60,
-            's' => n,
-            _ => return Err(bad()),
-        };
-    }
-    if !digits.is_empty() || s.is_empty() {
+    if s.is_empty() {
         return Err(bad());
     }
-    Ok(Duration::from_secs(total))
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let unit = rest[digits..]
+            .bytes()
+            .take_while(u8::is_ascii_alphabetic)
+            .count();
+        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        total += match &rest[digits..digits + unit] {
+            "h" => Duration::from_secs(n * 3600),
+            "m" => Duration::from_secs(n * 60),
+            "s" => Duration::from_secs(n),
+            "ms" => Duration::from_millis(n),
+            _ => return Err(bad()),
+        };
+        rest = &rest[digits + unit..];
+    }
+    Ok(total)
 }
 
 #[cfg(test)]
@@ -529,8 +728,124 @@ mod tests {
     }
 
     #[test]
+    fn connection_flags_become_kube_options() {
+        let c = doctor(&[
+            "p",
+            "--context",
+            "prod",
+            "--cluster",
+            "c1",
+            "--user",
+            "u1",
+            "--as",
+            "system:serviceaccount:ops:doctor",
+            "--as-group",
+            "a",
+            "--as-group",
+            "b",
+            "--request-timeout",
+            "1500ms",
+            "--token",
+            "s3cret",
+            "-s",
+            "10.0.0.1:6443",
+            "--certificate-authority",
+            "/pki/ca.crt",
+            "--client-certificate",
+            "/pki/me.crt",
+            "--client-key",
+            "/pki/me.key",
+            "--tls-server-name",
+            "api",
+        ]);
+        let k = &c.kube;
+        assert_eq!(k.context.as_deref(), Some("prod"));
+        assert_eq!(k.cluster.as_deref(), Some("c1"));
+        assert_eq!(k.user.as_deref(), Some("u1"));
+        assert_eq!(
+            k.impersonate,
+            Some(Impersonation {
+                user: "system:serviceaccount:ops:doctor".into(),
+                groups: vec!["a".into(), "b".into()],
+                uid: None
+            })
+        );
+        assert_eq!(k.request_timeout, Some(Duration::from_millis(1500)));
+        assert_eq!(k.token.as_ref().map(Secret::expose), Some("s3cret"));
+        // host:port means https, as in kubectl.
+        assert_eq!(k.server.as_deref(), Some("https://10.0.0.1:6443"));
+        assert_eq!(k.tls_server_name.as_deref(), Some("api"));
+        // The token never shows in debug output (logs print configurations).
+        assert!(!format!("{c:?}").contains("s3cret"));
+        // 0, the default, means no limit; empty values count as not given.
+        let c = doctor(&["p", "--request-timeout", "0", "--token", "", "--as", ""]);
+        assert_eq!(c.kube.request_timeout, None);
+        assert_eq!(c.kube.token, None);
+        assert_eq!(c.kube.impersonate, None);
+        // Global: the cleanup subcommand takes them too.
+        assert!(matches!(
+            parse(&["cleanup", "--as", "x", "--insecure-skip-tls-verify"]).unwrap(),
+            Command::Cleanup { kube } if kube.insecure_skip_tls_verify && kube.impersonate.is_some()
+        ));
+    }
+
+    #[test]
+    fn contradicting_connection_flags_are_refused_as_kubectl_does() {
+        for (args, says) in [
+            (
+                &["p", "--as-group", "g"][..],
+                "--as-group and --as-uid need --as",
+            ),
+            (&["p", "--as-uid", "1"][..], "need --as"),
+            (
+                &[
+                    "p",
+                    "--insecure-skip-tls-verify",
+                    "--certificate-authority",
+                    "ca",
+                ][..],
+                "contradict",
+            ),
+            (&["p", "--client-certificate", "c"][..], "give both"),
+            (&["p", "--client-key", "k"][..], "give both"),
+            (&["p", "--server", "ftp://x"][..], "not an API server URL"),
+            (&["p", "--server", "https://"][..], "not an API server URL"),
+            (&["p", "--request-timeout", "soon"][..], "not a duration"),
+        ] {
+            let err = parse(args).unwrap_err();
+            assert!(err.contains(says), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn container_flag() {
+        assert_eq!(
+            doctor(&["p", "-c", "app"]).container.as_deref(),
+            Some("app")
+        );
+        assert_eq!(
+            doctor(&["p", "--container", "istio-proxy"])
+                .container
+                .as_deref(),
+            Some("istio-proxy")
+        );
+        assert_eq!(doctor(&["p"]).container, None);
+        for bad in ["App", "x-", "a_b", &"a".repeat(64)] {
+            let err = parse(&["p", "-c", bad]).unwrap_err();
+            assert!(err.contains("is not a container name"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(
+            parse_duration("1m2s300ms").unwrap(),
+            Duration::from_millis(62_300)
+        );
+        assert!(parse_duration("5").is_ok());
+        assert!(parse_duration("1.5s").is_err());
         assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
         assert!(parse_duration("5x").is_err());

@@ -8,12 +8,14 @@ use std::time::Instant;
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
+use crate::access;
 use crate::capture::{self, CaptureAnalysis};
 use crate::cli::{DoctorConfig, OutputFormat, Verbosity};
 use crate::diagnose::{self, DiagnosisInput, PointAnalysis};
 use crate::evidence::{CaptureKind, Evidence, StepError};
 use crate::exit::Outcome;
 use crate::kube::{self as k, discover, execute, preflight, KubeError};
+use crate::plan::script::ScriptInput;
 use crate::plan::{self, Plan, PlanInput};
 use crate::progress::Progress;
 use crate::report::{self, Report, RunInfo, Timings};
@@ -52,8 +54,11 @@ async fn run_inner(
     started: Instant,
 ) -> anyhow::Result<Outcome> {
     progress.step("connecting to the cluster");
-    let (client, default_ns) = interruptible(cancel, k::connect(&config.kube)).await??;
-    let namespace = config.kube.namespace.clone().unwrap_or(default_ns);
+    let connection = interruptible(cancel, k::connect(&config.kube)).await??;
+    // Connected: the credential plugin, if any, has had its say on the terminal.
+    progress.start(connection.credentials_may_prompt);
+    let client = connection.client;
+    let namespace = connection.namespace;
 
     progress.step("discovering the cluster DNS");
     let (pod, chosen_from) = interruptible(
@@ -62,25 +67,31 @@ async fn run_inner(
     )
     .await?
     .with_context(|| format!("cannot examine {} in namespace {namespace}", config.target))?;
-    let topology = interruptible(cancel, discover::discover(&client, &pod, chosen_from)).await?;
+    let container = discover::choose_container(&pod, config.container.as_deref())
+        .with_context(|| format!("cannot examine {} in namespace {namespace}", config.target))?;
+    if container.reason == discover::ContainerReason::First && config.verbosity != Verbosity::Quiet
+    {
+        progress.note(&format!(
+            "note: examining container {:?}, the first of the pod's; choose another with -c\n",
+            container.name
+        ));
+    }
+    let topology = interruptible(
+        cancel,
+        discover::discover(&client, &pod, &container.name, chosen_from),
+    )
+    .await?;
 
     progress.step("checking permissions and admission");
     let dns_ns = topology.dns_service.as_ref().map(|s| s.namespace.clone());
-    let checks = preflight::required_checks(
+    let checks = access::required_checks(
         &topology.target.namespace,
         dns_ns.as_deref(),
         &config.node_namespace,
         config.node_checks,
     );
-    let access = interruptible(cancel, preflight::check_access(&client, &checks)).await??;
-    let allowed = |verb: &str, res: &str, ns: &str| {
-        access.iter().any(|a| {
-            a.allowed
-                && a.check.verb == verb
-                && a.check.resource == res
-                && a.check.namespace.as_deref() == Some(ns)
-        })
-    };
+    let answers = interruptible(cancel, preflight::check_access(&client, &checks)).await??;
+    let allowed = |verb: &str, res: &str, ns: &str| access::allowed(&answers, verb, res, ns);
     let target_container = topology
         .target
         .containers
@@ -105,15 +116,12 @@ async fn run_inner(
         )
         .await??
     } else {
-        preflight::EphemeralChoice {
+        access::EphemeralChoice {
             privilege: None,
             rejections: Vec::new(),
         }
     };
-    let first_dns = topology
-        .dns_pods
-        .iter()
-        .find(|p| p.phase == "Running" && p.waiting_reason.is_none());
+    let first_dns = topology.dns_pods.iter().find(|p| p.can_host_probe());
     let dns_choice = match (first_dns, &dns_ns) {
         (Some(p), Some(ns))
             if allowed("patch", "pods/ephemeralcontainers", ns)
@@ -139,7 +147,7 @@ async fn run_inner(
     let plan = plan::decide(&PlanInput {
         config,
         topology: &topology,
-        access: &access,
+        access: &answers,
         node_namespace: &config.node_namespace,
         target_choice: &target_choice,
         dns_choice: dns_choice.as_ref(),
@@ -162,17 +170,22 @@ async fn run_inner(
         .as_deref()
         .map(upstream_addrs)
         .unwrap_or_default();
+    let script = plan::script::compose(&ScriptInput {
+        plan: &plan,
+        topology: &topology,
+        config,
+        run_id: &run_id,
+        upstreams: &upstreams,
+    });
+    tracing::debug!(?script, "script");
     let measure_started = Instant::now();
     let step = |s: &str| progress.step(s);
     let input = execute::ExecuteInput {
         client: &client,
-        config,
-        topology: &topology,
-        plan: &plan,
-        run_id: &run_id,
+        script: &script,
         capture_dir: &capture_dir,
-        upstreams: &upstreams,
         cancel,
+        pod_capture_filter: &|r| diagnose::pod_netns_rules::capture_filter(r, &topology),
         progress: &step,
     };
     let (evidence, interrupted, fatal) = match execute::execute(&input).await {

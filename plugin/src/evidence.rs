@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use dns_doctor_probe::schema::{CaptureSummary, NodeSnapshot, PodReport};
+use dns_doctor_schema::{CaptureSummary, NodeSnapshot, PodReport};
 use serde::{Deserialize, Serialize};
 
 /// Everything collected in the measure step.

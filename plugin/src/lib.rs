@@ -3,10 +3,12 @@
 //! Data flows one way: `cli` → `plan`/`kube` → `capture`/`node`/`dns_config` → `diagnose` →
 //! `report`. Only `kube` talks to the Kubernetes API; everything else is pure.
 
+pub mod access;
 pub mod analyze;
 pub mod app;
 pub mod capture;
 pub mod cli;
+pub mod complete;
 pub mod diagnose;
 pub mod dns_config;
 pub mod doctor;
@@ -17,6 +19,7 @@ pub mod kube;
 pub mod node;
 pub mod plan;
 pub mod printer;
+pub mod private_fs;
 pub mod progress;
 pub mod report;
 pub mod topology;

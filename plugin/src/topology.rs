@@ -214,6 +214,10 @@ pub struct DnsPodInfo {
     /// The current Waiting reason, e.g. CrashLoopBackOff.
     #[serde(default)]
     pub waiting_reason: Option<String>,
+    /// How the DNS container ended when its current state is terminated: it exited and the
+    /// kubelet has not restarted it yet (between the restarts of a crash loop).
+    #[serde(default)]
+    pub exited: Option<Termination>,
     #[serde(default)]
     pub last_termination: Option<Termination>,
     #[serde(default)]
@@ -356,6 +360,26 @@ pub struct PolicyPort {
     /// The end of a numeric range starting at `port`.
     #[serde(default)]
     pub end_port: Option<u16>,
+}
+
+impl DnsPodInfo {
+    /// Whether a probe container can join the DNS container now: it runs, and it is not
+    /// between the crashes of a loop (restarted, not ready, last ended with an error). Beside
+    /// an exited container an ephemeral container cannot start (the kubelet reports
+    /// CreateContainerError only after seconds), and beside one about to crash again it
+    /// measures nothing the API does not already say.
+    pub fn can_host_probe(&self) -> bool {
+        let crash_looping = !self.ready
+            && self.restarts > 0
+            && self
+                .last_termination
+                .as_ref()
+                .is_some_and(|t| t.exit_code != 0);
+        self.phase == "Running"
+            && self.waiting_reason.is_none()
+            && self.exited.is_none()
+            && !crash_looping
+    }
 }
 
 impl ServiceInfo {

@@ -16,3 +16,5 @@ pub mod netns;
 pub mod probe;
 /// What the suite's scripts run, and the list of commands install-deps installs.
 pub mod scripts;
+/// Tools built from their Go modules into a cache (actionlint).
+pub mod tools;

@@ -778,87 +778,287 @@ fn cleanup_subcommand_removes_leftover_node_pods() {
     );
 }
 
-/// A ServiceAccount bound to exactly the roles of deploy/rbac.yaml (the node-checks role
-/// optionally), with a kubeconfig using its token.
-fn least_privilege_kubeconfig(with_node_checks: bool) -> tempfile::NamedTempFile {
-    let rbac = repo_root().join("deploy/rbac.yaml");
-    kubectl_ok(&["apply", "-f", rbac.to_str().unwrap()]);
-    let _ = kubectl(&["-n", "kube-system", "create", "sa", "dns-doctor"]);
-    if !with_node_checks {
-        kubectl_ok(&[
-            "-n",
-            "kube-system",
+/// deploy/rbac.yaml applied exactly as shipped, for as long as this lives; deleted again on
+/// drop, so other tests and other versions of the file find the cluster as before.
+struct ShippedRbac;
+
+impl ShippedRbac {
+    fn file() -> String {
+        repo_root()
+            .join("deploy/rbac.yaml")
+            .to_str()
+            .unwrap()
+            .to_string()
+    }
+
+    fn apply() -> Self {
+        // Bindings of the ServiceAccount from anything but this file (an older version of
+        // it, an earlier test) would grant more than it does: remove them, and the file's
+        // own objects, whose roleRef may have been different.
+        for (kind, ns, name) in bindings_of_subject("ServiceAccount", "kube-system", "dns-doctor") {
+            let mut args = vec!["delete", kind.as_str(), name.as_str(), "--ignore-not-found"];
+            if let Some(ns) = &ns {
+                args.extend(["-n", ns.as_str()]);
+            }
+            kubectl_ok(&args);
+        }
+        kubectl_ok(&["delete", "-f", &Self::file(), "--ignore-not-found"]);
+        kubectl_ok(&["apply", "-f", &Self::file()]);
+        Self
+    }
+
+    /// A kubeconfig with a token of the file's ServiceAccount.
+    fn service_account_kubeconfig(&self) -> tempfile::NamedTempFile {
+        sa_kubeconfig("kube-system", "dns-doctor")
+    }
+}
+
+impl Drop for ShippedRbac {
+    fn drop(&mut self) {
+        let _ = kubectl(&["delete", "-f", &Self::file(), "--ignore-not-found"]);
+        // The opt-in binding the file shows in a comment, if a test created it.
+        let _ = kubectl(&[
             "delete",
-            "rolebinding",
-            "dns-doctor-node-checks",
+            "clusterrolebinding",
+            "dns-doctor-kubelet-configz",
             "--ignore-not-found",
         ]);
     }
-    sa_kubeconfig("kube-system", "dns-doctor")
+}
+
+/// (kind, namespace, name) of every ClusterRoleBinding and RoleBinding naming this subject.
+fn bindings_of_subject(kind: &str, ns: &str, name: &str) -> Vec<(String, Option<String>, String)> {
+    let out = kubectl_ok(&[
+        "get",
+        "clusterrolebindings,rolebindings",
+        "-A",
+        "-o",
+        "json",
+    ]);
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|b| {
+            b["subjects"].as_array().into_iter().flatten().any(|s| {
+                s["kind"] == kind
+                    && s["name"] == name
+                    && (kind != "ServiceAccount" || s["namespace"] == ns)
+            })
+        })
+        .map(|b| {
+            (
+                b["kind"].as_str().unwrap_or_default().to_lowercase(),
+                b["metadata"]["namespace"].as_str().map(str::to_string),
+                b["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Runs the doctor on the glibc client with a kubeconfig, JSON out.
+fn doctor_as(kubeconfig: &tempfile::NamedTempFile, extra: &[&str]) -> Run {
+    let mut args = vec![
+        GLIBC_CLIENT,
+        "-n",
+        CLIENT_NS,
+        "--kubeconfig",
+        kubeconfig.path().to_str().unwrap(),
+        "--external-name",
+        EXTERNAL_NAME,
+        "-o",
+        "json",
+    ];
+    args.extend(extra);
+    doctor(&args)
+}
+
+fn capture_kinds(report: &serde_json::Value) -> Vec<String> {
+    report["capture_points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["kind"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Discovery gaps other than the kubelet's configz (nodes/proxy is opt-in).
+fn gaps_besides_configz(report: &serde_json::Value) -> Vec<String> {
+    report["discovery_gaps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|g| g.as_str())
+        .filter(|g| !g.contains("(get nodes/proxy)"))
+        .map(str::to_string)
+        .collect()
 }
 
 #[test]
 fn least_privilege_role_runs_the_full_doctor() {
     let _guard = cluster_lock();
     let before = ephemeral_names(CLIENT_NS, GLIBC_CLIENT);
-    let kc = least_privilege_kubeconfig(true);
-    let run = doctor(&[
-        GLIBC_CLIENT,
-        "-n",
-        CLIENT_NS,
-        "--kubeconfig",
-        kc.path().to_str().unwrap(),
-        "--external-name",
-        EXTERNAL_NAME,
-        "-o",
-        "json",
-        "--capture-seconds",
-        "8",
-    ]);
+    let rbac = ShippedRbac::apply();
+    let kc = rbac.service_account_kubeconfig();
+    let run = doctor_as(&kc, &["--capture-seconds", "8"]);
     assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
     let report = run.json();
     assert_eq!(report["strategy"], "ephemeral_capture", "{}", run.stdout);
-    let kinds: Vec<&str> = report["capture_points"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|c| c["kind"].as_str())
-        .collect();
-    assert!(
-        kinds.contains(&"node") && kinds.contains(&"pod") && kinds.contains(&"dns_pod"),
-        "{kinds:?}"
-    );
+    let kinds = capture_kinds(&report);
+    for kind in ["node", "pod", "dns_pod"] {
+        assert!(kinds.iter().any(|k| k == kind), "{kinds:?}");
+    }
     assert!(
         report["step_errors"].as_array().unwrap().is_empty(),
         "{}",
         report["step_errors"]
     );
+    // Without the opt-in nodes/proxy role the address comes from the kube-dns Service, and
+    // the gap says why; nothing else is missing.
+    assert_eq!(report["cluster_dns"]["source"], "kube_dns_service");
+    assert!(
+        report["discovery_gaps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g.as_str().unwrap_or_default().contains("(get nodes/proxy)")),
+        "{}",
+        report["discovery_gaps"]
+    );
+    assert_eq!(gaps_besides_configz(&report), Vec::<String>::new());
     assert_nothing_left(CLIENT_NS, GLIBC_CLIENT, &before);
+}
+
+#[test]
+fn the_optional_configz_role_gives_the_kubelets_cluster_dns() {
+    let _guard = cluster_lock();
+    let before = ephemeral_names(CLIENT_NS, GLIBC_CLIENT);
+    let rbac = ShippedRbac::apply();
+    // The binding deploy/rbac.yaml shows in a comment, as the README says to create it.
+    let _ = kubectl(&[
+        "delete",
+        "clusterrolebinding",
+        "dns-doctor-kubelet-configz",
+        "--ignore-not-found",
+    ]);
+    kubectl_ok(&[
+        "create",
+        "clusterrolebinding",
+        "dns-doctor-kubelet-configz",
+        "--clusterrole=dns-doctor-kubelet-configz",
+        "--serviceaccount=kube-system:dns-doctor",
+    ]);
+    let kc = rbac.service_account_kubeconfig();
+    let run = doctor_as(&kc, &["--no-capture", "--no-node-checks"]);
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let report = run.json();
+    assert_eq!(
+        report["cluster_dns"]["source"], "kubelet_configz",
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        report["discovery_gaps"],
+        serde_json::json!([]),
+        "{}",
+        report["discovery_gaps"]
+    );
+    assert_nothing_left(CLIENT_NS, GLIBC_CLIENT, &before);
+}
+
+/// A ServiceAccount bound to the shipped roles the way deploy/rbac.yaml's `shop-devs`
+/// example binds a Group: the target role in the client namespace only, discovery, and
+/// the DNS role; no node checks. Removed on drop.
+struct NamespaceOnlyAccount;
+
+impl NamespaceOnlyAccount {
+    const NAME: &str = "dns-doctor-ns-only";
+
+    fn create() -> Self {
+        let sa = format!("--serviceaccount={CLIENT_NS}:{}", Self::NAME);
+        let this = Self;
+        this.remove();
+        kubectl_ok(&["create", "sa", "-n", CLIENT_NS, Self::NAME]);
+        kubectl_ok(&[
+            "create",
+            "rolebinding",
+            Self::NAME,
+            "-n",
+            CLIENT_NS,
+            "--clusterrole=dns-doctor-target",
+            &sa,
+        ]);
+        kubectl_ok(&[
+            "create",
+            "clusterrolebinding",
+            Self::NAME,
+            "--clusterrole=dns-doctor-discovery",
+            &sa,
+        ]);
+        kubectl_ok(&[
+            "create",
+            "rolebinding",
+            Self::NAME,
+            "-n",
+            "kube-system",
+            "--role=dns-doctor-dns",
+            &sa,
+        ]);
+        this
+    }
+
+    fn remove(&self) {
+        let _ = kubectl(&[
+            "delete",
+            "rolebinding",
+            Self::NAME,
+            "-n",
+            CLIENT_NS,
+            "--ignore-not-found",
+        ]);
+        let _ = kubectl(&[
+            "delete",
+            "rolebinding",
+            Self::NAME,
+            "-n",
+            "kube-system",
+            "--ignore-not-found",
+        ]);
+        let _ = kubectl(&[
+            "delete",
+            "clusterrolebinding",
+            Self::NAME,
+            "--ignore-not-found",
+        ]);
+        let _ = kubectl(&[
+            "delete",
+            "sa",
+            Self::NAME,
+            "-n",
+            CLIENT_NS,
+            "--ignore-not-found",
+        ]);
+    }
+}
+
+impl Drop for NamespaceOnlyAccount {
+    fn drop(&mut self) {
+        self.remove();
+    }
 }
 
 #[test]
 fn without_node_permissions_it_degrades_and_says_so() {
     let _guard = cluster_lock();
-    let kc = least_privilege_kubeconfig(false);
-    let run = doctor(&[
-        GLIBC_CLIENT,
-        "-n",
-        CLIENT_NS,
-        "--kubeconfig",
-        kc.path().to_str().unwrap(),
-        "--external-name",
-        EXTERNAL_NAME,
-        "-o",
-        "json",
-        "--capture-seconds",
-        "8",
-    ]);
-    // Restore the binding for the other tests.
-    kubectl_ok(&[
-        "apply",
-        "-f",
-        repo_root().join("deploy/rbac.yaml").to_str().unwrap(),
-    ]);
+    let before = ephemeral_names(CLIENT_NS, GLIBC_CLIENT);
+    let _rbac = ShippedRbac::apply();
+    let _account = NamespaceOnlyAccount::create();
+    let kc = sa_kubeconfig(CLIENT_NS, NamespaceOnlyAccount::NAME);
+    let run = doctor_as(&kc, &["--capture-seconds", "8"]);
     assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
     let report = run.json();
     let reason = report["strategy_reason"].as_str().unwrap_or_default();
@@ -866,16 +1066,1120 @@ fn without_node_permissions_it_degrades_and_says_so() {
         reason.contains("not allowed to create jobs in kube-system"),
         "{reason}"
     );
-    let kinds: Vec<&str> = report["capture_points"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|c| c["kind"].as_str())
-        .collect();
+    let kinds = capture_kinds(&report);
     assert!(
-        !kinds.contains(&"node"),
+        !kinds.iter().any(|k| k == "node"),
         "no node pods without the permission: {kinds:?}"
     );
-    assert!(kinds.contains(&"pod"), "{kinds:?}");
+    assert!(kinds.iter().any(|k| k == "pod"), "{kinds:?}");
+    assert!(kinds.iter().any(|k| k == "dns_pod"), "{kinds:?}");
+    assert_eq!(gaps_besides_configz(&report), Vec::<String>::new());
+    assert!(leftovers().is_empty(), "{:?}", leftovers());
+    assert_nothing_left(CLIENT_NS, GLIBC_CLIENT, &before);
+}
+
+/// Creates a node Job in kube-system built and labelled exactly as a run builds its own
+/// (`node_pod::job_spec`), as if the run had been killed; returns its name.
+fn leftover_node_job(run_id: &str) -> String {
+    let node = kubectl_ok(&[
+        "get",
+        "pod",
+        "-n",
+        CLIENT_NS,
+        GLIBC_CLIENT,
+        "-o",
+        "jsonpath={.spec.nodeName}",
+    ]);
+    let name = format!("dns-doctor-{run_id}-0");
+    let job = dns_doctor::kube::node_pod::job_spec(
+        &name,
+        "kube-system",
+        run_id,
+        node.trim(),
+        dns_doctor_probe::DEFAULT_IMAGE,
+        Duration::from_secs(600),
+    );
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), serde_json::to_string(&job).unwrap()).unwrap();
+    kubectl_ok(&["create", "-f", file.path().to_str().unwrap()]);
+    name
+}
+
+/// Names of the pods of a Job, once it has one.
+fn pod_of_job(job: &str) -> String {
+    let get = || {
+        kubectl_ok(&[
+            "get",
+            "pods",
+            "-n",
+            "kube-system",
+            "-l",
+            &format!("job-name={job}"),
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ])
+    };
+    assert!(
+        eventually(Duration::from_secs(60), || !get().trim().is_empty()),
+        "Job {job} made no pod"
+    );
+    get().trim().to_string()
+}
+
+#[test]
+fn cleanup_works_under_the_shipped_roles() {
+    let _guard = cluster_lock();
+    let rbac = ShippedRbac::apply();
+    // One Job left by a killed run, and the pod of another whose Job was deleted without
+    // its pods (kubectl delete --cascade=orphan).
+    let job = leftover_node_job("rbacleft");
+    let orphaned_job = leftover_node_job("rbacorph");
+    let orphan = pod_of_job(&orphaned_job);
+    kubectl_ok(&[
+        "delete",
+        "job",
+        "-n",
+        "kube-system",
+        &orphaned_job,
+        "--cascade=orphan",
+    ]);
+    let kc = rbac.service_account_kubeconfig();
+    let run = doctor(&["cleanup", "--kubeconfig", kc.path().to_str().unwrap()]);
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .starts_with("searched namespace kube-system only: "),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains(&format!("deleted job kube-system/{job}\n")),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains(&format!("deleted pod kube-system/{orphan}\n")),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        eventually(Duration::from_secs(60), || leftovers().is_empty()),
+        "left after cleanup: {:?}",
+        leftovers()
+    );
+}
+
+/// A pod running the plugin binary (mounted from this machine, which is the test cluster's
+/// node) as the ServiceAccount of deploy/rbac.yaml, with no kubeconfig. Deleted on drop.
+struct InClusterRun {
+    name: &'static str,
+}
+
+impl InClusterRun {
+    fn start(args: &[&str]) -> Self {
+        let this = Self {
+            name: "dns-doctor-in-cluster-run",
+        };
+        this.delete();
+        let pod = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": this.name, "namespace": "kube-system"},
+            "spec": {
+                "serviceAccountName": "dns-doctor",
+                "restartPolicy": "Never",
+                "containers": [{
+                    "name": "doctor",
+                    "image": dns_doctor_probe::DEFAULT_IMAGE,
+                    "imagePullPolicy": "Never",
+                    "command": std::iter::once("/plugin/kubectl-dns_doctor").chain(args.iter().copied()).collect::<Vec<_>>(),
+                    "volumeMounts": [{"name": "plugin", "mountPath": "/plugin/kubectl-dns_doctor", "readOnly": true}],
+                }],
+                "volumes": [{"name": "plugin", "hostPath": {"path": plugin_binary(), "type": "File"}}],
+            },
+        });
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), pod.to_string()).unwrap();
+        kubectl_ok(&["create", "-f", file.path().to_str().unwrap()]);
+        this
+    }
+
+    /// Waits for the plugin to exit; its exit code and output.
+    fn wait(&self, limit: Duration) -> (Option<i64>, String) {
+        let state = || {
+            let out = kubectl_ok(&["get", "pod", "-n", "kube-system", self.name, "-o", "json"]);
+            let pod: serde_json::Value = serde_json::from_str(&out).unwrap();
+            pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"].as_i64()
+        };
+        let ended = eventually(limit, || state().is_some());
+        let logs = kubectl(&["logs", "-n", "kube-system", self.name]).1;
+        assert!(
+            ended,
+            "the in-cluster run did not end within {}s:\n{logs}",
+            limit.as_secs()
+        );
+        (state(), logs)
+    }
+
+    fn delete(&self) {
+        let _ = kubectl(&[
+            "delete",
+            "pod",
+            "-n",
+            "kube-system",
+            self.name,
+            "--ignore-not-found",
+        ]);
+    }
+}
+
+impl Drop for InClusterRun {
+    fn drop(&mut self) {
+        self.delete();
+    }
+}
+
+#[test]
+fn runs_in_cluster_as_the_shipped_service_account() {
+    let _guard = cluster_lock();
+    let before = ephemeral_names(CLIENT_NS, GLIBC_CLIENT);
+    let _rbac = ShippedRbac::apply();
+    let run = InClusterRun::start(&[
+        GLIBC_CLIENT,
+        "-n",
+        CLIENT_NS,
+        "--external-name",
+        EXTERNAL_NAME,
+        "-o",
+        "json",
+        "-q",
+        "--capture-seconds",
+        "8",
+    ]);
+    let (code, logs) = run.wait(Duration::from_secs(180));
+    assert_eq!(code, Some(0), "{logs}");
+    let report: serde_json::Value =
+        serde_json::from_str(&logs).unwrap_or_else(|e| panic!("not a JSON report ({e}):\n{logs}"));
+    assert_eq!(report["strategy"], "ephemeral_capture", "{logs}");
+    assert!(capture_kinds(&report).iter().any(|k| k == "node"), "{logs}");
+    assert_eq!(gaps_besides_configz(&report), Vec::<String>::new());
+    assert_nothing_left(CLIENT_NS, GLIBC_CLIENT, &before);
+}
+
+// --- kubectl's conventions (issue 11): -c and the default-container annotation, the
+// connection flags, KUBECONFIG lists, proxies, in-cluster configuration, credential plugins
+// and completion through kubectl. Objects go into a namespace of their own.
+
+/// The namespace these tests create their pods, service accounts and Jobs in.
+const CONVENTIONS_NS: &str = "dns-doctor-conventions";
+
+/// Creates [`CONVENTIONS_NS`] if needed; returns its name.
+fn conventions_ns() -> &'static str {
+    let (exists, _) = kubectl(&["get", "ns", CONVENTIONS_NS]);
+    if !exists {
+        kubectl_ok(&["create", "ns", CONVENTIONS_NS]);
+    }
+    CONVENTIONS_NS
+}
+
+/// Deletes what a test created when dropped, also when it panics.
+struct DeleteOnDrop(Vec<String>);
+
+impl Drop for DeleteOnDrop {
+    fn drop(&mut self) {
+        let mut args = vec![
+            "delete",
+            "-n",
+            CONVENTIONS_NS,
+            "--ignore-not-found",
+            "--wait=false",
+        ];
+        args.extend(self.0.iter().map(String::as_str));
+        let _ = kubectl(&args);
+    }
+}
+
+/// `kubectl apply` of a manifest given as text.
+fn apply(manifest: &str) {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), manifest).unwrap();
+    kubectl_ok(&["apply", "-f", file.path().to_str().unwrap()]);
+}
+
+/// The image of a client pod's container, to reuse in pods of our own (imported, never pulled).
+fn client_image(pod: &str) -> String {
+    kubectl_ok(&[
+        "get",
+        "pod",
+        "-n",
+        CLIENT_NS,
+        pod,
+        "-o",
+        "jsonpath={.spec.containers[0].image}",
+    ])
+}
+
+/// A pod whose first container is a "mesh" sidecar (the musl client image) and whose
+/// second is the "app" (the glibc client image): which one a run examines shows in the
+/// report's container and libc.
+fn sidecar_first_pod(name: &str, default_container: Option<&str>) -> String {
+    let annotation = default_container
+        .map(|c| format!("  annotations:\n    kubectl.kubernetes.io/default-container: {c}\n"))
+        .unwrap_or_default();
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: {ns}\n{annotation}spec:\n  terminationGracePeriodSeconds: 2\n  containers:\n  - name: mesh\n    image: {musl}\n    imagePullPolicy: Never\n    command: [\"/usr/local/bin/dnsc\", \"sleep\"]\n  - name: app\n    image: {glibc}\n    imagePullPolicy: Never\n    command: [\"/usr/local/bin/dnsc\", \"sleep\"]\n",
+        ns = CONVENTIONS_NS,
+        musl = client_image(MUSL_CLIENT),
+        glibc = client_image(GLIBC_CLIENT),
+    )
+}
+
+fn wait_ready(kind_name: &str) {
+    kubectl_ok(&[
+        "wait",
+        "-n",
+        CONVENTIONS_NS,
+        "--for=condition=Ready",
+        kind_name,
+        "--timeout=90s",
+    ]);
+}
+
+/// The target container of every dns-doctor ephemeral container in a pod, by name.
+fn ephemeral_targets(ns: &str, pod: &str) -> std::collections::BTreeMap<String, String> {
+    let out = kubectl_ok(&["get", "pod", "-n", ns, pod, "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["spec"]["ephemeralContainers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| {
+            Some((
+                c["name"].as_str()?.to_string(),
+                c["targetContainerName"].as_str()?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// The container the run's probe container in `pod` targeted, from the pod's spec.
+fn probe_target(report: &serde_json::Value, ns: &str, pod: &str) -> String {
+    let ours = report["ephemeral_containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["pod"] == format!("{ns}/{pod}").as_str())
+        .and_then(|e| e["container"].as_str())
+        .unwrap_or_else(|| panic!("no probe container in {ns}/{pod}: {report}"))
+        .to_string();
+    ephemeral_targets(ns, pod)
+        .remove(&ours)
+        .unwrap_or_else(|| panic!("{ours} is not in the spec of {ns}/{pod}"))
+}
+
+#[test]
+fn container_flag_and_default_container_annotation_choose_the_examined_container() {
+    let _guard = cluster_lock();
+    let ns = conventions_ns();
+    let _delete = DeleteOnDrop(vec!["pod/sidecar-first".into(), "pod/annotated".into()]);
+    apply(&sidecar_first_pod("sidecar-first", None));
+    apply(&sidecar_first_pod("annotated", Some("app")));
+    wait_ready("pod/sidecar-first");
+    wait_ready("pod/annotated");
+    let run_on = |pod: &str, extra: &[&str]| {
+        let mut args = vec![
+            pod,
+            "-n",
+            ns,
+            "--external-name",
+            EXTERNAL_NAME,
+            "--no-node-checks",
+            "-o",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        let run = doctor(&args);
+        assert!(
+            matches!(run.code, Some(0) | Some(1)),
+            "{pod} {extra:?}: {}\n{}",
+            run.stdout,
+            run.stderr
+        );
+        run
+    };
+
+    // Without -c, kubectl's default: the first container, the sidecar; and it says so.
+    let run = run_on("pod/sidecar-first", &[]);
+    let report = run.json();
+    assert_eq!(report["target"]["container"], "mesh", "{}", run.stdout);
+    assert_eq!(report["target"]["libc"], "musl", "{}", run.stdout);
+    assert_eq!(probe_target(&report, ns, "sidecar-first"), "mesh");
+    assert!(
+        run.stderr.contains("examining container \"mesh\"") && run.stderr.contains("-c"),
+        "{}",
+        run.stderr
+    );
+
+    // -c app examines the app: its libc, and the probe's container targets it. A short
+    // --request-timeout does not cut the run's streams (captures, probe output).
+    let run = run_on(
+        "pod/sidecar-first",
+        &["-c", "app", "--request-timeout", "3s"],
+    );
+    let report = run.json();
+    assert_eq!(report["target"]["container"], "app", "{}", run.stdout);
+    assert_eq!(report["target"]["libc"], "glibc", "{}", run.stdout);
+    assert!(
+        !run.stderr.contains("examining container"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(probe_target(&report, ns, "sidecar-first"), "app");
+
+    // The kubectl.kubernetes.io/default-container annotation is honoured.
+    let run = run_on("pod/annotated", &[]);
+    let report = run.json();
+    assert_eq!(report["target"]["container"], "app", "{}", run.stdout);
+    assert_eq!(report["target"]["libc"], "glibc", "{}", run.stdout);
+    assert_eq!(probe_target(&report, ns, "annotated"), "app");
+
+    // A name that is not a container lists the pod's containers, before anything is added.
+    let before = ephemeral_targets(ns, "sidecar-first");
+    let run = doctor(&["pod/sidecar-first", "-n", ns, "-c", "ap"]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("has no container \"ap\"")
+            && run.stderr.contains("its containers: mesh, app")
+            && run.stderr.contains("-c mesh"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(ephemeral_targets(ns, "sidecar-first"), before);
     assert!(leftovers().is_empty());
+}
+
+#[test]
+fn impersonation_with_as_acts_as_that_user_and_explains_a_refusal() {
+    let _guard = cluster_lock();
+    let ns = conventions_ns();
+    let who = format!("system:serviceaccount:{ns}:nobody");
+    let run = doctor(&[GLIBC_CLIENT, "-n", CLIENT_NS, "--as", &who]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("forbidden: User \"{who}\" cannot get pods")),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("With --as, the rule must be granted to the impersonated user"),
+        "{}",
+        run.stderr
+    );
+    // Impersonating a group that may do everything gets as far as the admin itself.
+    let run = doctor(&[
+        "pod/does-not-exist",
+        "-n",
+        CLIENT_NS,
+        "--as",
+        "someone",
+        "--as-group",
+        "system:masters",
+    ]);
+    assert_eq!(run.code, Some(2));
+    assert!(
+        run.stderr.contains("\"does-not-exist\" not found"),
+        "{}",
+        run.stderr
+    );
+    // An identity that may not impersonate is told so, not sent after a missing rule.
+    let _ = kubectl(&["create", "sa", "-n", ns, "nobody"]);
+    let _delete = DeleteOnDrop(vec!["sa/nobody".into()]);
+    let kc = sa_kubeconfig(ns, "nobody");
+    let run = doctor(&[
+        GLIBC_CLIENT,
+        "-n",
+        CLIENT_NS,
+        "--kubeconfig",
+        kc.path().to_str().unwrap(),
+        "--as",
+        "someone",
+    ]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!("{who} may not impersonate"))
+            && run.stderr.contains("or run without --as"),
+        "{}",
+        run.stderr
+    );
+    // A group without a user is refused before anything is sent, as kubectl does.
+    let run = doctor(&[GLIBC_CLIENT, "--as-group", "system:masters"]);
+    assert_eq!(run.code, Some(2));
+    assert!(run.stderr.contains("need --as"), "{}", run.stderr);
+}
+
+#[test]
+fn request_timeout_bounds_a_request_to_a_server_that_never_answers() {
+    // A listener that never accepts: connections complete in its backlog, and the TLS
+    // handshake then waits forever.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = format!("https://{}", silent.local_addr().unwrap());
+    let started = std::time::Instant::now();
+    let run = doctor(&[
+        "pod/x",
+        "--kubeconfig",
+        "/dev/null",
+        "--server",
+        &server,
+        "--insecure-skip-tls-verify",
+        "--token",
+        "t",
+        "--request-timeout",
+        "2s",
+    ]);
+    let took = started.elapsed();
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        took < Duration::from_secs(20),
+        "ended only after {took:?} (the run's own --timeout is 120s)"
+    );
+    assert!(
+        run.stderr.contains("did not answer within 2s")
+            && run.stderr.contains("raise --request-timeout"),
+        "{}",
+        run.stderr
+    );
+    drop(silent);
+}
+
+/// The admin kubeconfig's server, CA, client certificate and key, as files for the flags.
+struct AdminCredentials {
+    server: String,
+    dir: tempfile::TempDir,
+}
+
+impl AdminCredentials {
+    fn read() -> Self {
+        use base64::Engine as _;
+        let text = std::fs::read_to_string(kubeconfig()).unwrap();
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.trim().strip_prefix(name))
+                .unwrap_or_else(|| panic!("{name} in the admin kubeconfig"))
+                .trim()
+                .to_string()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        for (file, key) in [
+            ("ca.crt", "certificate-authority-data:"),
+            ("admin.crt", "client-certificate-data:"),
+            ("admin.key", "client-key-data:"),
+        ] {
+            let pem = base64::engine::general_purpose::STANDARD
+                .decode(field(key))
+                .unwrap();
+            std::fs::write(dir.path().join(file), pem).unwrap();
+        }
+        Self {
+            server: field("server:"),
+            dir,
+        }
+    }
+
+    fn path(&self, file: &str) -> String {
+        self.dir.path().join(file).to_str().unwrap().to_string()
+    }
+}
+
+#[test]
+fn server_and_credentials_as_flags_run_without_any_kubeconfig() {
+    let _guard = cluster_lock();
+    let admin = AdminCredentials::read();
+    let (ca, crt, key) = (
+        admin.path("ca.crt"),
+        admin.path("admin.crt"),
+        admin.path("admin.key"),
+    );
+    // A whole run (discovery, ephemeral container, exec streams) on flags alone.
+    let run = doctor(&[
+        GLIBC_CLIENT,
+        "-n",
+        CLIENT_NS,
+        "--kubeconfig",
+        "/dev/null",
+        "--server",
+        &admin.server,
+        "--certificate-authority",
+        &ca,
+        "--client-certificate",
+        &crt,
+        "--client-key",
+        &key,
+        "--external-name",
+        EXTERNAL_NAME,
+        "--no-node-checks",
+        "-o",
+        "json",
+    ]);
+    assert!(
+        matches!(run.code, Some(0) | Some(1)),
+        "{}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    let report = run.json();
+    assert_eq!(report["target"]["name"], GLIBC_CLIENT);
+    assert_eq!(report["target"]["libc"], "glibc", "{}", run.stdout);
+
+    // Without the CA the server's certificate is not trusted; --insecure-skip-tls-verify
+    // accepts it.
+    let no_ca = [
+        "pod/does-not-exist",
+        "-n",
+        CLIENT_NS,
+        "--kubeconfig",
+        "/dev/null",
+        "--server",
+        &admin.server,
+        "--client-certificate",
+        &crt,
+        "--client-key",
+        &key,
+    ];
+    let run = doctor(&no_ca);
+    assert_eq!(run.code, Some(2));
+    assert!(
+        run.stderr.contains("cannot reach the cluster"),
+        "{}",
+        run.stderr
+    );
+    let mut insecure = no_ca.to_vec();
+    insecure.push("--insecure-skip-tls-verify");
+    let run = doctor(&insecure);
+    assert_eq!(run.code, Some(2));
+    assert!(
+        run.stderr.contains("\"does-not-exist\" not found"),
+        "{}",
+        run.stderr
+    );
+
+    // --token: a service account's token, which the API server names in its refusal.
+    let ns = conventions_ns();
+    let _ = kubectl(&["create", "sa", "-n", ns, "token-only"]);
+    let _delete = DeleteOnDrop(vec!["sa/token-only".into()]);
+    let token = kubectl_ok(&["create", "token", "-n", ns, "token-only", "--duration=10m"]);
+    let run = doctor(&[
+        GLIBC_CLIENT,
+        "-n",
+        CLIENT_NS,
+        "--kubeconfig",
+        "/dev/null",
+        "--server",
+        &admin.server,
+        "--certificate-authority",
+        &ca,
+        "--token",
+        token.trim(),
+    ]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "User \"system:serviceaccount:{ns}:token-only\" cannot get pods"
+        )),
+        "{}",
+        run.stderr
+    );
+    // A token the API server does not know is a 401, said as such.
+    let run = doctor(&[
+        GLIBC_CLIENT,
+        "--kubeconfig",
+        "/dev/null",
+        "--server",
+        &admin.server,
+        "--certificate-authority",
+        &ca,
+        "--token",
+        "not-a-token",
+    ]);
+    assert_eq!(run.code, Some(2));
+    assert!(
+        run.stderr.contains("did not accept the credentials"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_missing_file_in_a_kubeconfig_list_is_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("not-there");
+    let list = format!("{}:{}", missing.display(), kubeconfig().display());
+    let run = doctor_with_env(
+        &["pod/does-not-exist", "-n", CLIENT_NS],
+        &[("KUBECONFIG", &list)],
+    );
+    assert_eq!(run.code, Some(2));
+    // Connected through the second file: the API server answered for the pod.
+    assert!(
+        run.stderr.contains("\"does-not-exist\" not found"),
+        "{}",
+        run.stderr
+    );
+    // With no file there at all (and not in a pod) the error says where it looked.
+    let run = doctor_with_env(
+        &["pod/does-not-exist"],
+        &[("KUBECONFIG", missing.to_str().unwrap())],
+    );
+    assert_eq!(run.code, Some(2));
+    assert!(
+        run.stderr.contains("no kubeconfig found") && run.stderr.contains("not-there"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// An HTTP CONNECT proxy on loopback that records the targets it was asked for and relays
+/// the bytes: a real proxy, as small as one can be.
+struct ConnectProxy {
+    addr: std::net::SocketAddr,
+    targets: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl ConnectProxy {
+    fn start() -> Self {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let targets = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = targets.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().map_while(Result::ok) {
+                let seen = seen.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(client.try_clone().unwrap());
+                    let mut request = String::new();
+                    reader.read_line(&mut request).unwrap_or_default();
+                    loop {
+                        let mut header = String::new();
+                        if reader.read_line(&mut header).unwrap_or_default() <= 2 {
+                            break;
+                        }
+                    }
+                    let target = request
+                        .split_whitespace()
+                        .nth(1)
+                        .unwrap_or_default()
+                        .to_string();
+                    seen.lock().unwrap().push(target.clone());
+                    let Ok(upstream) = std::net::TcpStream::connect(&target) else {
+                        let _ = (&client).write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n");
+                        return;
+                    };
+                    let _ = (&client).write_all(b"HTTP/1.1 200 Connection established\r\n\r\n");
+                    let (mut up_r, mut up_w) = (upstream.try_clone().unwrap(), upstream);
+                    let mut down_w = client;
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut reader, &mut up_w);
+                        let _ = up_w.shutdown(std::net::Shutdown::Write);
+                    });
+                    let _ = std::io::copy(&mut up_r, &mut down_w);
+                    let _ = down_w.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        Self { addr, targets }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn targets(&self) -> Vec<String> {
+        self.targets.lock().unwrap().clone()
+    }
+}
+
+#[test]
+fn https_proxy_and_the_kubeconfigs_proxy_url_carry_the_run() {
+    let _guard = cluster_lock();
+    // The node address is in the API server certificate and is not loopback, so
+    // HTTPS_PROXY applies to it (Go, and so kubectl, never proxies loopback).
+    let node_ip = kubectl_ok(&[
+        "get",
+        "nodes",
+        "-o",
+        "jsonpath={.items[0].status.addresses[?(@.type==\"InternalIP\")].address}",
+    ]);
+    let admin = std::fs::read_to_string(kubeconfig()).unwrap();
+    let server_line = admin
+        .lines()
+        .find(|l| l.trim().starts_with("server:"))
+        .unwrap()
+        .to_string();
+    let port = server_line.rsplit(':').next().unwrap().trim().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let via_node = dir.path().join("via-node");
+    std::fs::write(
+        &via_node,
+        admin.replace(
+            &server_line,
+            &format!("    server: https://{node_ip}:{port}"),
+        ),
+    )
+    .unwrap();
+    let target = format!("{node_ip}:{port}");
+
+    // A whole run through HTTPS_PROXY, exec streams included.
+    let proxy = ConnectProxy::start();
+    let run = doctor_with_env(
+        &[
+            GLIBC_CLIENT,
+            "-n",
+            CLIENT_NS,
+            "--kubeconfig",
+            via_node.to_str().unwrap(),
+            "--external-name",
+            EXTERNAL_NAME,
+            "--no-node-checks",
+            "-o",
+            "json",
+        ],
+        &[("HTTPS_PROXY", &proxy.url()), ("NO_PROXY", "")],
+    );
+    assert!(
+        matches!(run.code, Some(0) | Some(1)),
+        "{}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    assert_eq!(run.json()["target"]["libc"], "glibc", "{}", run.stdout);
+    let seen = proxy.targets();
+    assert!(
+        !seen.is_empty() && seen.iter().all(|t| *t == target),
+        "the proxy saw {seen:?}, expected CONNECTs to {target}"
+    );
+
+    // NO_PROXY naming the server: straight there.
+    let proxy = ConnectProxy::start();
+    let run = doctor_with_env(
+        &[
+            "pod/does-not-exist",
+            "-n",
+            CLIENT_NS,
+            "--kubeconfig",
+            via_node.to_str().unwrap(),
+        ],
+        &[("HTTPS_PROXY", &proxy.url()), ("NO_PROXY", &node_ip)],
+    );
+    assert!(run.stderr.contains("not found"), "{}", run.stderr);
+    assert_eq!(proxy.targets(), Vec::<String>::new());
+
+    // The kubeconfig's proxy-url applies even to a loopback server.
+    let proxy = ConnectProxy::start();
+    let with_proxy_url = dir.path().join("proxy-url");
+    std::fs::write(
+        &with_proxy_url,
+        admin.replace(
+            &server_line,
+            &format!("{server_line}\n    proxy-url: {}", proxy.url()),
+        ),
+    )
+    .unwrap();
+    let run = doctor_with_env(
+        &[
+            "pod/does-not-exist",
+            "-n",
+            CLIENT_NS,
+            "--kubeconfig",
+            with_proxy_url.to_str().unwrap(),
+        ],
+        &[("HTTPS_PROXY", ""), ("NO_PROXY", "*")],
+    );
+    assert!(run.stderr.contains("not found"), "{}", run.stderr);
+    let loopback = server_line
+        .trim()
+        .trim_start_matches("server: https://")
+        .to_string();
+    assert!(
+        proxy.targets().contains(&loopback),
+        "the proxy saw {:?}, expected {loopback}",
+        proxy.targets()
+    );
+}
+
+#[test]
+fn a_job_without_kubeconfig_uses_its_service_account() {
+    let _guard = cluster_lock();
+    let ns = conventions_ns();
+    let binary = plugin_binary();
+    let _delete = DeleteOnDrop(vec!["job/in-cluster".into()]);
+    let _ = kubectl(&[
+        "delete",
+        "job",
+        "-n",
+        ns,
+        "in-cluster",
+        "--ignore-not-found",
+        "--wait=true",
+    ]);
+    // The plugin binary from this build, mounted from the node (this machine) into the
+    // glibc client image; no kubeconfig anywhere in the pod, no -n.
+    apply(&format!(
+        "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: in-cluster\n  namespace: {ns}\nspec:\n  backoffLimit: 0\n  ttlSecondsAfterFinished: 300\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n      - name: doctor\n        image: {image}\n        imagePullPolicy: Never\n        command: [\"/dns-doctor/kubectl-dns_doctor\", \"pod/some-pod\"]\n        volumeMounts:\n        - {{name: plugin, mountPath: /dns-doctor/kubectl-dns_doctor, readOnly: true}}\n      volumes:\n      - name: plugin\n        hostPath: {{path: {path}, type: File}}\n",
+        image = client_image(GLIBC_CLIENT),
+        path = binary.display(),
+    ));
+    assert!(
+        eventually(Duration::from_secs(90), || {
+            let (_, out) = kubectl(&[
+                "get",
+                "job",
+                "-n",
+                ns,
+                "in-cluster",
+                "-o",
+                "jsonpath={.status.failed}{.status.succeeded}",
+            ]);
+            !out.trim().is_empty()
+        }),
+        "the Job did not finish"
+    );
+    let log = kubectl_ok(&["logs", "-n", ns, "job/in-cluster"]);
+    // The pod's own service account, in the pod's own namespace, reached the API server.
+    assert!(
+        log.contains(&format!(
+            "forbidden: User \"system:serviceaccount:{ns}:default\" cannot get pods in namespace \"{ns}\""
+        )),
+        "{log}"
+    );
+    let failed = kubectl_ok(&[
+        "get",
+        "job",
+        "-n",
+        ns,
+        "in-cluster",
+        "-o",
+        "jsonpath={.status.failed}",
+    ]);
+    assert_eq!(failed.trim(), "1", "exit 2 fails the Job: {log}");
+}
+
+/// A kubeconfig whose user is an exec credential plugin: a shell script that asks for a
+/// passcode on the terminal, then hands out the admin's client certificate.
+fn exec_plugin_kubeconfig(dir: &std::path::Path, interactive_mode: &str) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(kubeconfig()).unwrap();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    use base64::Engine as _;
+    let pem = |key: &str| {
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(field(key))
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let credential = serde_json::json!({
+        "apiVersion": "client.authentication.k8s.io/v1",
+        "kind": "ExecCredential",
+        "status": {
+            "clientCertificateData": pem("client-certificate-data:"),
+            "clientKeyData": pem("client-key-data:"),
+        }
+    });
+    std::fs::write(dir.join("credential.json"), credential.to_string()).unwrap();
+    let plugin = dir.join("credential-plugin");
+    std::fs::write(
+        &plugin,
+        format!(
+            "#!/bin/sh\nprintf 'Passcode for the cluster: ' >&2\nread -r code\n[ \"$code\" = 1234 ] || exit 1\necho 'thank you' >&2\ncat {}\n",
+            dir.join("credential.json").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = dir.join("kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority-data: {}\nusers:\n- name: u\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: {}\n      interactiveMode: {interactive_mode}\ncontexts:\n- name: x\n  context: {{cluster: c, user: u}}\ncurrent-context: x\n",
+            field("server:"),
+            field("certificate-authority-data:"),
+            plugin.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Runs the plugin on a terminal (`script` allocates one) with `input` typed into it;
+/// returns the exit code and everything the terminal showed.
+fn doctor_on_a_terminal(args: &[&str], input: &str) -> (Option<i32>, String) {
+    use std::io::Write;
+    let command = std::iter::once(plugin_binary().display().to_string())
+        .chain(args.iter().map(|a| format!("'{a}'")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut child = std::process::Command::new("script")
+        .args(["--quiet", "--return", "--command", &command, "/dev/null"])
+        .env_remove("RUST_LOG")
+        .env_remove("NO_COLOR")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).unwrap();
+    // stdin stays open until the run ends: at its end `script` would end the session.
+    let waiter = std::thread::spawn(move || child.wait_with_output().unwrap());
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    while !waiter.is_finished() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    if !waiter.is_finished() {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+    }
+    drop(stdin);
+    let out = waiter.join().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// The frames of indicatif's spinner (its default tick strings, braille dots).
+const SPINNER_FRAMES: [char; 10] = ['⠁', '⠉', '⠙', '⠚', '⠒', '⠂', '⠲', '⠴', '⠤', '⠄'];
+
+#[test]
+fn an_exec_credential_plugins_prompt_is_never_drawn_over() {
+    let _guard = cluster_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let args = |kc: &std::path::Path| {
+        vec![
+            GLIBC_CLIENT.to_string(),
+            "-n".into(),
+            CLIENT_NS.into(),
+            "--kubeconfig".into(),
+            kc.display().to_string(),
+            "--external-name".into(),
+            EXTERNAL_NAME.into(),
+            "--no-node-checks".into(),
+            "-o".into(),
+            "json".into(),
+        ]
+    };
+    // A plugin that may prompt (again, to refresh): its prompt stands on its own line, the
+    // steps follow as lines, and no spinner frame is drawn anywhere.
+    let kc = exec_plugin_kubeconfig(dir.path(), "IfAvailable");
+    let a = args(&kc);
+    // kube-rs runs the plugin more than once while it builds the client (for the TLS
+    // identity and for the auth layer): the code is typed for each time.
+    let (code, screen) = doctor_on_a_terminal(
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        &"1234\n".repeat(4),
+    );
+    assert!(matches!(code, Some(0) | Some(1)), "{screen}");
+    let prompt = screen
+        .find("Passcode for the cluster: ")
+        .unwrap_or_else(|| panic!("no prompt on the terminal: {screen}"));
+    let steps = screen
+        .find("... discovering the cluster DNS")
+        .unwrap_or_else(|| panic!("no step lines: {screen}"));
+    assert!(prompt < steps, "{screen}");
+    assert!(
+        !screen.contains(SPINNER_FRAMES),
+        "a spinner was drawn beside a credential prompt: {screen}"
+    );
+    assert!(screen.contains("\"libc\": \"glibc\""), "{screen}");
+
+    // A plugin that never prompts keeps the spinner (so the check above can fail).
+    let never = tempfile::tempdir().unwrap();
+    let kc = exec_plugin_kubeconfig(never.path(), "Never");
+    // With interactiveMode Never kube-rs gives the plugin no terminal: it reads the code
+    // from a pipe; the spinner runs, once connected.
+    let plugin = never.path().join("credential-plugin");
+    let script = std::fs::read_to_string(&plugin)
+        .unwrap()
+        .replace("read -r code\n", "code=1234\n");
+    std::fs::write(&plugin, script).unwrap();
+    let a = args(&kc);
+    let (code, screen) =
+        doctor_on_a_terminal(&a.iter().map(String::as_str).collect::<Vec<_>>(), "");
+    assert!(matches!(code, Some(0) | Some(1)), "{screen}");
+    assert!(screen.contains(SPINNER_FRAMES), "no spinner: {screen}");
+    let prompt = screen.find("Passcode for the cluster: ");
+    let first_frame = screen.find(SPINNER_FRAMES);
+    assert!(
+        prompt.is_none() || prompt < first_frame,
+        "the spinner started before the credential plugin ran: {screen}"
+    );
+}
+
+#[test]
+fn kubectl_completes_pods_namespaces_and_containers_through_the_plugin() {
+    let _guard = cluster_lock();
+    // kubectl finds both executables on PATH, as after `cargo install` or a Krew install
+    // with the completion script linked.
+    let bin = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(plugin_binary(), bin.path().join("kubectl-dns_doctor")).unwrap();
+    std::os::unix::fs::symlink(
+        repo_root().join("plugin/kubectl_complete-dns_doctor"),
+        bin.path().join("kubectl_complete-dns_doctor"),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let complete = |words: &[&str]| {
+        let out = std::process::Command::new("kubectl")
+            .arg("__complete")
+            .arg("dns-doctor")
+            .args(words)
+            .env("PATH", &path)
+            .env("KUBECONFIG", kubeconfig())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let values: Vec<String> = text
+            .lines()
+            .map(|l| l.split('\t').next().unwrap_or_default().to_string())
+            .collect();
+        values
+    };
+    let pods = complete(&["-n", CLIENT_NS, "client-"]);
+    assert_eq!(
+        pods,
+        vec![
+            GLIBC_CLIENT.to_string(),
+            MUSL_CLIENT.to_string(),
+            ":4".into()
+        ]
+    );
+    let namespaces = complete(&["-n", ""]);
+    assert!(
+        namespaces.contains(&CLIENT_NS.to_string())
+            && namespaces.contains(&"kube-system".to_string()),
+        "{namespaces:?}"
+    );
+    let workloads = complete(&["-n", "kube-system", "deploy/"]);
+    assert_eq!(workloads, vec!["deploy/coredns".to_string(), ":4".into()]);
+    let containers = complete(&[&format!("pod/{GLIBC_CLIENT}"), "-n", CLIENT_NS, "-c", ""]);
+    assert_eq!(containers, vec!["client".to_string(), ":4".into()]);
+    let flags = complete(&["--request"]);
+    assert_eq!(flags, vec!["--request-timeout".to_string(), ":4".into()]);
 }

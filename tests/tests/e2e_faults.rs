@@ -3,7 +3,9 @@
 //! with evidence and remediation; with the fault off it exits 0 with no error finding, ten
 //! times in a row. The runbook's faults use the plain client pods; the scenarios beyond it
 //! that are about one pod's configuration (search-path, dns-bypass, nodelocaldns-down) bring
-//! their own client pod, which the fault switch creates and removes.
+//! their own client pod, which the fault switch creates and removes. A switch that makes the
+//! cluster work another way (no-kube-proxy-replaced: a replacement data plane) is a scenario
+//! whose expected outcome is healthy: exit 0 and no warning.
 //!
 //! The suite writes the accuracy table (scenario, expected finding, found finding, exit
 //! code, time to verdict) to docs/accuracy.md and into README.md between its markers, so
@@ -25,6 +27,10 @@ struct Row {
     ok: bool,
     detail: String,
 }
+
+/// The expected finding of a scenario that must come out healthy: exit 0 and no warning
+/// or error finding, whether a fault switch is on (a cluster that works another way) or not.
+const HEALTHY: &str = "(none)";
 
 /// The fake upstream's name whose answer (40 addresses) is too big for UDP.
 const BIG_NAME: &str = "big.external.test";
@@ -90,10 +96,10 @@ fn scenario_asking(
     let verdict_ms = report["timings"]["time_to_verdict_ms"]
         .as_u64()
         .unwrap_or(0);
-    let ok = if fault_name.is_some() {
-        code == Some(1) && found == expected
-    } else {
+    let ok = if expected == HEALTHY {
         code == Some(0) && errors(&report).is_empty()
+    } else {
+        code == Some(1) && found == expected
     };
     let mut detail = String::new();
     if !ok {
@@ -102,7 +108,7 @@ fn scenario_asking(
             errors(&report),
             stderr.lines().rev().take(5).collect::<Vec<_>>().join(" | ")
         );
-    } else if fault_name.is_some() {
+    } else if expected != HEALTHY {
         // The named cause carries its evidence and remediation.
         let top = &report["findings"][0];
         assert!(
@@ -316,6 +322,29 @@ fn every_fault_is_named_and_the_healthy_cluster_is_clean() {
             EXTERNAL_NAME,
             "bridge-nf-call-iptables-off",
         ),
+        // No kube-proxy: nothing translates the ClusterIP, which is no kube-proxy crash;
+        // or a replacement data plane does, which is healthy.
+        (
+            "no-kube-proxy",
+            GLIBC_CLIENT,
+            EXTERNAL_NAME,
+            "clusterip-not-translated",
+        ),
+        (
+            "no-kube-proxy-replaced",
+            GLIBC_CLIENT,
+            EXTERNAL_NAME,
+            HEALTHY,
+        ),
+        // A mesh sidecar's DNS capture with no sidecar listening: the redirect in the
+        // pod's own namespace is the cause, not kube-proxy (the ClusterIP fails while the
+        // endpoints answer, as when kube-proxy is down).
+        (
+            "dns-redirect",
+            GLIBC_CLIENT,
+            EXTERNAL_NAME,
+            "dns-redirected-in-pod",
+        ),
         (
             "conntrack-stale",
             GLIBC_CLIENT,
@@ -363,4 +392,55 @@ fn every_fault_is_named_and_the_healthy_cluster_is_clean() {
         "left behind: {:?}",
         leftovers()
     );
+}
+
+/// Without kube-proxy the report says which data plane it saw, in JSON and in text: the
+/// replacement's nftables table when one translates the ClusterIP, none when nothing does.
+#[test]
+fn without_kube_proxy_the_report_names_the_data_plane_it_saw() {
+    let _guard = cluster_lock();
+    let cases: [(&'static str, Option<i32>, &str, &str); 2] = [
+        (
+            "no-kube-proxy-replaced",
+            Some(0),
+            "other",
+            "data plane: no kube-proxy in this cluster; another data plane translates the DNS ClusterIP on dnsdoctor-node: nftables table ip dnsdoctor-lb",
+        ),
+        (
+            "no-kube-proxy",
+            Some(1),
+            "none_visible",
+            "data plane: no kube-proxy in this cluster, and no rule for the DNS ClusterIP in iptables, nftables or IPVS on dnsdoctor-node",
+        ),
+    ];
+    for (fault_name, code, kind, text_line) in cases {
+        let _fault = Fault::on(fault_name);
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let bundle = dir.path().join("bundle");
+        let run = doctor(&[
+            GLIBC_CLIENT,
+            "-n",
+            CLIENT_NS,
+            "--external-name",
+            EXTERNAL_NAME,
+            "-o",
+            "json",
+            "--timeout",
+            "150s",
+            "--output-dir",
+            bundle.to_str().expect("UTF-8 path"),
+        ]);
+        let report = run.json();
+        assert_eq!(run.code, code, "{fault_name}: {}", run.stderr);
+        assert_eq!(
+            report["data_plane"]["kind"], kind,
+            "{fault_name}: {}",
+            report["data_plane"]
+        );
+        let text = std::fs::read_to_string(bundle.join("report.txt")).expect("report.txt");
+        assert!(
+            text.lines().any(|l| l.trim_start().starts_with(text_line)),
+            "{fault_name}: no line starting {text_line:?} in\n{text}"
+        );
+    }
 }

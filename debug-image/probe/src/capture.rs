@@ -21,8 +21,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// Printed on stderr once tcpdump has opened the interface and installed its filter.
-pub const READY_LINE: &str = "dns-doctor-probe-ready";
+pub use dns_doctor_schema::protocol::READY_LINE;
 
 /// How long tcpdump gets to flush and exit after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(3);

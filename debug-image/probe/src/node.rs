@@ -2,6 +2,7 @@
 //! own view). Nothing is parsed here; the plugin parses, so plugin and image versions may differ.
 
 use crate::child;
+use crate::schema::protocol::{conntrack_dns_key, ListingStage};
 use crate::schema::{CommandOutput, HttpProbe, NodeSnapshot, RawFile};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -54,24 +55,6 @@ const COMMANDS: [(&str, &[&str]); 10] = [
 ];
 
 const CONNTRACK_STATS: [&str; 2] = ["conntrack", "-S"];
-
-/// When a conntrack listing of a DNS Service address was taken: before and after the
-/// conntrack window, so that the plugin sees which entries packets kept alive in between.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ListingStage {
-    Before,
-    After,
-}
-
-/// The command key of the UDP conntrack listing of one DNS Service address, e.g.
-/// `conntrack-dns-after@10.96.0.10:53`.
-pub fn conntrack_dns_key(stage: ListingStage, service: SocketAddr) -> String {
-    let stage = match stage {
-        ListingStage::Before => "before",
-        ListingStage::After => "after",
-    };
-    format!("conntrack-dns-{stage}@{service}")
-}
 
 /// `conntrack -L` of the UDP entries whose original destination is `service`: the flows
 /// that clients opened towards the DNS ClusterIP, with the endpoint each was DNATed to.

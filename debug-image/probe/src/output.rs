@@ -9,8 +9,7 @@ use std::sync::{Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// Prefix of the summary line on stderr when the pcap itself goes to stdout.
-pub const SUMMARY_PREFIX: &str = "dns-doctor-probe-summary: ";
+pub use dns_doctor_schema::protocol::SUMMARY_PREFIX;
 
 /// Where the document goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -79,7 +79,7 @@ pub fn qtype_name(qtype: u16) -> String {
 
 /// Mnemonic of a 4-bit response code (`NOERROR`, `NXDOMAIN`, ...), as the probe spells it.
 pub fn rcode_name(rcode: u8) -> &'static str {
-    dns_doctor_probe::schema::rcode_name(u16::from(rcode)).unwrap_or("RESERVED")
+    dns_doctor_schema::rcode_name(u16::from(rcode)).unwrap_or("RESERVED")
 }
 
 /// A decoded DNS message, without the addresses it travelled between.

@@ -16,9 +16,7 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use dns_doctor_probe::schema::{
-    LibcKind, PodReport, QueryOutcome, QueryResult, ServerRole, Transport,
-};
+use dns_doctor_schema::{LibcKind, PodReport, QueryOutcome, QueryResult, ServerRole, Transport};
 use serde::{Deserialize, Serialize};
 
 use crate::dns_config::resolv_conf::{musl_search_candidates, ResolvConf};

@@ -174,7 +174,7 @@ fn silent_nameservers(cx: &Context<'_>) -> Option<Finding> {
     let first = first_silent?;
     let timeout = conf.timeout_secs.max(1);
     // musl asks every nameserver at once: a silent one costs time only when all are.
-    let musl = o.report.libc.kind == dns_doctor_probe::schema::LibcKind::Musl;
+    let musl = o.report.libc.kind == dns_doctor_schema::LibcKind::Musl;
     let costly = first == 0 && !musl;
     let cost = if costly {
         format!("with glibc every lookup first waits {timeout} s for it (the resolv.conf timeout) before asking the next")

@@ -3,7 +3,7 @@
 //! bridge then skips conntrack's reverse translation: it arrives from the DNS pod's own
 //! address instead of the ClusterIP the client asked, and the resolver drops it.
 
-use dns_doctor_probe::schema::Transport;
+use dns_doctor_schema::Transport;
 
 use super::finding::{EvidenceRef, Finding, Severity};
 use super::node_view::BRIDGE_NF_CALL_IPTABLES_PATH;

@@ -5,12 +5,13 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use dns_doctor_probe::schema::{ConnectOutcome, ServerRole, Transport};
+use dns_doctor_schema::{ConnectOutcome, ServerRole, Transport};
 
 use crate::node::service::Protocol;
 use crate::topology::ClusterDnsSource;
 
 use super::check::{Check, CheckStatus};
+use super::data_plane::DataPlaneKind;
 use super::observed::{answered_ok, Tally};
 use super::Context;
 
@@ -69,6 +70,14 @@ pub fn checklist(cx: &Context<'_>) -> Vec<Check> {
     ]
 }
 
+/// `, redirected in the pod to local port 15053` when the pod's own rules send DNS to `ip`
+/// elsewhere first; empty otherwise.
+fn redirected(redirects: &[super::pod_netns_rules::Hit], ip: IpAddr) -> String {
+    super::pod_netns_rules::first_hop(redirects, ip)
+        .map(|hop| format!(", redirected in the pod to {hop}"))
+        .unwrap_or_default()
+}
+
 /// The pod's resolv.conf: its nameservers are the cluster DNS (or a NodeLocal cache in
 /// front of it) and they answer.
 fn pod_nameservers(cx: &Context<'_>) -> Check {
@@ -86,6 +95,7 @@ fn pod_nameservers(cx: &Context<'_>) -> Check {
     };
     let cluster = o.cluster_dns_ips();
     let local = cx.topology.node_local_dns.as_ref().map(|n| n.local_ip);
+    let redirects = super::pod_netns_rules::redirects(cx);
     let mut foreign = false;
     let mut parts = Vec::new();
     for ns in conf.nameservers.iter().map(|n| n.address) {
@@ -98,7 +108,7 @@ fn pod_nameservers(cx: &Context<'_>) -> Check {
             "not the cluster DNS"
         };
         let t = Tally::of(o.to_nameservers().filter(|q| q.server.ip() == ns));
-        parts.push(format!("{ns} ({what}): {t}"));
+        parts.push(format!("{ns} ({what}{}): {t}", redirected(&redirects, ns)));
     }
     if parts.is_empty() {
         return Check::new(
@@ -289,11 +299,15 @@ fn tcp_connect(cx: &Context<'_>) -> Check {
         .iter()
         .filter(|c| c.outcome == ConnectOutcome::Connected)
         .count();
+    let redirects = super::pod_netns_rules::redirects(cx);
     let parts: Vec<String> = connects
         .iter()
         .map(|c| {
+            let via = super::pod_netns_rules::first_hop(&redirects, c.target.ip())
+                .map(|hop| format!(" (redirected in the pod to {hop})"))
+                .unwrap_or_default();
             format!(
-                "{} {} in {:.0} ms",
+                "{}{via} {} in {:.0} ms",
                 c.target,
                 connect_label(c.outcome),
                 c.latency_ms
@@ -332,11 +346,27 @@ fn queries(cx: &Context<'_>) -> Check {
             "no query for a cluster name was sent to the cluster DNS",
         );
     }
+    let redirects = super::pod_netns_rules::redirects(cx);
+    let hops: BTreeSet<String> = o
+        .cluster_dns_ips()
+        .into_iter()
+        .filter_map(|ip| {
+            super::pod_netns_rules::first_hop(&redirects, ip).map(|hop| format!("{ip} -> {hop}"))
+        })
+        .collect();
+    let via = if hops.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; redirected in the pod: {}",
+            hops.into_iter().collect::<Vec<_>>().join(", ")
+        )
+    };
     Check::new(
         "queries",
         T,
         status_of(&all),
-        format!("UDP {udp}; TCP {tcp}"),
+        format!("UDP {udp}; TCP {tcp}{via}"),
     )
 }
 
@@ -436,17 +466,17 @@ fn kube_proxy(cx: &Context<'_>) -> Check {
             None => problems.push(format!("no kube-proxy pod on {node}")),
         }
     }
-    // Without kube-proxy (an eBPF data plane such as Cilium's kube-proxy replacement) the
-    // absence of its rules is expected: the step reports what it saw, and passes when the
-    // ClusterIP answers.
-    let no_kube_proxy = cx.topology.kube_proxy.absent_by_design()
-        && cx.nodes.iter().all(|n| n.kube_proxy_hooked != Some(true));
-    if no_kube_proxy && !cx.nodes.is_empty() {
-        let clusterip_ok = cx.observed.as_ref().map(|o| {
-            let t = Tally::of(o.to_cluster_dns());
-            t.mostly_ok()
-        });
-        let detail = "no kube-proxy in this cluster and no kube-proxy rules on the nodes: another data plane (eBPF, e.g. Cilium's kube-proxy replacement) translates ClusterIPs";
+    // Without kube-proxy (an eBPF data plane such as Cilium's kube-proxy replacement, or
+    // rules of another data plane) the absence of its rules is expected: the step says what
+    // translates the ClusterIP, and passes when the ClusterIP answers.
+    if let Some(plane) = super::data_plane::data_plane(cx)
+        .filter(|p| matches!(p.kind, DataPlaneKind::Other | DataPlaneKind::NoneVisible))
+    {
+        let clusterip_ok = cx
+            .observed
+            .as_ref()
+            .map(|o| Tally::of(o.to_cluster_dns()).mostly_ok());
+        let detail = plane.detail;
         return match clusterip_ok {
             Some(true) => Check::new(
                 "kube-proxy",
@@ -454,7 +484,13 @@ fn kube_proxy(cx: &Context<'_>) -> Check {
                 CheckStatus::Pass,
                 format!("{detail}; the DNS ClusterIP answers"),
             ),
-            _ => Check::new(
+            Some(false) => Check::new(
+                "kube-proxy",
+                T,
+                CheckStatus::Fail,
+                format!("{detail}; the DNS ClusterIP does not answer"),
+            ),
+            None => Check::new(
                 "kube-proxy",
                 T,
                 CheckStatus::Skipped,

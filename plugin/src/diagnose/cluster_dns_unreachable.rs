@@ -3,7 +3,7 @@
 //! Without the pod probe (`analyze`, or a run whose probe could not start) the pod's
 //! capture stands in: queries it shows leaving that were never answered.
 
-use dns_doctor_probe::schema::Transport;
+use dns_doctor_schema::Transport;
 
 use super::finding::{EvidenceRef, Finding, Severity};
 use super::{Context, PointAnalysis};

@@ -15,8 +15,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 
-use dns_doctor_probe::node::{conntrack_dns_key, ListingStage};
-use dns_doctor_probe::schema::Transport;
+use dns_doctor_schema::protocol::{conntrack_dns_key, ListingStage};
+use dns_doctor_schema::Transport;
 
 use crate::evidence::CaptureKind;
 use crate::node::conntrack_entries::{parse_conntrack_listing, parse_shown_count, ConntrackEntry};
@@ -569,8 +569,8 @@ fn plural(n: usize, one: &str, many: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use dns_doctor_probe::node::{conntrack_dns_key, ListingStage};
-    use dns_doctor_probe::schema::QueryOutcome;
+    use dns_doctor_schema::protocol::{conntrack_dns_key, ListingStage};
+    use dns_doctor_schema::QueryOutcome;
 
     use super::*;
     use crate::capture::correlate::{LostQuery, MatchKind, Sighting};

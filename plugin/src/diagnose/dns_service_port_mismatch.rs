@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use dns_doctor_probe::schema::Transport;
+use dns_doctor_schema::Transport;
 
 use crate::dns_config::corefile::parse_corefile;
 use crate::topology::{EndpointInfo, ServiceInfo, Topology};

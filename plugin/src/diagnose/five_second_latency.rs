@@ -2,7 +2,7 @@
 //! A/AAAA replies never comes (the conntrack insert race when both packets of one socket
 //! are NATed at once, or a rule dropping part of the DNS traffic).
 
-use dns_doctor_probe::schema::ServerRole;
+use dns_doctor_schema::ServerRole;
 
 use super::finding::{EvidenceRef, Finding, Severity};
 use super::libc_advice;

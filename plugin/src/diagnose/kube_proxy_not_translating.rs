@@ -2,7 +2,7 @@
 //! directly, and the pod's node shows why: kube-proxy's rules for the ClusterIP are missing
 //! (flushed, never written) or kube-proxy is not running there.
 
-use dns_doctor_probe::schema::Transport;
+use dns_doctor_schema::Transport;
 
 use super::finding::{EvidenceRef, Finding, Severity};
 use super::observed::Tally;

@@ -4,7 +4,7 @@
 //! (Go's resolver, a libc linked in) whatever libc files its image holds. So libc-specific
 //! advice is given only for a detected glibc or musl; otherwise it is neutral.
 
-use dns_doctor_probe::schema::LibcKind;
+use dns_doctor_schema::LibcKind;
 
 /// The target's resolver as a finding names it, e.g. "the resolver (glibc)"; `kind` is None
 /// when the pod probe did not run.

@@ -2,7 +2,7 @@
 //! probe's direct queries rule out), with the next thing to check there. Used when no rule
 //! proves a cause: "unknown cause" without a place is not an answer.
 
-use dns_doctor_probe::schema::QueryOutcome;
+use dns_doctor_schema::QueryOutcome;
 
 use crate::evidence::CaptureKind;
 

@@ -9,6 +9,7 @@ pub mod app_lookup;
 pub mod check;
 pub mod checklist;
 pub mod corefile_view;
+pub mod data_plane;
 pub mod finding;
 pub mod ladder;
 pub mod libc_advice;
@@ -22,6 +23,7 @@ pub mod bridge_nf_call_iptables_off;
 pub mod capture_damaged;
 pub mod cluster_dns_unreachable;
 pub mod cluster_domain_mismatch;
+pub mod clusterip_not_translated;
 pub mod conntrack_stale_dns;
 pub mod conntrack_table_near_full;
 pub mod dns_pods_not_ready;
@@ -108,6 +110,9 @@ pub struct Diagnosis {
     /// Each name as the pod's applications look it up, replayed over the measurements.
     #[serde(default)]
     pub lookups: Vec<app_lookup::AppLookup>,
+    /// The service data plane seen on the target's node; None when no cluster was examined.
+    #[serde(default)]
+    pub data_plane: Option<data_plane::DataPlane>,
 }
 
 impl Diagnosis {
@@ -137,6 +142,7 @@ pub const PRIORITY: &[&str] = &[
     pod_netns_rules::ID_DROPS,
     pod_netns_rules::ID_REDIRECTS,
     kube_proxy_not_translating::ID,
+    clusterip_not_translated::ID,
     // Two backends, one stale, explain the stale translation they cause.
     iptables_backends_conflict::ID,
     kube_proxy_stale_rules::ID,
@@ -255,6 +261,7 @@ pub fn diagnose(input: &DiagnosisInput<'_>) -> Diagnosis {
     findings.extend(nodelocaldns_not_answering::rule(&cx));
     findings.extend(pod_netns_rules::rule(&cx));
     findings.extend(kube_proxy_not_translating::rule(&cx));
+    findings.extend(clusterip_not_translated::rule(&cx));
     findings.extend(kube_proxy_stale_rules::rule(&cx));
     findings.extend(iptables_backends_conflict::rule(&cx));
     findings.extend(bridge_nf_call_iptables_off::rule(&cx));
@@ -285,6 +292,7 @@ pub fn diagnose(input: &DiagnosisInput<'_>) -> Diagnosis {
     order(&mut findings);
     let points: Vec<String> = input.captures.iter().map(|c| c.name.to_string()).collect();
     Diagnosis {
+        data_plane: data_plane::data_plane(&cx),
         checklist,
         lost_queries: input
             .correlation

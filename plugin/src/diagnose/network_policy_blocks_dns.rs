@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 
-use dns_doctor_probe::schema::Transport;
+use dns_doctor_schema::Transport;
 
 use crate::topology::{DnsPodInfo, NetworkPolicyInfo, Topology};
 

@@ -3,7 +3,7 @@
 //! seen at the pod or on the node. Without a rule on the node, a loss point on the node is
 //! the security-group case: something between the nodes drops them.
 
-use dns_doctor_probe::schema::Transport;
+use dns_doctor_schema::Transport;
 
 use crate::evidence::CaptureKind;
 

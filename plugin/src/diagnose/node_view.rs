@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use dns_doctor_probe::schema::{CommandOutput, HttpProbe, NodeSnapshot};
+use dns_doctor_schema::{CommandOutput, HttpProbe, NodeSnapshot};
 use ipnet::IpNet;
 
 use crate::evidence::NodeEvidence;

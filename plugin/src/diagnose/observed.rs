@@ -4,7 +4,7 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use dns_doctor_probe::schema::{
+use dns_doctor_schema::{
     ConnectOutcome, PodReport, QueryOutcome, QueryResult, ServerRole, TcpConnect, Transport,
 };
 

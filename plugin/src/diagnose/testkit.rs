@@ -5,7 +5,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use dns_doctor_probe::schema::{
+use dns_doctor_schema::{
     CommandOutput, ConnectOutcome, LibcDetection, LibcKind, NodeSnapshot, ParallelStats,
     ParallelTest, PodReport, QueryOutcome, QueryResult, RawFile, SearchExpansion, ServerRole,
     TcpConnect, Transport,
@@ -326,14 +326,14 @@ fn node_snapshot(node: &str) -> NodeSnapshot {
             },
         ],
         http: vec![
-            dns_doctor_probe::schema::HttpProbe {
+            dns_doctor_schema::HttpProbe {
                 key: "kube-proxy-healthz".into(),
                 url: "http://127.0.0.1:10256/healthz".into(),
                 status: Some(200),
                 body: Some("{}".into()),
                 error: None,
             },
-            dns_doctor_probe::schema::HttpProbe {
+            dns_doctor_schema::HttpProbe {
                 key: "kube-proxy-mode".into(),
                 url: "http://127.0.0.1:10249/proxyMode".into(),
                 status: Some(200),
@@ -357,6 +357,7 @@ fn dns_pod(name: &str, ip_s: &str) -> DnsPodInfo {
         restarts: 0,
         container: "coredns".into(),
         waiting_reason: None,
+        exited: None,
         last_termination: None,
         log_lines: Vec::new(),
         labels: labels(&[("k8s-app", "kube-dns"), ("pod-template-hash", "7db6d8ff4d")]),

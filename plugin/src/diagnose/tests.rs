@@ -1,7 +1,7 @@
 //! One table of scenarios per rule, built from the healthy base in `testkit`: each fault
 //! must put its finding first, and the healthy cluster must come out clean.
 
-use dns_doctor_probe::schema::{ConnectOutcome, LibcKind, QueryOutcome, ServerRole, Transport};
+use dns_doctor_schema::{ConnectOutcome, LibcKind, QueryOutcome, ServerRole, Transport};
 
 use crate::capture::correlate::MatchKind;
 use crate::capture::{CaptureAnalysis, CaptureFormat, Correlation, LostQuery, Sighting, Timestamp};
@@ -1742,7 +1742,7 @@ fn target_port_5353_while_coredns_listens_on_53() {
     assert!(d.has_problems());
 }
 
-fn netns_dump(key: &str, stdout: &str) -> dns_doctor_probe::schema::CommandOutput {
+fn netns_dump(key: &str, stdout: &str) -> dns_doctor_schema::CommandOutput {
     command(key, stdout)
 }
 

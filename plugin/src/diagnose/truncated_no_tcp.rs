@@ -1,7 +1,7 @@
 //! Rule: answers too large for UDP come back truncated and the TCP retry fails, so large
 //! answers never arrive.
 
-use dns_doctor_probe::schema::Transport;
+use dns_doctor_schema::Transport;
 
 use super::finding::{EvidenceRef, Finding, Severity};
 use super::observed::{answered_ok, describe_query};

@@ -1,7 +1,7 @@
 //! Rule: DNS over UDP fails while DNS over TCP to the same address works, so something on
 //! the path (node firewall, network policy, security group, ACL) drops UDP port 53.
 
-use dns_doctor_probe::schema::Transport;
+use dns_doctor_schema::Transport;
 
 use super::finding::{EvidenceRef, Finding, Severity};
 use super::libc_advice;

@@ -1,7 +1,7 @@
 //! Rule: cluster names resolve but external names do not, and the upstream resolver queried
 //! from a DNS pod's own network namespace fails too: the upstream is down or an ACL blocks it.
 
-use dns_doctor_probe::schema::ServerRole;
+use dns_doctor_schema::ServerRole;
 
 use super::finding::{EvidenceRef, Finding, Severity};
 use super::observed::{answered_ok, describe_query, Tally};

@@ -16,7 +16,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{ListParams, LogParams, PostParams};
 use kube::{Api, Client};
 
-use super::KubeError;
+use super::{ContainerKind, KubeError};
 use crate::cli::{TargetKind, TargetRef};
 use crate::dns_config::coredns_log::notable_lines;
 use crate::topology::{
@@ -29,6 +29,95 @@ use crate::topology::{
 /// The link-local address NodeLocal DNSCache listens on unless configured otherwise.
 pub const NODE_LOCAL_DNS_DEFAULT_IP: &str = "169.254.20.10";
 const LOG_TAIL_LINES: i64 = 200;
+
+/// The annotation naming the container kubectl commands default to (KEP 2227).
+pub const DEFAULT_CONTAINER_ANNOTATION: &str = "kubectl.kubernetes.io/default-container";
+
+/// The container a run examines, and why that one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerChoice {
+    pub name: String,
+    pub reason: ContainerReason,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerReason {
+    /// Named with -c.
+    Requested,
+    /// Named by the kubectl.kubernetes.io/default-container annotation.
+    Annotation,
+    /// The first of several, as kubectl defaults.
+    First,
+    /// The pod has no other.
+    Only,
+}
+
+/// The container to examine, as kubectl picks one: the one named with -c, which must be one
+/// of the pod's containers; else the one the default-container annotation names, if the pod
+/// has it; else the first.
+pub fn choose_container(pod: &Pod, requested: Option<&str>) -> Result<ContainerChoice, KubeError> {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let names: Vec<String> = spec.containers.iter().map(|c| c.name.clone()).collect();
+    if let Some(want) = requested {
+        if names.iter().any(|n| n == want) {
+            return Ok(ContainerChoice {
+                name: want.to_string(),
+                reason: ContainerReason::Requested,
+            });
+        }
+        let init = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .any(|c| c.name == want);
+        let ephemeral = spec
+            .ephemeral_containers
+            .iter()
+            .flatten()
+            .any(|c| c.name == want);
+        return Err(KubeError::ContainerNotFound {
+            namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+            pod: pod.metadata.name.clone().unwrap_or_default(),
+            container: want.to_string(),
+            kind: if init {
+                ContainerKind::Init
+            } else if ephemeral {
+                ContainerKind::Ephemeral
+            } else {
+                ContainerKind::Missing
+            },
+            containers: names,
+        });
+    }
+    let annotated = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(DEFAULT_CONTAINER_ANNOTATION))
+        .filter(|n| names.contains(n));
+    if let Some(name) = annotated {
+        return Ok(ContainerChoice {
+            name: name.clone(),
+            reason: ContainerReason::Annotation,
+        });
+    }
+    let first = names.first().cloned().ok_or_else(|| KubeError::Other {
+        what: format!(
+            "pod {}/{}",
+            pod.metadata.namespace.as_deref().unwrap_or_default(),
+            pod.metadata.name.as_deref().unwrap_or_default()
+        ),
+        message: "has no containers".into(),
+    })?;
+    Ok(ContainerChoice {
+        name: first,
+        reason: if names.len() > 1 {
+            ContainerReason::First
+        } else {
+            ContainerReason::Only
+        },
+    })
+}
 
 /// Find the pod to examine: the named pod, or a ready pod of the named workload.
 /// Returns the pod and, for a workload, the workload's `kind/name`.
@@ -181,6 +270,17 @@ fn pod_ready(pod: &Pod) -> bool {
         .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
+/// The target pod's info, with the examined container first among its containers (the
+/// order the probe's injection and the report rely on).
+pub fn target_info(pod: &Pod, container: &str) -> PodInfo {
+    let mut info = pod_info(pod);
+    if let Some(i) = info.containers.iter().position(|c| c == container) {
+        let chosen = info.containers.remove(i);
+        info.containers.insert(0, chosen);
+    }
+    info
+}
+
 /// The parts of a pod DNS cares about.
 pub fn pod_info(pod: &Pod) -> PodInfo {
     let spec = pod.spec.clone().unwrap_or_default();
@@ -224,11 +324,17 @@ pub fn pod_info(pod: &Pod) -> PodInfo {
     }
 }
 
-/// Everything else about the cluster DNS behind `pod`. Never fails: what cannot be read is
+/// Everything else about the cluster DNS behind `pod`, whose `container` is examined (it
+/// comes first in `Topology::target.containers`). Never fails: what cannot be read is
 /// listed in `Topology::gaps`.
-pub async fn discover(client: &Client, pod: &Pod, chosen_from: Option<String>) -> Topology {
+pub async fn discover(
+    client: &Client,
+    pod: &Pod,
+    container: &str,
+    chosen_from: Option<String>,
+) -> Topology {
     let mut topo = Topology {
-        target: pod_info(pod),
+        target: target_info(pod, container),
         chosen_from,
         ..Topology::default()
     };
@@ -732,6 +838,14 @@ pub fn dns_pod_info(pod: &Pod) -> DnsPodInfo {
             .and_then(|s| s.state.as_ref())
             .and_then(|s| s.waiting.as_ref())
             .and_then(|w| w.reason.clone()),
+        exited: cs
+            .and_then(|s| s.state.as_ref())
+            .and_then(|s| s.terminated.as_ref())
+            .map(|t| Termination {
+                reason: t.reason.clone().unwrap_or_default(),
+                exit_code: t.exit_code,
+                message: t.message.clone(),
+            }),
         last_termination: cs
             .and_then(|s| s.last_state.as_ref())
             .and_then(|s| s.terminated.as_ref())
@@ -1115,6 +1229,90 @@ mod tests {
         );
         // `{}` allows everything: no peers, no ports.
         assert_eq!(info.egress[1], PolicyRule::default());
+    }
+
+    fn pod_with(containers: &[&str], annotation: Option<&str>) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": "web-0",
+                "namespace": "shop",
+                "annotations": annotation.map(|a| serde_json::json!({DEFAULT_CONTAINER_ANNOTATION: a})),
+            },
+            "spec": {
+                "initContainers": [{"name": "init-db"}],
+                "containers": containers.iter().map(|c| serde_json::json!({"name": c})).collect::<Vec<_>>(),
+                "ephemeralContainers": [{"name": "dns-doctor-abc123"}],
+            }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn container_is_the_requested_then_annotated_then_first() {
+        let pod = pod_with(&["istio-proxy", "app"], None);
+        let first = choose_container(&pod, None).unwrap();
+        assert_eq!(first.name, "istio-proxy");
+        assert_eq!(first.reason, ContainerReason::First);
+        let asked = choose_container(&pod, Some("app")).unwrap();
+        assert_eq!(
+            (asked.name.as_str(), asked.reason),
+            ("app", ContainerReason::Requested)
+        );
+
+        let pod = pod_with(&["istio-proxy", "app"], Some("app"));
+        let annotated = choose_container(&pod, None).unwrap();
+        assert_eq!(
+            (annotated.name.as_str(), annotated.reason),
+            ("app", ContainerReason::Annotation)
+        );
+        // -c wins over the annotation.
+        assert_eq!(
+            choose_container(&pod, Some("istio-proxy")).unwrap().name,
+            "istio-proxy"
+        );
+        // An annotation naming no container is ignored, as kubectl does.
+        let pod = pod_with(&["istio-proxy", "app"], Some("gone"));
+        assert_eq!(choose_container(&pod, None).unwrap().name, "istio-proxy");
+        let only = choose_container(&pod_with(&["app"], None), None).unwrap();
+        assert_eq!(only.reason, ContainerReason::Only);
+    }
+
+    #[test]
+    fn an_unknown_container_lists_the_pods_containers() {
+        let pod = pod_with(&["istio-proxy", "app"], None);
+        let err = choose_container(&pod, Some("ap")).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("pod shop/web-0 has no container \"ap\"")
+                && text.contains("its containers: istio-proxy, app"),
+            "{text}"
+        );
+        assert!(
+            err.hint().unwrap().contains("-c istio-proxy"),
+            "{:?}",
+            err.hint()
+        );
+        let init = choose_container(&pod, Some("init-db"))
+            .unwrap_err()
+            .to_string();
+        assert!(init.contains("init container"), "{init}");
+        let eph = choose_container(&pod, Some("dns-doctor-abc123"))
+            .unwrap_err()
+            .to_string();
+        assert!(eph.contains("ephemeral container"), "{eph}");
+    }
+
+    #[test]
+    fn the_examined_container_comes_first() {
+        let pod = pod_with(&["istio-proxy", "app", "logger"], None);
+        assert_eq!(
+            target_info(&pod, "app").containers,
+            vec!["app", "istio-proxy", "logger"]
+        );
+        assert_eq!(
+            target_info(&pod, "istio-proxy").containers,
+            vec!["istio-proxy", "app", "logger"]
+        );
     }
 
     #[test]

@@ -13,30 +13,10 @@ use k8s_openapi::api::core::v1::{
 use kube::api::{Patch, PatchParams};
 use kube::runtime::wait::await_condition;
 use kube::{Api, Client};
-use serde::Serialize;
 
 use super::KubeError;
-
-/// How much privilege an ephemeral container asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Privilege {
-    /// Root with NET_RAW and NET_ADMIN: probes and tcpdump in the pod.
-    Capture,
-    /// Root, no added capabilities: probes only (what Pod Security "baseline" admits).
-    ProbeOnly,
-    /// Non-root, all capabilities dropped, RuntimeDefault seccomp: "restricted".
-    Restricted,
-}
-
-impl Privilege {
-    /// Every level, most capable first: the order preflight tries them in.
-    pub const ALL: [Privilege; 3] = [Self::Capture, Self::ProbeOnly, Self::Restricted];
-
-    pub fn can_capture(self) -> bool {
-        self == Self::Capture
-    }
-}
+use crate::access::Privilege;
+use crate::plan::script::PROBE_BIN;
 
 /// The unprivileged user the restricted variant runs as.
 const NOBODY: i64 = 65534;
@@ -105,9 +85,6 @@ pub fn hold_command(run_id: &str, lifetime: Duration) -> Vec<String> {
         run_id.to_string(),
     ]
 }
-
-/// The probe's path inside the debug image.
-pub const PROBE_BIN: &str = "/usr/local/bin/dns-doctor-probe";
 
 fn patch_for(container: &EphemeralContainer) -> serde_json::Value {
     serde_json::json!({ "spec": { "ephemeralContainers": [container] } })
@@ -290,12 +267,12 @@ async fn wait_status_running(
     };
     match container_state(pod_now.as_ref(), name) {
         ContainerState::Running => Ok(()),
-        ContainerState::Stuck { reason, message } => Err(KubeError::ImagePull {
-            image: image.to_string(),
-            container: format!("{namespace}/{pod}/{name}"),
+        ContainerState::Stuck { reason, message } => Err(KubeError::stuck(
+            image,
+            format!("{namespace}/{pod}/{name}"),
             reason,
             message,
-        }),
+        )),
         ContainerState::Terminated { reason, exit_code } => Err(KubeError::Other {
             what: format!("ephemeral container {name} in pod {namespace}/{pod}"),
             message: format!("exited before use ({reason}, exit code {exit_code})"),
@@ -306,6 +283,19 @@ async fn wait_status_running(
             namespace: namespace.to_string(),
         }),
         ContainerState::Pending => unreachable!("the wait condition excludes Pending"),
+    }
+}
+
+/// Whether the ephemeral container `name` has terminated (or its pod is gone) now, from one
+/// read of the pod. False when it has not, or the pod cannot be read.
+pub async fn has_ended(client: &Client, namespace: &str, pod: &str, name: &str) -> bool {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    match api.get_opt(pod).await {
+        Ok(p) => matches!(
+            container_state(p.as_ref(), name),
+            ContainerState::Terminated { .. } | ContainerState::Gone
+        ),
+        Err(_) => false,
     }
 }
 
@@ -378,6 +368,28 @@ mod tests {
             ]}
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn a_container_that_cannot_join_an_exited_one_is_not_an_image_problem() {
+        // The kubelet's status for a probe container added to a crash-looping CoreDNS pod
+        // between two restarts (test cluster, fault coredns-crashloop).
+        let e = KubeError::stuck(
+            "img:1",
+            "kube-system/coredns-5dc7bbb96c-x5kgh/dns-doctor-zjfxxp".into(),
+            "CreateContainerError".into(),
+            "failed to generate container \"20ff616ea0e0\" spec: invalid target container: container \"cfbcf64ebaf5\" is not running - in state CONTAINER_EXITED".into(),
+        );
+        assert!(matches!(e, KubeError::ContainerNotCreated { .. }), "{e:?}");
+        assert!(e.to_string().starts_with("the probe container kube-system/coredns-5dc7bbb96c-x5kgh/dns-doctor-zjfxxp could not be created: CreateContainerError"));
+        assert!(e.hint().is_some_and(|h| h.contains("crash-looping")));
+        let pull = KubeError::stuck(
+            "img:1",
+            "c".into(),
+            "ErrImagePull".into(),
+            "not found".into(),
+        );
+        assert!(matches!(pull, KubeError::ImagePull { .. }));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use dns_doctor_probe::schema::{CaptureSummary, ProbeOutput};
+use dns_doctor_schema::{CaptureSummary, ProbeOutput};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::AttachParams;
 use kube::{Api, Client};
@@ -13,13 +13,13 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::ephemeral::PROBE_BIN;
 use super::KubeError;
+use crate::plan::script::PROBE_BIN;
 
 /// Line the probe's capture mode prints on stderr once tcpdump listens.
-pub const READY_MARKER: &str = dns_doctor_probe::capture::READY_LINE;
+pub const READY_MARKER: &str = dns_doctor_schema::protocol::READY_LINE;
 /// Prefix of the capture summary line on stderr when the pcap goes to stdout.
-pub const SUMMARY_PREFIX: &str = dns_doctor_probe::output::SUMMARY_PREFIX;
+pub const SUMMARY_PREFIX: &str = dns_doctor_schema::protocol::SUMMARY_PREFIX;
 
 /// Where a command runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,10 +168,10 @@ pub fn parse_probe_output(stdout: &[u8]) -> Result<ProbeOutput, String> {
         .get("schema_version")
         .and_then(|v| v.as_u64())
         .unwrap_or(0);
-    if version != u64::from(dns_doctor_probe::schema::SCHEMA_VERSION) {
+    if version != u64::from(dns_doctor_schema::SCHEMA_VERSION) {
         return Err(format!(
             "speaks schema version {version}, this plugin reads version {}; use a debug image matching the plugin (--image)",
-            dns_doctor_probe::schema::SCHEMA_VERSION
+            dns_doctor_schema::SCHEMA_VERSION
         ));
     }
     serde_json::from_value(value)
@@ -300,7 +300,7 @@ impl RunningCapture {
 /// The capture summary line: a full probe document, or a bare summary from older probes.
 fn parse_capture_summary(json: &str) -> Option<CaptureSummary> {
     if let Ok(ProbeOutput {
-        result: dns_doctor_probe::schema::ProbeResult::Capture(s),
+        result: dns_doctor_schema::ProbeResult::Capture(s),
         ..
     }) = serde_json::from_str::<ProbeOutput>(json)
     {
@@ -315,9 +315,9 @@ fn file_len(p: &Path) -> u64 {
 
 /// Create a file readable by its owner only: captures contain names and addresses.
 pub async fn create_private(path: &Path) -> std::io::Result<tokio::fs::File> {
-    let mut opts = tokio::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true).mode(0o600);
-    opts.open(path).await
+    tokio::fs::OpenOptions::from(crate::private_fs::file_options())
+        .open(path)
+        .await
 }
 
 #[cfg(test)]

@@ -1,90 +1,95 @@
-//! Steps 3 and 4, inject and measure: containers into the target and DNS pods, node Jobs,
-//! simultaneous captures streamed back, probes and node snapshots. Then cleanup, on every
-//! path out (success, error, interruption), bounded in time.
+//! Step 3, execute: carry out a [`RunScript`], phase by phase: start the node pods and
+//! inject the ephemeral containers, wait for the node pods, open the captures, run the
+//! probes and snapshots, collect the captures, clean up. What to do where was decided by
+//! the plan; this module only does it, and records what happened as [`Evidence`].
 
-use std::net::SocketAddr;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use dns_doctor_probe::schema::ProbeResult;
+use dns_doctor_schema::{PodReport, ProbeResult};
 use futures::stream::{self, StreamExt};
 use kube::Client;
 use tokio_util::sync::CancellationToken;
 
-use super::ephemeral::{self, PROBE_BIN};
-use super::exec::{self, ExecTarget, RunningCapture};
-use super::{cleanup, node_pod, KubeError};
-use crate::cli::DoctorConfig;
+use super::exec::{self, ExecOutput, ExecTarget, RunningCapture};
+use super::{cleanup, ephemeral, node_pod, KubeError};
 use crate::evidence::{
     CaptureKind, CapturePoint, EphemeralLeft, Evidence, NodeEvidence, StepError, UpstreamProbe,
 };
-use crate::plan::{CaptureVia, Plan};
-use crate::topology::Topology;
+use crate::plan::script::{CapturePlace, CaptureStep, ContainerRole, ProbeStep, RunScript};
 
 /// How many pods are injected or probed at once: enough for the target and the DNS pods of
 /// a usual cluster to start together (the kubelets start them in parallel, so a smaller
 /// bound makes every replica beyond it cost a whole container start), few enough to keep
 /// a cluster with many DNS replicas from a burst of writes.
 const CONCURRENCY: usize = 12;
-/// The nodes' conntrack window when no pod probe runs to end it.
-const NODE_WINDOW_FIXED: Duration = Duration::from_secs(2);
-/// The longest conntrack window when the pod probe ends it (the node probe's own limit is
-/// 60 s; the window also stays 10 s inside the probe timeout).
-const NODE_WINDOW_MAX: Duration = Duration::from_secs(45);
 /// Time allowed for a container or node pod to start.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// Time allowed for tcpdump to start listening.
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
 /// Upper bound for cleanup, whatever happened before.
 pub const CLEANUP_TIMEOUT: Duration = Duration::from_secs(30);
-/// Between the end of the probes and the capture stops.
+/// Between the end of the probes and the capture stops: replies still in flight and the
+/// application's own retransmissions land.
 const CAPTURE_GRACE: Duration = Duration::from_millis(300);
-/// Largest capture kept per point.
-const CAPTURE_MAX_BYTES: u64 = 64 * 1024 * 1024;
+/// Limit for one short exec (a stop, a lookup of the pod's processes).
+const SHORT_EXEC: Duration = Duration::from_secs(10);
 
-/// What the measure step needs.
+/// What the execute step needs.
 pub struct ExecuteInput<'a> {
     pub client: &'a Client,
-    pub config: &'a DoctorConfig,
-    pub topology: &'a Topology,
-    pub plan: &'a Plan,
-    pub run_id: &'a str,
+    pub script: &'a RunScript,
     /// Where pcaps are written (the bundle directory or a private temporary one).
     pub capture_dir: &'a Path,
-    /// Upstream resolvers to query from the DNS pods (Corefile forward targets).
-    pub upstreams: &'a [SocketAddr],
     pub cancel: &'a CancellationToken,
+    /// The target capture's tcpdump filter from the rules in the target's own network
+    /// namespace (pure; see [`RunScript::first_hop`]).
+    pub pod_capture_filter: &'a (dyn Fn(&PodReport) -> Option<String> + Sync),
     /// Called with a short description as each phase starts.
     pub progress: &'a (dyn Fn(&str) + Sync),
 }
 
-/// What was started, so cleanup knows what to stop.
+/// What was started, so later phases know what runs and cleanup knows what to stop.
 #[derive(Default)]
 struct Started {
     /// Every ephemeral container added, recorded the moment the API accepted it, so an
     /// interruption while others are still starting does not lose track of it.
-    injected: std::sync::Mutex<Vec<ExecTarget>>,
-    /// Containers confirmed running (the probes run in these).
-    containers: Vec<(ExecTarget, bool)>,
+    injected: Mutex<Vec<ExecTarget>>,
+    /// For each of the script's containers, where it runs once it is confirmed running.
+    running: Vec<Option<ExecTarget>>,
+    /// Containers added whose start failed (beside an exited container, or not in time):
+    /// nothing to end in them at cleanup.
+    never_ran: Vec<ExecTarget>,
+    /// Node pods confirmed running, by node.
     node_pods: Vec<(String, ExecTarget)>,
     jobs_created: bool,
 }
 
-/// Why the measure step ended early.
+impl Started {
+    fn node_pod(&self, node: &str) -> Option<&ExecTarget> {
+        self.node_pods
+            .iter()
+            .find(|(n, _)| n == node)
+            .map(|(_, t)| t)
+    }
+}
+
+/// Why the execute step ended early.
 #[derive(Debug)]
 pub enum ExecuteError {
     Interrupted(Evidence),
     Fatal(KubeError, Evidence),
 }
 
-/// Inject, measure, clean up. Evidence is returned even when a step failed; only a failure
-/// that makes the whole run meaningless (the target's container cannot start) is fatal.
+/// Carry out the script, then clean up. Evidence is returned even when a step failed; only
+/// a failure that makes the whole run meaningless (the target's container cannot start) is
+/// fatal.
 pub async fn execute(input: &ExecuteInput<'_>) -> Result<Evidence, ExecuteError> {
     let mut started = Started::default();
     let mut evidence = Evidence::default();
     let outcome = tokio::select! {
-        r = measure(input, &mut started, &mut evidence) => Some(r),
+        r = carry_out(input, &mut started, &mut evidence) => Some(r),
         () = input.cancel.cancelled() => None,
     };
     (input.progress)("cleaning up");
@@ -96,55 +101,406 @@ pub async fn execute(input: &ExecuteInput<'_>) -> Result<Evidence, ExecuteError>
     }
 }
 
-fn probe_argv(run_id: &str, mode: &str, args: impl IntoIterator<Item = String>) -> Vec<String> {
-    let mut v = vec![
-        PROBE_BIN.to_string(),
-        mode.to_string(),
-        "--run".into(),
-        run_id.to_string(),
-    ];
-    v.extend(args);
-    v
+async fn carry_out(
+    input: &ExecuteInput<'_>,
+    started: &mut Started,
+    evidence: &mut Evidence,
+) -> Result<(), KubeError> {
+    (input.progress)("starting probe containers and node pods");
+    create_node_pods(input, started, evidence).await;
+    inject_containers(input, started, evidence).await?;
+    let first_hop = input.script.first_hop.as_ref().and_then(|step| {
+        let t = started.running.get(step.container).cloned().flatten()?;
+        Some((step, t))
+    });
+    let (pod_filter, ()) = tokio::join!(
+        read_first_hop(input, first_hop),
+        wait_node_pods(input, started, evidence)
+    );
+    let captures = if input.script.captures.is_empty() {
+        Vec::new()
+    } else {
+        (input.progress)("starting captures");
+        start_captures(input, started, pod_filter, evidence).await
+    };
+    (input.progress)("probing DNS");
+    run_probes(input, started, evidence).await;
+    if !captures.is_empty() {
+        (input.progress)("collecting captures");
+        collect_captures(input, started, captures, evidence).await;
+    }
+    Ok(())
 }
 
-/// The DNS pods to query the upstream from: one per node, since the way out to the upstream
-/// is the node's (its firewall, its routes, its security group), not the pod's.
-fn one_per_node<'a>(
-    dns_execs: &'a [(usize, ExecTarget)],
-    plan: &Plan,
-) -> Vec<&'a (usize, ExecTarget)> {
-    let mut nodes: Vec<Option<&str>> = Vec::new();
-    dns_execs
-        .iter()
-        .filter(|(i, _)| {
-            let node = plan.dns_pods.get(*i).and_then(|d| d.node.as_deref());
-            // A pod whose node is unknown is kept: nothing says it shares a node.
-            if node.is_some() && nodes.contains(&node) {
-                return false;
+/// Phase 1a: the node Jobs, first because they take longest to schedule.
+async fn create_node_pods(
+    input: &ExecuteInput<'_>,
+    started: &mut Started,
+    evidence: &mut Evidence,
+) {
+    let script = input.script;
+    for step in &script.node_pods {
+        let job = node_pod::job_spec(
+            &step.job,
+            &script.node_namespace,
+            &script.run_id,
+            &step.node,
+            &script.image,
+            script.lifetime,
+        );
+        // Set before the call: an interruption during it must still delete by label.
+        started.jobs_created = true;
+        if let Err(e) = node_pod::create(input.client, &job).await {
+            evidence.step_errors.push(StepError {
+                step: format!("node pod on {}", step.node),
+                error: e.to_string(),
+            });
+        }
+    }
+}
+
+/// Phase 1b: the ephemeral containers, all at once. A failure in the target pod is fatal;
+/// in a DNS pod it is recorded and the run goes on without that pod's probe.
+async fn inject_containers(
+    input: &ExecuteInput<'_>,
+    started: &mut Started,
+    evidence: &mut Evidence,
+) -> Result<(), KubeError> {
+    let script = input.script;
+    let client = input.client;
+    let injected = &started.injected;
+    let mut results: Vec<(usize, Result<(), KubeError>)> =
+        stream::iter(script.containers.iter().enumerate())
+            .map(|(i, step)| {
+                let spec = ephemeral::container_spec(
+                    &script.container_name,
+                    &script.run_id,
+                    &script.image,
+                    &step.target_container,
+                    step.privilege,
+                    script.lifetime,
+                );
+                async move {
+                    let r = async {
+                        ephemeral::inject(client, &step.namespace, &step.pod, &spec).await?;
+                        injected
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .push(ExecTarget {
+                                namespace: step.namespace.clone(),
+                                pod: step.pod.clone(),
+                                container: spec.name.clone(),
+                            });
+                        ephemeral::wait_running(
+                            client,
+                            &step.namespace,
+                            &step.pod,
+                            &spec.name,
+                            &script.image,
+                            START_TIMEOUT,
+                        )
+                        .await
+                    }
+                    .await;
+                    (i, r)
+                }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+    results.sort_by_key(|(i, _)| *i);
+    started.running = vec![None; script.containers.len()];
+    let mut fatal = None;
+    for (i, r) in results {
+        let step = &script.containers[i];
+        let target = ExecTarget {
+            namespace: step.namespace.clone(),
+            pod: step.pod.clone(),
+            container: script.container_name.clone(),
+        };
+        let left = EphemeralLeft {
+            pod: step.pod_ref(),
+            container: script.container_name.clone(),
+            terminated: false,
+        };
+        match r {
+            Ok(()) => {
+                evidence.ephemeral_containers.push(left);
+                started.running[i] = Some(target);
             }
-            nodes.push(node);
-            true
+            Err(e) => {
+                // Added but not running still leaves an entry in the spec.
+                if !matches!(
+                    e,
+                    KubeError::Forbidden { .. } | KubeError::AdmissionRejected { .. }
+                ) {
+                    evidence.ephemeral_containers.push(left);
+                    started.never_ran.push(target);
+                }
+                if step.role == ContainerRole::Target {
+                    fatal = Some(e);
+                } else {
+                    evidence.step_errors.push(StepError {
+                        step: format!("probe container in {}", step.pod_ref()),
+                        error: e.to_string(),
+                    });
+                }
+            }
+        }
+    }
+    tracing::debug!(
+        running = started.running.iter().flatten().count(),
+        "ephemeral containers started"
+    );
+    fatal.map_or(Ok(()), Err)
+}
+
+/// Phase 2: wait until the node pods run.
+async fn wait_node_pods(input: &ExecuteInput<'_>, started: &mut Started, evidence: &mut Evidence) {
+    if !started.jobs_created {
+        return;
+    }
+    let script = input.script;
+    let waits: Vec<(String, Result<String, KubeError>)> = stream::iter(&script.node_pods)
+        .map(|step| async move {
+            let r = node_pod::wait_running(
+                input.client,
+                &script.node_namespace,
+                &step.job,
+                &step.node,
+                &script.image,
+                START_TIMEOUT,
+            )
+            .await;
+            (step.node.clone(), r)
         })
+        .buffer_unordered(CONCURRENCY)
         .collect()
+        .await;
+    for (node, r) in waits {
+        match r {
+            Ok(pod) => started.node_pods.push((
+                node,
+                ExecTarget {
+                    namespace: script.node_namespace.clone(),
+                    pod,
+                    container: node_pod::CONTAINER.into(),
+                },
+            )),
+            Err(e) => evidence.step_errors.push(StepError {
+                step: format!("node pod on {node}"),
+                error: e.to_string(),
+            }),
+        }
+    }
+    started.node_pods.sort_by(|a, b| a.0.cmp(&b.0));
+    tracing::debug!(nodes = started.node_pods.len(), "node pods running");
+}
+
+/// Phase 2, beside the node pods: the tcpdump filter for the target's capture when its own
+/// network namespace redirects DNS (port 53 and that first hop), from the rules a probe
+/// without queries reads there. None (port 53 alone) when nothing redirects DNS or the
+/// rules could not be read.
+async fn read_first_hop(
+    input: &ExecuteInput<'_>,
+    step: Option<(&ProbeStep, ExecTarget)>,
+) -> Option<String> {
+    let (step, target) = step?;
+    match exec::run_probe(input.client, &target, &step.argv, step.timeout).await {
+        Ok(out) => match out.result {
+            ProbeResult::Pod(report) => {
+                let filter = (input.pod_capture_filter)(&report);
+                tracing::debug!(?filter, "pod capture filter from the pod's own rules");
+                filter
+            }
+            _ => None,
+        },
+        Err(e) => {
+            tracing::debug!(error = %e, "the pod's own rules could not be read before the capture");
+            None
+        }
+    }
+}
+
+/// Where a capture step runs now, with its final argv; None (and why) when its container
+/// or node pod is not running.
+async fn place_capture(
+    input: &ExecuteInput<'_>,
+    started: &Started,
+    step: &CaptureStep,
+) -> Result<(ExecTarget, Vec<String>), Option<String>> {
+    match &step.place {
+        // A container that is not running has its own step error already.
+        CapturePlace::Container(i) => started
+            .running
+            .get(*i)
+            .cloned()
+            .flatten()
+            .map(|t| (t, step.argv.clone()))
+            .ok_or(None),
+        CapturePlace::Node(node) => started
+            .node_pod(node)
+            .map(|t| (t.clone(), step.argv.clone()))
+            .ok_or(None),
+        CapturePlace::PodNetnsFromNode {
+            node,
+            pod_uid,
+            find_argv,
+        } => {
+            let np = started
+                .node_pod(node)
+                .ok_or_else(|| Some(format!("no node pod runs on {node}")))?;
+            let pid = find_pod_pid(input.client, np, find_argv, pod_uid)
+                .await
+                .map_err(|e| Some(e.to_string()))?;
+            let mut argv = step.argv.clone();
+            argv.extend(["--netns-pid".into(), pid.to_string()]);
+            Ok((np.clone(), argv))
+        }
+    }
+}
+
+/// Phase 3: every capture opened at once (one after the other costs a round trip per
+/// capture point), each streamed into its file while written; then wait until each
+/// listens.
+async fn start_captures(
+    input: &ExecuteInput<'_>,
+    started: &Started,
+    pod_filter: Option<String>,
+    evidence: &mut Evidence,
+) -> Vec<(RunningCapture, CaptureKind)> {
+    let first_hop_container = input.script.first_hop.as_ref().map(|s| s.container);
+    let pod_filter = &pod_filter;
+    let opened = futures::future::join_all(input.script.captures.iter().map(|step| async move {
+        let r = match place_capture(input, started, step).await {
+            Ok((target, mut argv)) => {
+                if let (CapturePlace::Container(i), Some(f)) = (&step.place, pod_filter) {
+                    if Some(*i) == first_hop_container && step.kind == CaptureKind::Pod {
+                        argv.extend(["--filter".to_string(), f.clone()]);
+                    }
+                }
+                let file = input
+                    .capture_dir
+                    .join(format!("{}.pcap", sanitize(&step.name)));
+                exec::start_capture(input.client, &target, &step.name, &argv, &file)
+                    .await
+                    .map(Some)
+                    .map_err(|e| e.to_string())
+            }
+            Err(None) => Ok(None),
+            Err(Some(why)) => Err(why),
+        };
+        (step, r)
+    }))
+    .await;
+    let mut captures: Vec<(RunningCapture, CaptureKind)> = Vec::new();
+    for (step, r) in opened {
+        match r {
+            Ok(Some(c)) => captures.push((c, step.kind)),
+            Ok(None) => {}
+            Err(error) => evidence.step_errors.push(StepError {
+                step: match step.place {
+                    CapturePlace::PodNetnsFromNode { .. } => {
+                        "capture in the target pod via its node".into()
+                    }
+                    _ => format!("capture {}", step.name),
+                },
+                error,
+            }),
+        }
+    }
+    let ready: Vec<bool> = futures::future::join_all(
+        captures
+            .iter_mut()
+            .map(|(c, _)| c.wait_ready(READY_TIMEOUT)),
+    )
+    .await;
+    for ((c, _), ok) in captures.iter().zip(ready) {
+        if !ok {
+            evidence.step_errors.push(StepError {
+                step: format!("capture {}", c.name),
+                error: format!(
+                    "tcpdump did not report listening within {}s",
+                    READY_TIMEOUT.as_secs()
+                ),
+            });
+        }
+    }
+    captures
+}
+
+/// Phase 4: the pod probe, the node snapshots and the upstream probes, all at once.
+async fn run_probes(input: &ExecuteInput<'_>, started: &Started, evidence: &mut Evidence) {
+    let script = input.script;
+    let client = input.client;
+    let target = script.pod_probe.as_ref().and_then(|p| {
+        started
+            .running
+            .get(p.container)
+            .cloned()
+            .flatten()
+            .map(|t| (p, t))
+    });
+    let nodes = &script.node_snapshots;
+    let windows_follow_pod = nodes.window_follows_pod_probe && target.is_some();
+    let nodes_done = tokio::sync::Notify::new();
+    let pod_probe = async {
+        let (step, t) = target.as_ref()?;
+        let result = exec::run_probe(client, t, &step.argv, step.timeout).await;
+        if windows_follow_pod && !started.node_pods.is_empty() {
+            end_node_windows(input, started, &nodes_done).await;
+        }
+        Some(result)
+    };
+    let node_probes = async {
+        let results =
+            futures::future::join_all(started.node_pods.iter().filter_map(|(node, t)| {
+                let (_, argv) = nodes.argv.iter().find(|(n, _)| n == node)?;
+                Some(async move {
+                    (
+                        node.clone(),
+                        exec::run_probe(client, t, argv, nodes.timeout).await,
+                    )
+                })
+            }))
+            .await;
+        nodes_done.notify_one();
+        results
+    };
+    let upstream_probes =
+        futures::future::join_all(script.upstream_probes.iter().filter_map(|u| {
+            let i = *u
+                .candidates
+                .iter()
+                .find(|i| started.running.get(**i).is_some_and(Option::is_some))?;
+            let t = started.running[i].clone()?;
+            Some(async move {
+                (
+                    script.containers[i].pod_ref(),
+                    exec::run_probe(client, &t, &u.argv, u.timeout).await,
+                )
+            })
+        }));
+    let (pod_result, node_results, upstream_results) =
+        tokio::join!(pod_probe, node_probes, upstream_probes);
+    record_probes(pod_result, node_results, upstream_results, evidence);
 }
 
 /// Ends the nodes' conntrack windows (`stop --only node`), again every second while the
 /// node probes still run: a stop sent before a node probe's process started finds nothing.
 async fn end_node_windows(
-    client: &Client,
-    run_id: &str,
+    input: &ExecuteInput<'_>,
     started: &Started,
     nodes_done: &tokio::sync::Notify,
-    window: Duration,
 ) {
-    let argv = probe_argv(run_id, "stop", ["--only".to_string(), "node".to_string()]);
-    let deadline = tokio::time::Instant::now() + window;
+    let nodes = &input.script.node_snapshots;
+    let deadline = tokio::time::Instant::now() + nodes.window;
     while tokio::time::Instant::now() < deadline {
         futures::future::join_all(
             started
                 .node_pods
                 .iter()
-                .map(|(_, t)| exec::run(client, t, &argv, Duration::from_secs(10))),
+                .map(|(_, t)| exec::run(input.client, t, &nodes.end_window_argv, SHORT_EXEC)),
         )
         .await;
         tokio::select! {
@@ -154,441 +510,16 @@ async fn end_node_windows(
     }
 }
 
-async fn measure(
-    input: &ExecuteInput<'_>,
-    started: &mut Started,
+type ProbeOutcome = Result<dns_doctor_schema::ProbeOutput, KubeError>;
+
+/// The probes' documents into the evidence, each failure as a step error.
+fn record_probes(
+    pod: Option<ProbeOutcome>,
+    nodes: Vec<(String, ProbeOutcome)>,
+    upstreams: Vec<(String, ProbeOutcome)>,
     evidence: &mut Evidence,
-) -> Result<(), KubeError> {
-    let ExecuteInput {
-        client,
-        config,
-        topology,
-        plan,
-        run_id,
-        ..
-    } = *input;
-    let lifetime = config.timeout + Duration::from_secs(30);
-    let container_name = format!("dns-doctor-{run_id}");
-
-    (input.progress)("starting probe containers and node pods");
-    // Node Jobs first: they take longest to schedule.
-    for (i, node) in plan.nodes.iter().enumerate() {
-        let job = node_pod::job_spec(
-            &format!("dns-doctor-{run_id}-{i}"),
-            &plan.node_namespace,
-            run_id,
-            node,
-            &config.image,
-            lifetime,
-        );
-        // Set before the call: an interruption during it must still delete by label.
-        started.jobs_created = true;
-        match node_pod::create(client, &job).await {
-            Ok(()) => {}
-            Err(e) => evidence.step_errors.push(StepError {
-                step: format!("node pod on {node}"),
-                error: e.to_string(),
-            }),
-        }
-    }
-
-    // Ephemeral containers: the target first (a failure there is fatal), then the DNS pods.
-    let mut injections: Vec<(String, String, String, ephemeral::Privilege)> = Vec::new();
-    if let Some(p) = plan.target_privilege {
-        let c = topology
-            .target
-            .containers
-            .first()
-            .cloned()
-            .unwrap_or_default();
-        injections.push((
-            topology.target.namespace.clone(),
-            topology.target.name.clone(),
-            c,
-            p,
-        ));
-    }
-    for d in &plan.dns_pods {
-        injections.push((
-            d.namespace.clone(),
-            d.name.clone(),
-            d.container.clone(),
-            d.privilege,
-        ));
-    }
-    let injected = &started.injected;
-    let results: Vec<(usize, Result<(), KubeError>)> = stream::iter(injections.iter().enumerate())
-        .map(|(i, (ns, pod, target_c, privilege))| {
-            let spec = ephemeral::container_spec(
-                &container_name,
-                run_id,
-                &config.image,
-                target_c,
-                *privilege,
-                lifetime,
-            );
-            async move {
-                let r = async {
-                    ephemeral::inject(client, ns, pod, &spec).await?;
-                    injected
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .push(ExecTarget {
-                            namespace: ns.clone(),
-                            pod: pod.clone(),
-                            container: spec.name.clone(),
-                        });
-                    ephemeral::wait_running(
-                        client,
-                        ns,
-                        pod,
-                        &spec.name,
-                        &config.image,
-                        START_TIMEOUT,
-                    )
-                    .await
-                }
-                .await;
-                (i, r)
-            }
-        })
-        .buffer_unordered(CONCURRENCY)
-        .collect()
-        .await;
-    let mut target_exec = None;
-    let mut dns_execs: Vec<(usize, ExecTarget)> = Vec::new();
-    let mut fatal = None;
-    let mut sorted = results;
-    sorted.sort_by_key(|(i, _)| *i);
-    for (i, r) in sorted {
-        let (ns, pod, _, _) = &injections[i];
-        let target = ExecTarget {
-            namespace: ns.clone(),
-            pod: pod.clone(),
-            container: container_name.clone(),
-        };
-        let is_target = plan.target_privilege.is_some() && i == 0;
-        match r {
-            Ok(()) => {
-                started.containers.push((target.clone(), true));
-                evidence.ephemeral_containers.push(EphemeralLeft {
-                    pod: format!("{ns}/{pod}"),
-                    container: container_name.clone(),
-                    terminated: false,
-                });
-                if is_target {
-                    target_exec = Some(target);
-                } else {
-                    dns_execs.push((i - usize::from(plan.target_privilege.is_some()), target));
-                }
-            }
-            Err(e) => {
-                // Added but not running still leaves an entry in the spec.
-                if !matches!(
-                    e,
-                    KubeError::Forbidden { .. } | KubeError::AdmissionRejected { .. }
-                ) {
-                    evidence.ephemeral_containers.push(EphemeralLeft {
-                        pod: format!("{ns}/{pod}"),
-                        container: container_name.clone(),
-                        terminated: false,
-                    });
-                    started.containers.push((target, false));
-                }
-                if is_target {
-                    fatal = Some(e);
-                } else {
-                    evidence.step_errors.push(StepError {
-                        step: format!("probe container in {ns}/{pod}"),
-                        error: e.to_string(),
-                    });
-                }
-            }
-        }
-    }
-    if let Some(e) = fatal {
-        return Err(e);
-    }
-
-    tracing::debug!(
-        containers = started.containers.len(),
-        "ephemeral containers started"
-    );
-    // Node pods: wait until they run.
-    if started.jobs_created {
-        let waits: Vec<(String, Result<String, KubeError>)> =
-            stream::iter(plan.nodes.iter().enumerate())
-                .map(|(i, node)| async move {
-                    let job = format!("dns-doctor-{run_id}-{i}");
-                    (
-                        node.clone(),
-                        node_pod::wait_running(
-                            client,
-                            &plan.node_namespace,
-                            &job,
-                            node,
-                            &config.image,
-                            START_TIMEOUT,
-                        )
-                        .await,
-                    )
-                })
-                .buffer_unordered(CONCURRENCY)
-                .collect()
-                .await;
-        for (node, r) in waits {
-            match r {
-                Ok(pod) => started.node_pods.push((
-                    node,
-                    ExecTarget {
-                        namespace: plan.node_namespace.clone(),
-                        pod,
-                        container: node_pod::CONTAINER.into(),
-                    },
-                )),
-                Err(e) => evidence.step_errors.push(StepError {
-                    step: format!("node pod on {node}"),
-                    error: e.to_string(),
-                }),
-            }
-        }
-        started.node_pods.sort_by(|a, b| a.0.cmp(&b.0));
-    }
-
-    tracing::debug!(nodes = started.node_pods.len(), "node pods running");
-    // Captures, all at once, each streamed into its file while written.
-    let mut captures: Vec<(RunningCapture, CaptureKind)> = Vec::new();
-    if config.capture {
-        (input.progress)("starting captures");
-        let secs = config.capture_seconds.to_string();
-        let cap_args = |extra: Vec<String>| {
-            let mut a = vec![
-                "--output".into(),
-                "-".into(),
-                "--seconds".into(),
-                secs.clone(),
-                "--max-bytes".into(),
-                CAPTURE_MAX_BYTES.to_string(),
-                "--interface".into(),
-                "any".into(),
-            ];
-            a.extend(extra);
-            probe_argv(run_id, "capture", a)
-        };
-        let mut to_start: Vec<(ExecTarget, String, CaptureKind, Vec<String>)> = Vec::new();
-        match (plan.target_capture, &target_exec) {
-            (CaptureVia::Ephemeral, Some(t)) => {
-                to_start.push((
-                    t.clone(),
-                    format!("pod-{}", topology.target.name),
-                    CaptureKind::Pod,
-                    cap_args(vec![]),
-                ));
-            }
-            (CaptureVia::NodeNsenter, _) => {
-                let node = topology.target.node.clone().unwrap_or_default();
-                match started.node_pods.iter().find(|(n, _)| *n == node) {
-                    Some((_, np)) => {
-                        match find_pod_pid(client, np, run_id, &topology.target.uid).await {
-                            Ok(pid) => to_start.push((
-                                np.clone(),
-                                format!("pod-{}", topology.target.name),
-                                CaptureKind::Pod,
-                                cap_args(vec!["--netns-pid".into(), pid.to_string()]),
-                            )),
-                            Err(e) => evidence.step_errors.push(StepError {
-                                step: "capture in the target pod via its node".into(),
-                                error: e.to_string(),
-                            }),
-                        }
-                    }
-                    None => evidence.step_errors.push(StepError {
-                        step: "capture in the target pod via its node".into(),
-                        error: format!("no node pod runs on {node}"),
-                    }),
-                }
-            }
-            _ => {}
-        }
-        for (i, t) in &dns_execs {
-            if plan.dns_pods[*i].capture {
-                to_start.push((
-                    t.clone(),
-                    format!("dns-{}", plan.dns_pods[*i].name),
-                    CaptureKind::DnsPod,
-                    cap_args(vec![]),
-                ));
-            }
-        }
-        for (node, t) in &started.node_pods {
-            to_start.push((
-                t.clone(),
-                format!("node-{node}"),
-                CaptureKind::Node,
-                cap_args(vec![]),
-            ));
-        }
-        // Opened at once: one exec after the other costs a round trip per capture point.
-        let opened = futures::future::join_all(to_start.into_iter().map(
-            |(target, name, kind, argv)| async move {
-                let file = input.capture_dir.join(format!("{}.pcap", sanitize(&name)));
-                let r = exec::start_capture(client, &target, &name, &argv, &file).await;
-                (name, kind, r)
-            },
-        ))
-        .await;
-        for (name, kind, r) in opened {
-            match r {
-                Ok(c) => captures.push((c, kind)),
-                Err(e) => evidence.step_errors.push(StepError {
-                    step: format!("capture {name}"),
-                    error: e.to_string(),
-                }),
-            }
-        }
-        let ready: Vec<bool> = futures::future::join_all(
-            captures
-                .iter_mut()
-                .map(|(c, _)| c.wait_ready(READY_TIMEOUT)),
-        )
-        .await;
-        for ((c, _), ok) in captures.iter().zip(ready) {
-            if !ok {
-                evidence.step_errors.push(StepError {
-                    step: format!("capture {}", c.name),
-                    error: format!(
-                        "tcpdump did not report listening within {}s",
-                        READY_TIMEOUT.as_secs()
-                    ),
-                });
-            }
-        }
-    }
-
-    // Probes and node snapshots, concurrently.
-    (input.progress)("probing DNS");
-    let probe_timeout = config.timeout.min(Duration::from_secs(120));
-    let pod_probe = async {
-        let Some(t) = &target_exec else { return None };
-        let mut args: Vec<String> = Vec::new();
-        for name in &plan.probe_names {
-            args.extend(["--name".into(), name.clone()]);
-        }
-        for ep in &plan.probe_endpoints {
-            args.extend(["--endpoint".into(), ep.to_string()]);
-        }
-        // The cluster DNS address too, even when the pod's resolv.conf does not name it
-        // (dnsPolicy None or Default, a NodeLocal cache): the probe tests an address once.
-        for ip in &topology.cluster_dns.ips {
-            args.extend(["--server".into(), ip.to_string()]);
-        }
-        args.extend([
-            "--parallel-rounds".into(),
-            config.parallel_rounds.to_string(),
-            "--parallel-wait-ms".into(),
-            crate::plan::PARALLEL_WAIT_MS.to_string(),
-            "--timeout-ms".into(),
-            crate::plan::PROBE_QUERY_TIMEOUT_MS.to_string(),
-        ]);
-        args.extend([
-            "--deadline-secs".into(),
-            probe_timeout
-                .as_secs()
-                .saturating_sub(5)
-                .max(10)
-                .to_string(),
-        ]);
-        Some(exec::run_probe(client, t, &probe_argv(run_id, "pod", args), probe_timeout).await)
-    };
-    // The nodes' conntrack windows span the pod probe: they end when it is done (a stop
-    // that ends the window, not the snapshot), else after NODE_WINDOW_FIXED.
-    let windows_follow_pod = target_exec.is_some();
-    let window = if windows_follow_pod {
-        NODE_WINDOW_MAX
-            .min(probe_timeout.saturating_sub(Duration::from_secs(10)))
-            .max(NODE_WINDOW_FIXED)
-    } else {
-        NODE_WINDOW_FIXED
-    };
-    let window_ms = window.as_millis().to_string();
-    let nodes_done = tokio::sync::Notify::new();
-    let node_probes = async {
-        let results = futures::future::join_all(started.node_pods.iter().map(|(node, t)| {
-            let window_ms = window_ms.clone();
-            async move {
-                let mut args = vec![
-                    "--node-name".into(),
-                    node.clone(),
-                    "--conntrack-window-ms".into(),
-                    window_ms,
-                ];
-                for service in crate::plan::conntrack_dns_services(topology) {
-                    args.extend(["--dns-service".into(), service.to_string()]);
-                }
-                (
-                    node.clone(),
-                    exec::run_probe(client, t, &probe_argv(run_id, "node", args), probe_timeout)
-                        .await,
-                )
-            }
-        }))
-        .await;
-        nodes_done.notify_one();
-        results
-    };
-    let pod_probe = async {
-        let result = pod_probe.await;
-        if windows_follow_pod && !started.node_pods.is_empty() {
-            end_node_windows(client, run_id, started, &nodes_done, window).await;
-        }
-        result
-    };
-    let external: Vec<String> = config
-        .names
-        .iter()
-        .filter(|n| !crate::dns_config::names::is_cluster_name(n, &topology.cluster_dns.domain))
-        .cloned()
-        .collect();
-    // Nothing to ask the upstream when every name is a cluster name.
-    let upstream_targets = if external.is_empty() {
-        Vec::new()
-    } else {
-        one_per_node(&dns_execs, plan)
-    };
-    let upstream_probes = futures::future::join_all(upstream_targets.iter().map(|(i, t)| {
-        let external = external.clone();
-        async move {
-            let mut args: Vec<String> = Vec::new();
-            for n in &external {
-                args.extend(["--name".into(), n.clone()]);
-            }
-            if input.upstreams.is_empty() {
-                // `forward . /etc/resolv.conf`: the DNS pod's own resolv.conf names the upstream.
-                args.extend(["--role".into(), "upstream".into()]);
-            } else {
-                args.push("--no-resolv-conf".into());
-                for u in input.upstreams {
-                    args.extend(["--server".into(), u.to_string()]);
-                }
-                args.extend(["--role".into(), "upstream".into()]);
-            }
-            args.extend(["--parallel-rounds".into(), "0".into()]);
-            args.extend(["--deadline-secs".into(), "30".into()]);
-            (
-                format!("{}/{}", plan.dns_pods[*i].namespace, plan.dns_pods[*i].name),
-                exec::run_probe(
-                    client,
-                    t,
-                    &probe_argv(run_id, "pod", args),
-                    Duration::from_secs(40),
-                )
-                .await,
-            )
-        }
-    }));
-    let (pod_result, node_results, upstream_results) =
-        tokio::join!(pod_probe, node_probes, upstream_probes);
-    match pod_result {
+) {
+    match pod {
         Some(Ok(out)) => match out.result {
             ProbeResult::Pod(r) => evidence.pod_probe = Some(r),
             other => evidence.step_errors.push(StepError {
@@ -602,92 +533,88 @@ async fn measure(
         }),
         None => {}
     }
-    for (node, r) in node_results {
-        match r {
-            Ok(out) => match out.result {
-                ProbeResult::Node(snapshot) => evidence.nodes.push(NodeEvidence { node, snapshot }),
-                _ => evidence.step_errors.push(StepError {
-                    step: format!("node snapshot {node}"),
-                    error: "unexpected probe document".into(),
-                }),
-            },
+    for (node, r) in nodes {
+        let step = format!("node snapshot {node}");
+        match r.map(|o| o.result) {
+            Ok(ProbeResult::Node(snapshot)) => evidence.nodes.push(NodeEvidence { node, snapshot }),
+            Ok(_) => evidence.step_errors.push(StepError {
+                step,
+                error: "unexpected probe document".into(),
+            }),
             Err(e) => evidence.step_errors.push(StepError {
-                step: format!("node snapshot {node}"),
+                step,
                 error: e.to_string(),
             }),
         }
     }
-    for (pod, r) in upstream_results {
-        match r {
-            Ok(out) => match out.result {
-                ProbeResult::Pod(report) => evidence.upstream_probes.push(UpstreamProbe {
-                    dns_pod: pod,
-                    report,
-                }),
-                _ => evidence.step_errors.push(StepError {
-                    step: format!("upstream probe in {pod}"),
-                    error: "unexpected probe document".into(),
-                }),
-            },
+    for (pod, r) in upstreams {
+        let step = format!("upstream probe in {pod}");
+        match r.map(|o| o.result) {
+            Ok(ProbeResult::Pod(report)) => evidence.upstream_probes.push(UpstreamProbe {
+                dns_pod: pod,
+                report,
+            }),
+            Ok(_) => evidence.step_errors.push(StepError {
+                step,
+                error: "unexpected probe document".into(),
+            }),
             Err(e) => evidence.step_errors.push(StepError {
-                step: format!("upstream probe in {pod}"),
+                step,
                 error: e.to_string(),
             }),
         }
     }
+}
 
-    // Stop the captures now that the probes are done, and collect the files.
-    if !captures.is_empty() {
-        (input.progress)("collecting captures");
-        // Every probe query has been answered or has timed out; a moment of grace lets
-        // replies still in flight and the application's own retransmissions land.
-        tokio::time::sleep(CAPTURE_GRACE).await;
-        let mut targets: Vec<&ExecTarget> = started
-            .containers
-            .iter()
-            .filter(|(_, ok)| *ok)
-            .map(|(t, _)| t)
-            .chain(started.node_pods.iter().map(|(_, t)| t))
-            .collect();
-        targets.dedup();
-        // All at once: with many DNS replicas, one stop after the other adds up.
-        let argv = probe_argv(
-            run_id,
-            "stop",
-            ["--only".to_string(), "capture".to_string()],
-        );
-        let stops = futures::future::join_all(targets.into_iter().map(|t| {
-            let argv = &argv;
-            async move { (t, exec::run(client, t, argv, Duration::from_secs(10)).await) }
-        }))
-        .await;
-        for (t, r) in stops {
-            if let Err(e) = r {
-                evidence.step_errors.push(StepError {
-                    step: format!("stop capture in {t}"),
-                    error: e.to_string(),
-                });
-            }
-        }
-        let finish_timeout = Duration::from_secs(config.capture_seconds + 15);
-        let results = futures::future::join_all(captures.into_iter().map(|(c, kind)| async move {
-            let name = c.name.clone();
-            let file = c.file.clone();
-            (name, kind, file, c.finish(finish_timeout).await)
-        }))
-        .await;
-        for (name, kind, file, r) in results {
-            evidence.captures.push(CapturePoint {
-                name,
-                kind,
-                file: (r.bytes > 0).then_some(file),
-                bytes: r.bytes,
-                summary: r.summary,
-                error: r.error,
+/// Phase 5: stop the captures now that the probes are done, and collect the files.
+async fn collect_captures(
+    input: &ExecuteInput<'_>,
+    started: &Started,
+    captures: Vec<(RunningCapture, CaptureKind)>,
+    evidence: &mut Evidence,
+) {
+    // Every probe query has been answered or has timed out; a moment of grace lets replies
+    // still in flight land.
+    tokio::time::sleep(CAPTURE_GRACE).await;
+    let mut targets: Vec<&ExecTarget> = started
+        .running
+        .iter()
+        .flatten()
+        .chain(started.node_pods.iter().map(|(_, t)| t))
+        .collect();
+    targets.dedup();
+    // All at once: with many DNS replicas, one stop after the other adds up.
+    let argv = input.script.stop_captures_argv();
+    let stops = futures::future::join_all(targets.into_iter().map(|t| {
+        let argv = &argv;
+        async move { (t, exec::run(input.client, t, argv, SHORT_EXEC).await) }
+    }))
+    .await;
+    for (t, r) in stops {
+        if let Err(e) = r {
+            evidence.step_errors.push(StepError {
+                step: format!("stop capture in {t}"),
+                error: e.to_string(),
             });
         }
     }
-    Ok(())
+    let finish = input.script.capture_finish;
+    let results = futures::future::join_all(captures.into_iter().map(|(c, kind)| async move {
+        let name = c.name.clone();
+        let file = c.file.clone();
+        (name, kind, file, c.finish(finish).await)
+    }))
+    .await;
+    for (name, kind, file, r) in results {
+        evidence.captures.push(CapturePoint {
+            name,
+            kind,
+            file: (r.bytes > 0).then_some(file),
+            bytes: r.bytes,
+            summary: r.summary,
+            error: r.error,
+        });
+    }
 }
 
 /// Find a process of the target pod on its node, for nsenter, by the pod UID in
@@ -695,11 +622,10 @@ async fn measure(
 async fn find_pod_pid(
     client: &Client,
     node_pod: &ExecTarget,
-    run_id: &str,
+    argv: &[String],
     uid: &str,
 ) -> Result<u32, KubeError> {
-    let argv = probe_argv(run_id, "find-pod", ["--uid".to_string(), uid.to_string()]);
-    let out = exec::run(client, node_pod, &argv, Duration::from_secs(15)).await?;
+    let out: ExecOutput = exec::run(client, node_pod, argv, Duration::from_secs(15)).await?;
     let v: serde_json::Value =
         serde_json::from_slice(&out.stdout).map_err(|e| KubeError::Other {
             what: "find the target pod's processes on its node".into(),
@@ -727,13 +653,14 @@ fn sanitize(name: &str) -> String {
         .collect()
 }
 
-/// Stop everything this run started. Bounded: whatever is not done in time is left to the
-/// containers' own deadlines and the Jobs' TTL.
+/// Phase 6: stop everything this run started. Bounded: whatever is not done in time is
+/// left to the containers' own deadlines and the Jobs' TTL.
 async fn clean_up(input: &ExecuteInput<'_>, started: &Started, evidence: &mut Evidence) {
+    let script = input.script;
     let injected: Vec<ExecTarget> = started
         .injected
         .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .unwrap_or_else(PoisonError::into_inner)
         .clone();
     for t in &injected {
         let pod = format!("{}/{}", t.namespace, t.pod);
@@ -753,7 +680,7 @@ async fn clean_up(input: &ExecuteInput<'_>, started: &Started, evidence: &mut Ev
         // Node Jobs go while the containers are told to stop.
         let delete_jobs = async {
             if started.jobs_created {
-                cleanup::delete_run_jobs(input.client, &input.plan.node_namespace, input.run_id)
+                cleanup::delete_run_jobs(input.client, &script.node_namespace, &script.run_id)
                     .await
                     .err()
             } else {
@@ -761,7 +688,7 @@ async fn clean_up(input: &ExecuteInput<'_>, started: &Started, evidence: &mut Ev
             }
         };
         let stops = futures::future::join_all(injected.iter().map(|t| async move {
-            let running = started.containers.iter().any(|(c, ok)| c == t && *ok);
+            let running = started.running.iter().flatten().any(|c| c == t);
             if !running {
                 // Interrupted while it was starting: let it start, then end it, instead of
                 // leaving it to run until its deadline.
@@ -770,14 +697,14 @@ async fn clean_up(input: &ExecuteInput<'_>, started: &Started, evidence: &mut Ev
                     &t.namespace,
                     &t.pod,
                     &t.container,
-                    &input.config.image,
+                    &script.image,
                     Duration::from_secs(8),
                 )
                 .await;
             }
             (
                 t,
-                cleanup::stop_run_in(input.client, t, input.run_id, Duration::from_secs(10)).await,
+                cleanup::stop_run_in(input.client, t, &script.run_id, SHORT_EXEC).await,
             )
         }));
         let (stops, jobs_error) = tokio::join!(stops, delete_jobs);
@@ -797,15 +724,28 @@ async fn clean_up(input: &ExecuteInput<'_>, started: &Started, evidence: &mut Ev
             }
         }
         // Confirm the ephemeral containers exited: they stay in the spec, but must not run.
+        // One that never ran (it could not be created beside an exited container, or never
+        // started in time) has nothing to end now: it is read once, not waited for.
         let ended = futures::future::join_all(evidence.ephemeral_containers.iter().map(|left| {
             let (ns, pod) = left.pod.split_once('/').unwrap_or_default();
-            ephemeral::wait_terminated(
-                input.client,
-                ns,
-                pod,
-                &left.container,
-                Duration::from_secs(10),
-            )
+            let never_ran = started
+                .never_ran
+                .iter()
+                .any(|t| t.namespace == ns && t.pod == pod && t.container == left.container);
+            async move {
+                if never_ran {
+                    ephemeral::has_ended(input.client, ns, pod, &left.container).await
+                } else {
+                    ephemeral::wait_terminated(
+                        input.client,
+                        ns,
+                        pod,
+                        &left.container,
+                        Duration::from_secs(10),
+                    )
+                    .await
+                }
+            }
         }))
         .await;
         for (left, ended) in evidence.ephemeral_containers.iter_mut().zip(ended) {
@@ -821,9 +761,6 @@ async fn clean_up(input: &ExecuteInput<'_>, started: &Started, evidence: &mut Ev
 /// Private temporary directory for captures when no bundle directory was asked for.
 pub fn private_temp_dir(run_id: &str) -> std::io::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("dns-doctor-{run_id}"));
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .recursive(true)
-        .create(&dir)?;
+    crate::private_fs::create_dir(&dir)?;
     Ok(dir)
 }

@@ -208,12 +208,12 @@ pub async fn wait_running(
     };
     match pod_state(pod.as_ref()) {
         ContainerState::Running => Ok(pod_name),
-        ContainerState::Stuck { reason, message } => Err(KubeError::ImagePull {
-            image: image.to_string(),
-            container: format!("{namespace}/{pod_name}"),
+        ContainerState::Stuck { reason, message } => Err(KubeError::stuck(
+            image,
+            format!("{namespace}/{pod_name}"),
             reason,
             message,
-        }),
+        )),
         other => Err(KubeError::Other {
             what: format!("node pod {namespace}/{pod_name}"),
             message: format!("did not start: {other:?}"),

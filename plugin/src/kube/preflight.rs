@@ -4,112 +4,14 @@
 
 use std::time::Duration;
 
+use super::{api_group_of, ephemeral, KubeError};
+use crate::access::{AccessAnswer, AccessCheck, EphemeralChoice, Privilege};
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::PostParams;
 use kube::{Api, Client};
-use serde::Serialize;
-
-use super::ephemeral::{self, Privilege};
-use super::{api_group_of, KubeError};
-
-/// One permission the plan may need.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct AccessCheck {
-    pub verb: String,
-    /// resource or resource/subresource.
-    pub resource: String,
-    /// None for cluster-scoped checks.
-    pub namespace: Option<String>,
-    /// What the plan does with it, shown when it is missing.
-    pub purpose: String,
-}
-
-impl AccessCheck {
-    pub fn new(verb: &str, resource: &str, namespace: Option<&str>, purpose: &str) -> Self {
-        Self {
-            verb: verb.into(),
-            resource: resource.into(),
-            namespace: namespace.map(str::to_string),
-            purpose: purpose.into(),
-        }
-    }
-}
-
-/// The answer to one [`AccessCheck`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct AccessAnswer {
-    pub check: AccessCheck,
-    pub allowed: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-}
-
-/// The permissions a full run needs. Pure.
-pub fn required_checks(
-    target_ns: &str,
-    dns_ns: Option<&str>,
-    node_ns: &str,
-    node_checks: bool,
-) -> Vec<AccessCheck> {
-    let mut checks = vec![
-        AccessCheck::new(
-            "patch",
-            "pods/ephemeralcontainers",
-            Some(target_ns),
-            "add the probe container to the target pod",
-        ),
-        AccessCheck::new(
-            "create",
-            "pods/exec",
-            Some(target_ns),
-            "run the probe in the target pod",
-        ),
-    ];
-    if let Some(ns) = dns_ns {
-        checks.push(AccessCheck::new(
-            "patch",
-            "pods/ephemeralcontainers",
-            Some(ns),
-            "add probe containers to the DNS pods",
-        ));
-        checks.push(AccessCheck::new(
-            "create",
-            "pods/exec",
-            Some(ns),
-            "query the upstream from the DNS pods",
-        ));
-    }
-    if node_checks {
-        checks.push(AccessCheck::new(
-            "create",
-            "jobs",
-            Some(node_ns),
-            "start node-debug pods",
-        ));
-        checks.push(AccessCheck::new(
-            "delete",
-            "jobs",
-            Some(node_ns),
-            "remove node-debug pods",
-        ));
-        checks.push(AccessCheck::new(
-            "list",
-            "pods",
-            Some(node_ns),
-            "find the node-debug pods",
-        ));
-        checks.push(AccessCheck::new(
-            "create",
-            "pods/exec",
-            Some(node_ns),
-            "read rules and counters on the nodes",
-        ));
-    }
-    checks
-}
 
 /// Ask the API server about each permission.
 pub async fn check_access(
@@ -172,14 +74,6 @@ pub async fn pod_security_level(client: &Client, namespace: &str) -> Option<Stri
     )
 }
 
-/// The most capable ephemeral container admission accepts, learnt by dry-run, with the
-/// rejections of the more capable ones.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct EphemeralChoice {
-    pub privilege: Option<Privilege>,
-    pub rejections: Vec<(Privilege, String)>,
-}
-
 /// Dry-run each privilege level, most capable first, and keep the first accepted.
 pub async fn choose_ephemeral(
     client: &Client,
@@ -220,19 +114,52 @@ pub async fn choose_ephemeral(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::access::required_checks;
 
     #[test]
     fn node_checks_add_job_and_exec_permissions() {
         let without = required_checks("app", Some("kube-system"), "kube-system", false);
         assert!(without.iter().all(|c| c.resource != "jobs"));
-        let with = required_checks("app", Some("kube-system"), "kube-system", true);
-        assert!(with
+        let with = required_checks("app", Some("kube-system"), "node-debug", true);
+        let node: Vec<(&str, &str)> = with
             .iter()
-            .any(|c| c.verb == "create" && c.resource == "jobs"));
-        assert!(with
+            .filter(|c| c.namespace.as_deref() == Some("node-debug"))
+            .map(|c| (c.verb.as_str(), c.resource.as_str()))
+            .collect();
+        assert_eq!(
+            node,
+            [
+                ("create", "jobs"),
+                ("delete", "jobs"),
+                ("list", "pods"),
+                ("create", "pods/exec")
+            ]
+        );
+    }
+
+    #[test]
+    fn probe_permissions_are_asked_where_the_probes_go() {
+        let checks = required_checks("app", Some("dns"), "kube-system", false);
+        let asked: Vec<(&str, &str, &str)> = checks
             .iter()
-            .any(|c| c.resource == "pods/ephemeralcontainers"
-                && c.namespace.as_deref() == Some("app")));
+            .map(|c| {
+                (
+                    c.verb.as_str(),
+                    c.resource.as_str(),
+                    c.namespace.as_deref().unwrap_or_default(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            asked,
+            [
+                ("patch", "pods/ephemeralcontainers", "app"),
+                ("create", "pods/exec", "app"),
+                ("patch", "pods/ephemeralcontainers", "dns"),
+                ("create", "pods/exec", "dns"),
+            ]
+        );
+        // Without a DNS Service there are no DNS pods to probe.
+        assert_eq!(required_checks("app", None, "kube-system", false).len(), 2);
     }
 }

@@ -1,14 +1,14 @@
 //! The evidence bundle: a directory holding the pcaps (put there by the capture step) and
 //! what this module writes next to them: topology.json, evidence.json, the raw node
 //! snapshots, report.json and report.txt. Captures contain names and addresses, so the
-//! directory is 0700 and every file 0600.
+//! directory and every file are private (0700 and 0600 on Unix; see [`crate::private_fs`]).
 
-use std::fs::{DirBuilder, File, OpenOptions, Permissions};
+use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::evidence::Evidence;
+use crate::private_fs;
 use crate::topology::Topology;
 
 use super::Report;
@@ -35,43 +35,31 @@ pub enum BundleError {
     },
 }
 
-/// Creates `dir` (and missing parents) with mode 0700. An existing directory is kept as it
-/// is: its mode is not changed, so pointing `--output-dir` at /tmp cannot lock others out.
+/// Creates `dir` (and missing parents) private (0700 on Unix). An existing directory is kept
+/// as it is: its mode is not changed, so pointing `--output-dir` at /tmp cannot lock others out.
 pub fn create_dir(dir: &Path) -> Result<(), BundleError> {
     if dir.is_dir() {
         return Ok(());
     }
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|source| BundleError::CreateDir {
-            path: dir.to_path_buf(),
-            source,
-        })
+    private_fs::create_dir(dir).map_err(|source| BundleError::CreateDir {
+        path: dir.to_path_buf(),
+        source,
+    })
 }
 
-/// Creates (or truncates) a file with mode 0600 for writing, e.g. a pcap streamed into the
-/// bundle.
+/// Creates (or truncates) a private file (0600 on Unix) for writing, e.g. a pcap streamed
+/// into the bundle.
 pub fn create_private_file(path: &Path) -> Result<File, BundleError> {
     let err = |source| BundleError::Write {
         path: path.to_path_buf(),
         source,
     };
-    let f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(err)?;
-    // `mode` applies only to a newly created file; an older one may be wider.
-    f.set_permissions(Permissions::from_mode(0o600))
-        .map_err(err)?;
+    let f = private_fs::file_options().open(path).map_err(err)?;
+    private_fs::restrict_to_owner(&f).map_err(err)?;
     Ok(f)
 }
 
-/// Writes one file with mode 0600, replacing an existing one.
+/// Writes one private file (0600 on Unix), replacing an existing one.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), BundleError> {
     create_private_file(path)?
         .write_all(bytes)

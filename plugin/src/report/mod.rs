@@ -15,6 +15,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::diagnose::data_plane::DataPlane;
 use crate::diagnose::{Check, Diagnosis, Finding, PacketLadder};
 use crate::evidence::{CaptureKind, EphemeralLeft, Evidence, StepError};
 use crate::exit::Outcome;
@@ -64,6 +65,10 @@ pub struct TargetInfo {
     #[serde(default)]
     pub node: Option<String>,
     pub dns_policy: String,
+    /// The container examined (-c, else the default-container annotation, else the first):
+    /// the probe shares its processes, and `libc` is its libc.
+    #[serde(default)]
+    pub container: Option<String>,
     /// The workload (`deployment/web`) the pod was chosen from, when one was named.
     #[serde(default)]
     pub chosen_from: Option<String>,
@@ -133,6 +138,9 @@ pub struct Report {
     pub strategy: String,
     pub strategy_reason: String,
     pub cluster_dns: ClusterDnsSummary,
+    /// The service data plane that translates ClusterIPs on the target's node, as seen.
+    #[serde(default)]
+    pub data_plane: Option<DataPlane>,
     /// Root cause first.
     pub findings: Vec<Finding>,
     pub checklist: Vec<Check>,
@@ -192,6 +200,7 @@ impl Report {
                 name: t.name.clone(),
                 node: t.node.clone(),
                 dns_policy: t.dns_policy.clone(),
+                container: t.containers.first().cloned(),
                 chosen_from: topology.chosen_from.clone(),
                 libc,
             },
@@ -209,6 +218,7 @@ impl Report {
                     .map(|s| format!("{}/{}", s.namespace, s.name)),
                 ready_endpoints: topology.ready_endpoint_ips(),
             },
+            data_plane: diagnosis.data_plane,
             findings: diagnosis.findings,
             checklist: diagnosis.checklist,
             lost_queries: diagnosis.lost_queries,

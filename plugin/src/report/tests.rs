@@ -1,7 +1,6 @@
 //! Reports built from the diagnosis test scenarios: snapshots of the text and JSON forms,
 //! the verdict and exit code rules, the ladder drawing and the bundle's file modes.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
 use crate::capture::correlate::MatchKind;
@@ -9,7 +8,7 @@ use crate::capture::{Correlation, LostQuery, Sighting, Timestamp};
 use crate::diagnose::testkit::{healthy, Scenario, CLUSTER_NAME, IPT_NODE_FIREWALL};
 use crate::diagnose::{diagnose, DiagnosisInput, PointAnalysis};
 use crate::evidence::{CaptureKind, CapturePoint, EphemeralLeft, StepError};
-use dns_doctor_probe::schema::{ConnectOutcome, LibcKind, QueryOutcome, ServerRole};
+use dns_doctor_schema::{ConnectOutcome, LibcKind, QueryOutcome, ServerRole};
 
 use super::*;
 
@@ -274,7 +273,44 @@ fn ladder_marks_where_the_query_died() {
 }
 
 #[test]
+fn bundle_holds_the_evidence_and_the_report() {
+    let s = healthy();
+    let r = healthy_report();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("bundle");
+    let written =
+        bundle::write_bundle(&dir, &s.topology, &s.evidence, &r, &text(&r, false)).unwrap();
+    // Paths compare by component, so `/` in `want` also matches Windows' `\`.
+    let names: Vec<&std::path::Path> = written
+        .iter()
+        .map(|p| p.strip_prefix(&dir).unwrap())
+        .collect();
+    for want in [
+        "topology.json",
+        "evidence.json",
+        "report.json",
+        "report.txt",
+        "nodes/node-1/iptables-legacy-save.txt",
+        "nodes/node-1/conntrack-stats-before.txt",
+        "nodes/node-1/files/proc_sys_net_netfilter_nf_conntrack_count.txt",
+    ] {
+        assert!(
+            names.iter().any(|n| *n == std::path::Path::new(want)),
+            "missing {want} in {names:?}"
+        );
+    }
+    let dump = std::fs::read_to_string(dir.join("nodes/node-1/iptables-legacy-save.txt")).unwrap();
+    assert_eq!(dump, crate::diagnose::testkit::IPT_HEALTHY);
+    let back: Report =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(back, r);
+}
+
+#[cfg(unix)]
+#[test]
 fn bundle_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+
     let s = healthy();
     let r = healthy_report();
     let tmp = tempfile::tempdir().unwrap();
@@ -287,29 +323,6 @@ fn bundle_files_are_private() {
     for f in &written {
         assert_eq!(mode(f), 0o600, "{}", f.display());
     }
-    let names: Vec<String> = written
-        .iter()
-        .map(|p| p.strip_prefix(&dir).unwrap().display().to_string())
-        .collect();
-    for want in [
-        "topology.json",
-        "evidence.json",
-        "report.json",
-        "report.txt",
-        "nodes/node-1/iptables-legacy-save.txt",
-        "nodes/node-1/conntrack-stats-before.txt",
-        "nodes/node-1/files/proc_sys_net_netfilter_nf_conntrack_count.txt",
-    ] {
-        assert!(
-            names.iter().any(|n| n == want),
-            "missing {want} in {names:?}"
-        );
-    }
-    let dump = std::fs::read_to_string(dir.join("nodes/node-1/iptables-legacy-save.txt")).unwrap();
-    assert_eq!(dump, crate::diagnose::testkit::IPT_HEALTHY);
-    let back: Report =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
-    assert_eq!(back, r);
     // Writing again over an older, wider file leaves it private.
     std::fs::set_permissions(
         dir.join("report.txt"),

@@ -73,6 +73,9 @@ pub fn render_text(report: &Report, out: &mut dyn Write, color: bool) -> io::Res
     if let Some(w) = &t.chosen_from {
         about.push(format!("chosen from {w}"));
     }
+    if let Some(c) = &t.container {
+        about.push(format!("container {c}"));
+    }
     about.push(format!("dnsPolicy {}", t.dns_policy));
     if let Some(l) = &t.libc {
         about.push(format!("libc {l}"));
@@ -93,6 +96,9 @@ pub fn render_text(report: &Report, out: &mut dyn Write, color: bool) -> io::Res
         dns.service.as_deref().unwrap_or("none"),
         eps.join(", ")
     )?;
+    if let Some(plane) = &report.data_plane {
+        writeln!(out, "  data plane: {}", plane.detail)?;
+    }
     if !report.strategy.is_empty() {
         writeln!(
             out,

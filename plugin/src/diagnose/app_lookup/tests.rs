@@ -1,7 +1,7 @@
 //! The replay against scenarios whose application experience is known: what glibc and musl
 //! return, and how long they take, for the test cluster's names.
 
-use dns_doctor_probe::schema::{LibcKind, QueryOutcome, ServerRole, Transport};
+use dns_doctor_schema::{LibcKind, QueryOutcome, ServerRole, Transport};
 
 use crate::diagnose::app_lookups::{ID_FAILS, ID_NAMESERVER, ID_SLOW, ID_UNEXPLAINED, ID_WRONG};
 use crate::diagnose::testkit::*;
@@ -164,7 +164,7 @@ fn a_name_that_does_not_exist_is_a_failed_lookup_not_an_answer() {
     assert_eq!(v, Verdict::ProblemsFound);
 }
 
-use dns_doctor_probe::schema::SearchExpansion;
+use dns_doctor_schema::SearchExpansion;
 
 #[test]
 fn an_answer_other_than_the_services_clusterip_is_wrong() {

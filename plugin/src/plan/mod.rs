@@ -9,9 +9,10 @@ use std::net::SocketAddr;
 
 use serde::Serialize;
 
+pub mod script;
+
+use crate::access::{allowed, refusals, AccessAnswer, EphemeralChoice, Privilege};
 use crate::cli::DoctorConfig;
-use crate::kube::ephemeral::Privilege;
-use crate::kube::preflight::{AccessAnswer, EphemeralChoice};
 use crate::topology::Topology;
 
 /// The overall approach, least capable last.
@@ -88,40 +89,11 @@ pub struct PlanInput<'a> {
     pub dns_choice: Option<&'a EphemeralChoice>,
 }
 
-fn allowed(access: &[AccessAnswer], verb: &str, resource: &str, ns: &str) -> bool {
-    access.iter().any(|a| {
-        a.allowed
-            && a.check.verb == verb
-            && a.check.resource == resource
-            && a.check.namespace.as_deref() == Some(ns)
-    })
-}
-
-fn missing(access: &[AccessAnswer]) -> Vec<String> {
-    access
-        .iter()
-        .filter(|a| !a.allowed)
-        .map(|a| {
-            format!(
-                "not allowed to {} {}{} (needed to {})",
-                a.check.verb,
-                a.check.resource,
-                a.check
-                    .namespace
-                    .as_deref()
-                    .map(|n| format!(" in {n}"))
-                    .unwrap_or_default(),
-                a.check.purpose
-            )
-        })
-        .collect()
-}
-
 /// Decide the plan.
 pub fn decide(input: &PlanInput<'_>) -> Plan {
     let cfg = input.config;
     let target_ns = &input.topology.target.namespace;
-    let mut reasons = missing(input.access);
+    let mut reasons = refusals(input.access);
     let target_ok = allowed(input.access, "patch", "pods/ephemeralcontainers", target_ns)
         && allowed(input.access, "create", "pods/exec", target_ns);
     let node_ok = cfg.node_checks
@@ -176,7 +148,7 @@ pub fn decide(input: &PlanInput<'_>) -> Plan {
             .topology
             .dns_pods
             .iter()
-            .filter(|p| p.phase == "Running" && p.waiting_reason.is_none())
+            .filter(|p| p.can_host_probe())
             .map(|p| DnsPodPlan {
                 namespace: p.namespace.clone(),
                 name: p.name.clone(),
@@ -267,9 +239,9 @@ fn privilege_name(p: Privilege) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::access::{required_checks, AccessCheck};
     use crate::cli::{OutputFormat, TargetKind, TargetRef};
-    use crate::kube::preflight::{required_checks, AccessCheck};
-    use crate::topology::{DnsPodInfo, PodInfo};
+    use crate::topology::{DnsPodInfo, PodInfo, Termination};
     use std::time::Duration;
 
     fn config() -> DoctorConfig {
@@ -278,6 +250,7 @@ mod tests {
                 kind: TargetKind::Pod,
                 name: "web".into(),
             },
+            container: None,
             kube: Default::default(),
             output: OutputFormat::Text,
             names: vec!["kubernetes.default".into()],
@@ -317,6 +290,34 @@ mod tests {
                     name: "coredns-b".into(),
                     phase: "Running".into(),
                     waiting_reason: Some("CrashLoopBackOff".into()),
+                    container: "coredns".into(),
+                    ..DnsPodInfo::default()
+                },
+                // Between two crashes: exited, not yet restarted.
+                DnsPodInfo {
+                    namespace: "kube-system".into(),
+                    name: "coredns-c".into(),
+                    phase: "Running".into(),
+                    restarts: 1,
+                    exited: Some(Termination {
+                        reason: "Error".into(),
+                        exit_code: 1,
+                        message: None,
+                    }),
+                    container: "coredns".into(),
+                    ..DnsPodInfo::default()
+                },
+                // Restarted after a crash, running, not ready: about to crash again.
+                DnsPodInfo {
+                    namespace: "kube-system".into(),
+                    name: "coredns-d".into(),
+                    phase: "Running".into(),
+                    restarts: 2,
+                    last_termination: Some(Termination {
+                        reason: "Error".into(),
+                        exit_code: 1,
+                        message: None,
+                    }),
                     container: "coredns".into(),
                     ..DnsPodInfo::default()
                 },
@@ -371,8 +372,10 @@ mod tests {
         let plan = plan_for(&acc, &tc, Some(&tc));
         assert_eq!(plan.strategy, Strategy::EphemeralCapture);
         assert_eq!(plan.nodes, vec!["n1", "n2"]);
-        // The crashlooping DNS pod gets no container.
+        // The crash-looping DNS pods get no container, whichever phase of the loop
+        // discovery saw them in.
         assert_eq!(plan.dns_pods.len(), 1);
+        assert_eq!(plan.dns_pods[0].name, "coredns-a");
         assert!(plan.dns_pods[0].capture);
     }
 

@@ -3,7 +3,14 @@
 //! The probe is dumb and the plugin is smart: these types carry measurements and raw text,
 //! never judgements. A newer plugin must read an older probe's output, so fields are only
 //! ever added (with `#[serde(default)]`), and a change that breaks readers bumps
-//! [`SCHEMA_VERSION`].
+//! [`SCHEMA_VERSION`]. The lines the probe prints on stderr for the plugin are in
+//! [`protocol`].
+//!
+//! This crate is the only part of the probe the plugin links, and the plugin builds for
+//! Linux, macOS and Windows: it holds plain data and constants, no system calls and no libc.
+//! The probe re-exports it as `dns_doctor_probe::schema`.
+
+pub mod protocol;
 
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
