@@ -345,6 +345,12 @@ fn every_fault_is_named_and_the_healthy_cluster_is_clean() {
             EXTERNAL_NAME,
             "dns-redirected-in-pod",
         ),
+        (
+            "conntrack-stale",
+            GLIBC_CLIENT,
+            EXTERNAL_NAME,
+            "conntrack-stale-dns-entries",
+        ),
     ];
     let runs = runs_per_fault();
     for &(fault, client, name, expected) in faults {

@@ -918,3 +918,85 @@ fn node_mode_window_ends_early_on_sigterm() {
         assert_eq!(stats.exit_code, Some(0), "{stats:?}");
     }
 }
+
+/// With `--dns-service`, the node lists the UDP conntrack entries towards the DNS Service:
+/// here the pod probe's queries through the ClusterIP, each DNATed to the server. Over the
+/// byte cap the listing keeps whole lines and says on stderr that it was cut, next to
+/// conntrack's own count of what it printed.
+#[test]
+fn node_mode_lists_the_conntrack_entries_towards_the_dns_service() {
+    use dns_doctor::node::conntrack_entries::{parse_conntrack_listing, parse_shown_count};
+    let topo = Topology::new();
+    let (_, report) = run_pod(&topo, &pod_args(&[("--parallel-rounds", "0")]), PROBE_LIMIT);
+    let sent = queries_to(&report, cluster_ip(), Transport::Udp).len();
+    let node = |max_bytes: &str| {
+        let ran = probe::run_in(
+            &topo.node,
+            &[
+                "node",
+                "--conntrack-window-ms",
+                "300",
+                "--dns-service",
+                netns::CLUSTER_IP,
+                "--conntrack-list-max-bytes",
+                max_bytes,
+            ],
+            PROBE_LIMIT,
+        );
+        assert_eq!(ran.status.code(), Some(0), "{}", ran.stderr);
+        let ProbeResult::Node(snapshot) = probe::parse_output(&ran).result else {
+            panic!("not a node snapshot")
+        };
+        snapshot
+    };
+    let whole = node("1048576");
+    for key in [
+        "conntrack-dns-before@10.96.0.10:53",
+        "conntrack-dns-after@10.96.0.10:53",
+    ] {
+        let out = whole
+            .commands
+            .iter()
+            .find(|c| c.key == key)
+            .unwrap_or_else(|| panic!("no {key} in {:#?}", whole.commands));
+        assert_eq!(out.exit_code, Some(0), "{out:?}");
+        let listing = parse_conntrack_listing(&out.stdout);
+        assert!(listing.skipped.is_empty(), "{:?}", listing.skipped);
+        // One entry per query (a new socket each), all from the client to the ClusterIP,
+        // answered by the server behind it.
+        assert_eq!(listing.entries.len(), sent, "{}", out.stdout);
+        assert_eq!(parse_shown_count(&out.stderr), Some(sent as u64));
+        for e in &listing.entries {
+            assert_eq!(e.protocol, "udp");
+            assert_eq!(e.original.src.to_string(), netns::CLIENT_ADDR);
+            assert_eq!(e.original.dst.to_string(), netns::CLUSTER_IP);
+            assert_eq!(e.original.dport, Some(53));
+            assert_eq!(e.reply.src.to_string(), netns::SERVER_ADDR);
+            assert!(!e.unreplied, "{e:?}");
+        }
+    }
+    let cut = node("1024");
+    let out = cut
+        .commands
+        .iter()
+        .find(|c| c.key == "conntrack-dns-after@10.96.0.10:53")
+        .expect("the listing");
+    let kept = parse_conntrack_listing(&out.stdout).entries.len();
+    assert!(out.stdout.len() <= 1024 && out.stdout.ends_with('\n'));
+    assert!(kept > 0 && kept < sent, "kept {kept} of {sent}");
+    assert_eq!(
+        parse_shown_count(&out.stderr),
+        Some(sent as u64),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(&format!(
+            "dns-doctor-probe: stdout cut to its first {} bytes: {} more lines",
+            out.stdout.len(),
+            sent - kept
+        )),
+        "{}",
+        out.stderr
+    );
+}

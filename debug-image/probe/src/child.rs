@@ -139,11 +139,33 @@ pub struct Finished {
     pub stdout: String,
     pub stderr: String,
     pub elapsed: Duration,
+    /// What stdout wrote past the cap of [`run_bounded_capped`]: read, counted, not kept.
+    pub stdout_dropped: Dropped,
+}
+
+/// Output read and not kept.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Dropped {
+    pub bytes: u64,
+    /// Lines begun in the dropped bytes (a last line without a newline counts).
+    pub lines: u64,
 }
 
 /// Runs `argv` to completion with a time limit, capturing its output (lossy UTF-8). Spawns
 /// from the calling thread; see [`spawn_tied`].
 pub fn run_bounded(argv: &[String], limit: Duration) -> io::Result<Finished> {
+    run_bounded_capped(argv, limit, usize::MAX)
+}
+
+/// [`run_bounded`] keeping at most `max_stdout` bytes of stdout, cut after the last whole
+/// line that fits. The rest is still read to the end (so the command is not stopped by a
+/// full pipe and can finish, e.g. print its own summary on stderr) and counted in
+/// [`Finished::stdout_dropped`].
+pub fn run_bounded_capped(
+    argv: &[String],
+    limit: Duration,
+    max_stdout: usize,
+) -> io::Result<Finished> {
     let (program, args) = argv
         .split_first()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
@@ -155,7 +177,7 @@ pub fn run_bounded(argv: &[String], limit: Duration) -> io::Result<Finished> {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped()),
     )?;
-    let stdout = drain(child.stdout.take());
+    let stdout = drain_capped(child.stdout.take(), max_stdout);
     let stderr = drain(child.stderr.take());
     let waited = wait_bounded(&mut child, limit);
     if !matches!(waited, Ok(Some(_))) {
@@ -165,12 +187,92 @@ pub fn run_bounded(argv: &[String], limit: Duration) -> io::Result<Finished> {
     }
     clear_current();
     let status = waited?;
+    let (stdout, stdout_dropped) = stdout.join().unwrap_or_default();
     Ok(Finished {
         status,
-        stdout: stdout.join().unwrap_or_default(),
+        stdout,
         stderr: stderr.join().unwrap_or_default(),
         elapsed: start.elapsed(),
+        stdout_dropped,
     })
+}
+
+fn drain_capped<R: Read + Send + 'static>(
+    pipe: Option<R>,
+    cap: usize,
+) -> thread::JoinHandle<(String, Dropped)> {
+    thread::spawn(move || {
+        let mut kept = Keep::new(cap);
+        if let Some(mut pipe) = pipe {
+            let mut chunk = [0u8; 64 * 1024];
+            loop {
+                match pipe.read(&mut chunk) {
+                    Ok(0) => break,
+                    Ok(n) => kept.push(&chunk[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+        }
+        kept.finish()
+    })
+}
+
+/// The first whole lines of a stream that fit in `cap` bytes, and a count of the rest.
+struct Keep {
+    cap: usize,
+    bytes: Vec<u8>,
+    full: bool,
+    dropped: Dropped,
+    /// The last dropped byte, to count a last line without a newline.
+    last_dropped: Option<u8>,
+}
+
+impl Keep {
+    fn new(cap: usize) -> Self {
+        Self {
+            cap,
+            bytes: Vec::new(),
+            full: false,
+            dropped: Dropped::default(),
+            last_dropped: None,
+        }
+    }
+
+    fn push(&mut self, data: &[u8]) {
+        if self.full {
+            self.drop_bytes(data);
+            return;
+        }
+        self.bytes.extend_from_slice(data);
+        if self.bytes.len() <= self.cap {
+            return;
+        }
+        self.full = true;
+        let keep = self.bytes[..self.cap]
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |i| i + 1);
+        let rest = self.bytes.split_off(keep);
+        self.drop_bytes(&rest);
+    }
+
+    fn drop_bytes(&mut self, data: &[u8]) {
+        let Some(&last) = data.last() else { return };
+        self.dropped.bytes += data.len() as u64;
+        self.dropped.lines += data.iter().filter(|b| **b == b'\n').count() as u64;
+        self.last_dropped = Some(last);
+    }
+
+    fn finish(mut self) -> (String, Dropped) {
+        if self.last_dropped.is_some_and(|b| b != b'\n') {
+            self.dropped.lines += 1;
+        }
+        (
+            String::from_utf8_lossy(&self.bytes).into_owned(),
+            self.dropped,
+        )
+    }
 }
 
 fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> thread::JoinHandle<String> {
@@ -201,6 +303,48 @@ mod tests {
         assert_eq!(done.status.and_then(|s| s.code()), Some(3));
         assert_eq!(done.stdout, "out\n");
         assert_eq!(done.stderr, "err\n");
+    }
+
+    #[test]
+    fn a_capped_stdout_keeps_whole_lines_and_counts_the_rest() {
+        // "1\n" to "36\n" are 9 * 2 + 27 * 3 = 99 bytes: "37\n" no longer fits in 100.
+        let done = run_bounded_capped(
+            &argv(&["sh", "-c", "seq 1 1000; echo done >&2"]),
+            Duration::from_secs(5),
+            100,
+        )
+        .unwrap();
+        assert_eq!(done.status.and_then(|s| s.code()), Some(0));
+        let kept: Vec<&str> = done.stdout.lines().collect();
+        assert_eq!(kept.first(), Some(&"1"));
+        assert_eq!(kept.last(), Some(&"36"));
+        assert!(done.stdout.len() <= 100 && done.stdout.ends_with('\n'));
+        assert_eq!(done.stdout_dropped.lines, 1000 - 36);
+        assert_eq!(
+            done.stdout_dropped.bytes as usize + done.stdout.len(),
+            (1..=1000)
+                .map(|n: u32| n.to_string().len() + 1)
+                .sum::<usize>()
+        );
+        // The command ran to its end: its last words on stderr are there.
+        assert_eq!(done.stderr, "done\n");
+        let whole = run_bounded(
+            &argv(&["sh", "-c", "printf 'a\\nb'"]),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        assert_eq!(
+            (whole.stdout.as_str(), whole.stdout_dropped),
+            ("a\nb", Dropped::default())
+        );
+        let unterminated = run_bounded_capped(
+            &argv(&["sh", "-c", "printf 'a\\nbcd'"]),
+            Duration::from_secs(5),
+            3,
+        )
+        .unwrap();
+        assert_eq!(unterminated.stdout, "a\n");
+        assert_eq!(unterminated.stdout_dropped, Dropped { bytes: 3, lines: 1 });
     }
 
     #[test]

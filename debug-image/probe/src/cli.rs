@@ -150,6 +150,13 @@ pub struct NodeArgs {
     /// Hard limit of the whole run; the partial result is printed when it passes.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub deadline_secs: u64,
+    /// A DNS Service address, IP or IP:PORT (port 53 when omitted), whose UDP conntrack
+    /// entries are listed before and after the window. Repeatable.
+    #[arg(long = "dns-service", value_name = "ADDR", value_parser = parse_server)]
+    pub dns_services: Vec<SocketAddr>,
+    /// Most bytes kept of each conntrack listing; the rest is read and counted, not kept.
+    #[arg(long, default_value_t = 2 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1024..=256 * 1024 * 1024))]
+    pub conntrack_list_max_bytes: u64,
 }
 
 #[derive(Debug, Args)]
@@ -332,6 +339,9 @@ fn run_node(args: NodeArgs) -> i32 {
         conntrack_window: Duration::from_millis(args.conntrack_window_ms),
         command_timeout: Duration::from_secs(args.command_timeout_secs),
         http_timeout: Duration::from_secs(2),
+        dns_services: args.dns_services,
+        conntrack_list_max_bytes: usize::try_from(args.conntrack_list_max_bytes)
+            .unwrap_or(usize::MAX),
     };
     let snapshot: node::SharedSnapshot = Arc::new(Mutex::new(node::empty_snapshot(&config)));
     let partial = Arc::clone(&snapshot);

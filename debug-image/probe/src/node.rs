@@ -2,6 +2,7 @@
 //! own view). Nothing is parsed here; the plugin parses, so plugin and image versions may differ.
 
 use crate::child;
+use crate::schema::protocol::{conntrack_dns_key, ListingStage};
 use crate::schema::{CommandOutput, HttpProbe, NodeSnapshot, RawFile};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -19,6 +20,10 @@ pub struct NodeConfig {
     pub command_timeout: Duration,
     /// Limit for each HTTP request to kube-proxy.
     pub http_timeout: Duration,
+    /// DNS Service addresses (ClusterIP:port) whose UDP conntrack entries are listed.
+    pub dns_services: Vec<SocketAddr>,
+    /// Most bytes kept of each conntrack listing (a node can hold 100k+ entries).
+    pub conntrack_list_max_bytes: usize,
 }
 
 /// The snapshot as filled so far; the watchdog prints a copy of it at the deadline.
@@ -51,11 +56,53 @@ const COMMANDS: [(&str, &[&str]); 10] = [
 
 const CONNTRACK_STATS: [&str; 2] = ["conntrack", "-S"];
 
+/// `conntrack -L` of the UDP entries whose original destination is `service`: the flows
+/// that clients opened towards the DNS ClusterIP, with the endpoint each was DNATed to.
+fn conntrack_dns_argv(service: SocketAddr) -> Vec<String> {
+    let mut argv = vec!["conntrack".to_owned(), "-L".to_owned()];
+    if service.ip().is_ipv6() {
+        argv.extend(["-f".to_owned(), "ipv6".to_owned()]);
+    }
+    argv.extend([
+        "-p".to_owned(),
+        "udp".to_owned(),
+        "--orig-dst".to_owned(),
+        service.ip().to_string(),
+        "--orig-port-dst".to_owned(),
+        service.port().to_string(),
+    ]);
+    argv
+}
+
+/// The line the probe adds to a listing's stderr when it cut the stdout; conntrack's own
+/// count of the entries it printed stays on stderr too.
+fn cut_note(kept_bytes: usize, dropped: child::Dropped) -> String {
+    format!(
+        "dns-doctor-probe: stdout cut to its first {kept_bytes} bytes: {} more lines ({} bytes) were read and not kept\n",
+        dropped.lines, dropped.bytes
+    )
+}
+
+fn conntrack_dns_listings(config: &NodeConfig, stage: ListingStage, snapshot: &SharedSnapshot) {
+    for service in &config.dns_services {
+        let argv = conntrack_dns_argv(*service);
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let output = command_capped(
+            &conntrack_dns_key(stage, *service),
+            &argv,
+            config.command_timeout,
+            config.conntrack_list_max_bytes,
+        );
+        lock(snapshot).commands.push(output);
+    }
+}
+
 /// Kernel settings on the DNS packet path, read verbatim.
-const FILES: [&str; 8] = [
+const FILES: [&str; 9] = [
     "/proc/sys/net/netfilter/nf_conntrack_count",
     "/proc/sys/net/netfilter/nf_conntrack_max",
     "/proc/sys/net/netfilter/nf_conntrack_udp_timeout",
+    "/proc/sys/net/netfilter/nf_conntrack_udp_timeout_stream",
     "/proc/sys/net/ipv4/ip_forward",
     "/proc/sys/net/bridge/bridge-nf-call-iptables",
     "/proc/sys/net/bridge/bridge-nf-call-ip6tables",
@@ -87,6 +134,7 @@ pub fn run(config: &NodeConfig, snapshot: &SharedSnapshot, window_end: &Receiver
     );
     lock(snapshot).commands.push(conntrack_before);
     let window_start = std::time::Instant::now();
+    conntrack_dns_listings(config, ListingStage::Before, snapshot);
 
     // The window is filled with the other snapshots instead of sleeping idle.
     for (key, argv) in COMMANDS {
@@ -121,6 +169,7 @@ pub fn run(config: &NodeConfig, snapshot: &SharedSnapshot, window_end: &Receiver
         &CONNTRACK_STATS,
         config.command_timeout,
     );
+    conntrack_dns_listings(config, ListingStage::After, snapshot);
     let mut s = lock(snapshot);
     s.commands.push(conntrack_after);
     s.conntrack_window_ms = u64::try_from(actual_window.as_millis()).unwrap_or(u64::MAX);
@@ -129,13 +178,35 @@ pub fn run(config: &NodeConfig, snapshot: &SharedSnapshot, window_end: &Receiver
 /// Runs one command with a deadline and records its output verbatim under `key`.
 pub(crate) fn command(key: &str, argv: &[&str], timeout: Duration) -> CommandOutput {
     let argv: Vec<String> = argv.iter().map(|a| (*a).to_owned()).collect();
-    match child::run_bounded(&argv, timeout) {
+    let ran = child::run_bounded(&argv, timeout);
+    record(key, argv, ran, timeout)
+}
+
+/// [`command`] keeping at most `max_stdout` bytes of stdout (whole lines); when it cuts,
+/// stderr says so after what the command itself wrote there.
+fn command_capped(key: &str, argv: &[&str], timeout: Duration, max_stdout: usize) -> CommandOutput {
+    let argv: Vec<String> = argv.iter().map(|a| (*a).to_owned()).collect();
+    let ran = child::run_bounded_capped(&argv, timeout, max_stdout);
+    record(key, argv, ran, timeout)
+}
+
+fn record(
+    key: &str,
+    argv: Vec<String>,
+    ran: std::io::Result<child::Finished>,
+    timeout: Duration,
+) -> CommandOutput {
+    match ran {
         Ok(done) => CommandOutput {
             key: key.to_owned(),
             argv,
             exit_code: done.status.and_then(|s| s.code()),
+            stderr: if done.stdout_dropped.bytes > 0 {
+                done.stderr + &cut_note(done.stdout.len(), done.stdout_dropped)
+            } else {
+                done.stderr
+            },
             stdout: done.stdout,
-            stderr: done.stderr,
             duration_ms: u64::try_from(done.elapsed.as_millis()).unwrap_or(u64::MAX),
             error: done
                 .status
@@ -221,6 +292,34 @@ fn parse_http_response(reply: &[u8]) -> Option<(u16, String)> {
 mod tests {
     use super::*;
     use std::net::TcpListener;
+
+    #[test]
+    fn conntrack_listings_are_filtered_to_the_dns_service_and_keyed_by_it() {
+        let v4: SocketAddr = "10.96.0.10:53".parse().unwrap();
+        assert_eq!(
+            conntrack_dns_argv(v4),
+            [
+                "conntrack",
+                "-L",
+                "-p",
+                "udp",
+                "--orig-dst",
+                "10.96.0.10",
+                "--orig-port-dst",
+                "53"
+            ]
+        );
+        assert_eq!(
+            conntrack_dns_key(ListingStage::After, v4),
+            "conntrack-dns-after@10.96.0.10:53"
+        );
+        let v6: SocketAddr = "[fd00:96::a]:53".parse().unwrap();
+        assert_eq!(conntrack_dns_argv(v6)[2..4], ["-f", "ipv6"]);
+        assert_eq!(
+            conntrack_dns_key(ListingStage::Before, v6),
+            "conntrack-dns-before@[fd00:96::a]:53"
+        );
+    }
 
     #[test]
     fn parses_status_and_body() {

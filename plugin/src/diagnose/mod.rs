@@ -24,6 +24,7 @@ pub mod capture_damaged;
 pub mod cluster_dns_unreachable;
 pub mod cluster_domain_mismatch;
 pub mod clusterip_not_translated;
+pub mod conntrack_stale_dns;
 pub mod conntrack_table_near_full;
 pub mod dns_pods_not_ready;
 pub mod dns_server_errors;
@@ -153,6 +154,8 @@ pub const PRIORITY: &[&str] = &[
     one_replica_broken::ID,
     five_second_latency::ID,
     truncated_no_tcp::ID,
+    // Hurts the flows that still use the entries; any cause above hurts every query.
+    conntrack_stale_dns::ID,
     conntrack_table_near_full::ID,
     pod_dns_policy::ID,
     search_path_amplification::ID,
@@ -269,6 +272,7 @@ pub fn diagnose(input: &DiagnosisInput<'_>) -> Diagnosis {
     findings.extend(one_replica_broken::rule(&cx));
     findings.extend(five_second_latency::rule(&cx));
     findings.extend(truncated_no_tcp::rule(&cx));
+    findings.extend(conntrack_stale_dns::rule(&cx));
     findings.extend(conntrack_table_near_full::rule(&cx));
     findings.extend(pod_dns_policy::rule(&cx));
     findings.extend(search_path_amplification::rule(&cx));

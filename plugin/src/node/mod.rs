@@ -1,8 +1,9 @@
-//! Parsers for raw node snapshots (iptables-save, nft, ipvsadm, conntrack -S, sysctls) and
+//! Parsers for raw node snapshots (iptables-save, nft, ipvsadm, conntrack -S and -L, sysctls) and
 //! the kube-proxy / firewall views built on them. Everything here is pure: text in, typed
 //! values out, and no input makes it panic.
 
 pub mod conntrack;
+pub mod conntrack_entries;
 pub mod firewall;
 pub mod iptables;
 pub mod iptables_firewall;

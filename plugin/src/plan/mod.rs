@@ -192,6 +192,20 @@ pub fn probe_endpoints(topology: &Topology) -> Vec<SocketAddr> {
         .collect()
 }
 
+/// The DNS Service addresses whose UDP conntrack entries the node probes list (`--dns-service`):
+/// each cluster DNS address on the Service's UDP DNS port (53 when no Service owns it).
+pub fn conntrack_dns_services(topology: &Topology) -> Vec<SocketAddr> {
+    let port = topology
+        .dns_service
+        .as_ref()
+        .and_then(|s| s.dns_port("UDP"))
+        .map_or(53, |p| p.port);
+    crate::diagnose::observed::cluster_dns_ips(topology)
+        .into_iter()
+        .map(|ip| SocketAddr::new(ip, port))
+        .collect()
+}
+
 /// The names to resolve from the pod: those asked for, then the first Service of the pod's
 /// own namespace by its short name (as applications there write it), unless one of the
 /// given names already means a Service of that namespace.
@@ -463,6 +477,32 @@ mod tests {
             .map(|a| a.to_string())
             .collect();
         assert_eq!(addrs, vec!["10.244.0.2:5353", "[fd00:10:244::2]:5353"]);
+    }
+
+    #[test]
+    fn node_probes_list_conntrack_for_every_cluster_dns_address() {
+        use crate::topology::{ServiceInfo, ServicePort};
+        let mut topo = topology();
+        assert!(conntrack_dns_services(&topo).is_empty());
+        topo.cluster_dns.ips = vec!["fd00:96::a".parse().unwrap()];
+        topo.dns_service = Some(ServiceInfo {
+            namespace: "kube-system".into(),
+            name: "kube-dns".into(),
+            cluster_ip: "10.96.0.10".parse().unwrap(),
+            ports: vec![ServicePort {
+                name: Some("dns".into()),
+                port: 53,
+                protocol: "UDP".into(),
+                target_port: Some("5353".into()),
+            }],
+            selector: Vec::new(),
+        });
+        let addrs: Vec<String> = conntrack_dns_services(&topo)
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        // The Service port, not the endpoints' targetPort: entries keep the ClusterIP's.
+        assert_eq!(addrs, vec!["[fd00:96::a]:53", "10.96.0.10:53"]);
     }
 
     #[test]

@@ -254,7 +254,13 @@ pub fn compose(input: &ScriptInput<'_>) -> RunScript {
         node_namespace: plan.node_namespace.clone(),
         first_hop,
         captures,
-        node_snapshots: node_snapshots(run_id, &node_pods, pod_probe.is_some(), probe_timeout),
+        node_snapshots: node_snapshots(
+            run_id,
+            &node_pods,
+            &super::conntrack_dns_services(topology),
+            pod_probe.is_some(),
+            probe_timeout,
+        ),
         upstream_probes: upstream_probes(topology, config, run_id, upstreams, &containers),
         pod_probe,
         containers,
@@ -403,10 +409,11 @@ fn captures(
 }
 
 /// The nodes' conntrack windows span the pod probe: they end when it is done, else after
-/// a short fixed window.
+/// a short fixed window. Each node lists the UDP conntrack entries towards `dns_services`.
 fn node_snapshots(
     run_id: &str,
     node_pods: &[NodePodStep],
+    dns_services: &[SocketAddr],
     pod_probe: bool,
     probe_timeout: Duration,
 ) -> NodeSnapshots {
@@ -421,12 +428,15 @@ fn node_snapshots(
         argv: node_pods
             .iter()
             .map(|n| {
-                let args = vec![
+                let mut args = vec![
                     "--node-name".into(),
                     n.node.clone(),
                     "--conntrack-window-ms".into(),
                     window.as_millis().to_string(),
                 ];
+                for service in dns_services {
+                    args.extend(["--dns-service".into(), service.to_string()]);
+                }
                 (n.node.clone(), probe_argv(run_id, "node", args))
             })
             .collect(),

@@ -103,7 +103,19 @@ wait_or_die() {
 
 kc() { "$KUBECTL" --kubeconfig "$KUBECONFIG_ADMIN" --request-timeout=20s "$@"; }
 
-# Starts a daemon in its own session with a pid file and a log file.
+# Closes the descriptors this shell inherited above stderr (bash's own 255 aside).
+close_inherited_fds() {
+	local fd
+	for fd in /proc/$BASHPID/fd/*; do
+		fd=${fd##*/}
+		[[ $fd =~ ^[0-9]+$ ]] && ((fd > 2 && fd != 255)) || continue
+		eval "exec $fd>&-" 2>/dev/null || true
+	done
+}
+
+# Starts a daemon in its own session with a pid file and a log file. The daemon gets none
+# of the caller's descriptors above stderr: under `flock /tmp/dns-doctor-cluster.lock CMD`
+# one of them is the lock, which a daemon would otherwise hold for as long as it runs.
 start_daemon() {
 	local name=$1
 	shift
@@ -111,8 +123,11 @@ start_daemon() {
 	if daemon_running "$name"; then
 		return 0
 	fi
-	setsid "$@" >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
-	echo $! >"$RUN_DIR/pids/$name.pid"
+	(
+		close_inherited_fds
+		setsid "$@" >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
+		echo $! >"$RUN_DIR/pids/$name.pid"
+	)
 }
 
 daemon_pid() { cat "$RUN_DIR/pids/$1.pid" 2>/dev/null; }

@@ -354,6 +354,13 @@ fn node_windows_span_the_pod_probe_within_bounds() {
             ),
             "{case}"
         );
+        // Every node lists the conntrack entries towards the cluster DNS.
+        assert!(
+            n.argv
+                .iter()
+                .all(|(_, argv)| has_args(argv, &["--dns-service", "10.96.0.10:53"])),
+            "{case}"
+        );
         assert_eq!(
             n.end_window_argv[1..],
             ["stop", "--run", "r1", "--only", "node"]
