@@ -150,6 +150,13 @@ pub struct NodeArgs {
     /// Hard limit of the whole run; the partial result is printed when it passes.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub deadline_secs: u64,
+    /// A pod (metadata.uid) on this node whose cgroup CPU and memory files are read at the
+    /// start and at the end of the window. Repeatable.
+    #[arg(long = "pod-uid", value_name = "UID")]
+    pub pod_uids: Vec<String>,
+    /// Where the host's cgroup mount is looked for, in order (tests point it elsewhere).
+    #[arg(long = "cgroup-root", hide = true, default_values = crate::cgroup::HOST_CGROUP_ROOTS)]
+    pub cgroup_roots: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -332,6 +339,8 @@ fn run_node(args: NodeArgs) -> i32 {
         conntrack_window: Duration::from_millis(args.conntrack_window_ms),
         command_timeout: Duration::from_secs(args.command_timeout_secs),
         http_timeout: Duration::from_secs(2),
+        pod_uids: args.pod_uids,
+        cgroup_roots: args.cgroup_roots,
     };
     let snapshot: node::SharedSnapshot = Arc::new(Mutex::new(node::empty_snapshot(&config)));
     let partial = Arc::clone(&snapshot);

@@ -4,6 +4,7 @@
 //! (`pod`, `node`, `capture`) behind [`cli::main`], which the binary calls.
 
 pub mod capture;
+pub mod cgroup;
 mod child;
 pub mod cli;
 pub mod dns;

@@ -1,6 +1,7 @@
 //! `node` mode: raw snapshots of a node's packet path (rules, counters, sysctls, kube-proxy's
 //! own view). Nothing is parsed here; the plugin parses, so plugin and image versions may differ.
 
+use crate::cgroup;
 use crate::child;
 use crate::schema::{CommandOutput, HttpProbe, NodeSnapshot, RawFile};
 use std::io::{Read, Write};
@@ -19,6 +20,10 @@ pub struct NodeConfig {
     pub command_timeout: Duration,
     /// Limit for each HTTP request to kube-proxy.
     pub http_timeout: Duration,
+    /// Pods (by UID) whose cgroup files are read at the start and at the end of the window.
+    pub pod_uids: Vec<String>,
+    /// Where the host's cgroup mount is looked for, in order.
+    pub cgroup_roots: Vec<std::path::PathBuf>,
 }
 
 /// The snapshot as filled so far; the watchdog prints a copy of it at the deadline.
@@ -32,6 +37,7 @@ pub fn empty_snapshot(config: &NodeConfig) -> NodeSnapshot {
         files: Vec::new(),
         http: Vec::new(),
         conntrack_window_ms: u64::try_from(config.conntrack_window.as_millis()).unwrap_or(u64::MAX),
+        pod_cgroups: Vec::new(),
     }
 }
 
@@ -87,6 +93,8 @@ pub fn run(config: &NodeConfig, snapshot: &SharedSnapshot, window_end: &Receiver
     );
     lock(snapshot).commands.push(conntrack_before);
     let window_start = std::time::Instant::now();
+    let cgroups_before = cgroup::read_pods(&config.cgroup_roots, &config.pod_uids, "before", 0);
+    lock(snapshot).pod_cgroups.extend(cgroups_before);
 
     // The window is filled with the other snapshots instead of sleeping idle.
     for (key, argv) in COMMANDS {
@@ -116,6 +124,13 @@ pub fn run(config: &NodeConfig, snapshot: &SharedSnapshot, window_end: &Receiver
         let _ = window_end.recv_timeout(rest);
     }
     let actual_window = window_start.elapsed();
+    let cgroups_after = cgroup::read_pods(
+        &config.cgroup_roots,
+        &config.pod_uids,
+        "after",
+        u64::try_from(actual_window.as_millis()).unwrap_or(u64::MAX),
+    );
+    lock(snapshot).pod_cgroups.extend(cgroups_after);
     let conntrack_after = command(
         "conntrack-stats-after",
         &CONNTRACK_STATS,
