@@ -516,12 +516,20 @@ async fn measure(
         let results = futures::future::join_all(started.node_pods.iter().map(|(node, t)| {
             let window_ms = window_ms.clone();
             async move {
-                let args = vec![
+                let mut args = vec![
                     "--node-name".into(),
                     node.clone(),
                     "--conntrack-window-ms".into(),
                     window_ms,
                 ];
+                // The DNS pods on this node: their cgroup CPU and memory counters.
+                for p in topology
+                    .dns_pods
+                    .iter()
+                    .filter(|p| p.node.as_deref() == Some(node.as_str()) && !p.uid.is_empty())
+                {
+                    args.extend(["--pod-uid".into(), p.uid.clone()]);
+                }
                 (
                     node.clone(),
                     exec::run_probe(client, t, &probe_argv(run_id, "node", args), probe_timeout)
