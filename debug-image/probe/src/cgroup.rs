@@ -14,11 +14,67 @@ use crate::schema::{PodCgroupRead, RawFile};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
-/// Where the host's cgroup tree is seen from a hostPID pod, best first: through PID 1's
-/// root (the host's mounts, whatever cgroup namespace the pod got), else the pod's own
-/// mount, which shows the whole tree under cgroup v1 without a cgroup namespace (and where
-/// PID 1 may not be inspected, as in some sandboxed VMs).
-pub const HOST_CGROUP_ROOTS: [&str; 2] = ["/proc/1/root/sys/fs/cgroup", "/sys/fs/cgroup"];
+/// Where the host's cgroup tree is seen from a hostPID pod, in order: through PID 1's root
+/// (the host's mounts, whatever cgroup namespace this pod got); through the root of the
+/// node's kubelet or container runtime (the same tree; also where PID 1 may not be inspected,
+/// as in some sandboxed VMs, or where the node is itself a container, as with kind); last,
+/// this pod's own mount (the whole tree only where the runtime does not narrow it).
+pub fn host_cgroup_roots(proc_root: &Path) -> Vec<PathBuf> {
+    let mut roots = vec![proc_root.join("1/root/sys/fs/cgroup")];
+    roots.extend(
+        node_agent_pids(proc_root)
+            .into_iter()
+            .take(MAX_AGENT_ROOTS)
+            .map(|pid| proc_root.join(pid.to_string()).join("root/sys/fs/cgroup")),
+    );
+    roots.push(PathBuf::from("/sys/fs/cgroup"));
+    roots
+}
+
+/// Process names of the node agents whose root is the node's.
+const NODE_AGENTS: [&str; 6] = [
+    "kubelet",
+    "containerd",
+    "crio",
+    "dockerd",
+    "k3s-server",
+    "k3s-agent",
+];
+/// How many node agents' roots are tried at most.
+const MAX_AGENT_ROOTS: usize = 4;
+
+/// PIDs of the kubelet and the container runtime, lowest first: by process name, or by the
+/// program or its first argument being `kubelet` (multi-call binaries such as `k8s kubelet`).
+fn node_agent_pids(proc_root: &Path) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir(proc_root) else {
+        return Vec::new();
+    };
+    let mut pids: Vec<u32> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != 1)
+        .filter(|pid| {
+            let dir = proc_root.join(pid.to_string());
+            let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+            let cmdline = std::fs::read(dir.join("cmdline")).unwrap_or_default();
+            is_node_agent(comm.trim(), &cmdline)
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+fn is_node_agent(comm: &str, cmdline: &[u8]) -> bool {
+    if NODE_AGENTS.contains(&comm) {
+        return true;
+    }
+    let mut args = cmdline
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned());
+    let program = args.next().unwrap_or_default();
+    let base = program.rsplit('/').next().unwrap_or_default().to_owned();
+    base == "kubelet" || args.next().as_deref() == Some("kubelet")
+}
 
 /// Files read in a pod's directory and in each of its containers' directories, where they
 /// exist: v1 and v2 CPU bandwidth and usage, v1 and v2 memory.
@@ -368,6 +424,36 @@ mod tests {
         let error = reads[0].error.as_deref().unwrap();
         assert!(error.contains("no cgroup directory of pod"), "{error}");
         assert!(error.contains("(no cgroup hierarchy readable)"), "{error}");
+    }
+
+    #[test]
+    fn the_kubelet_and_runtime_roots_come_after_pid_1_and_before_the_own_mount() {
+        let proc = tempfile::tempdir().unwrap();
+        let p = proc.path();
+        let proc_entry = |pid: u32, comm: &str, cmdline: &[u8]| {
+            write(&p.join(format!("{pid}/comm")), &format!("{comm}\n"));
+            std::fs::write(p.join(format!("{pid}/cmdline")), cmdline).unwrap();
+        };
+        // As on this machine: the multi-call binary's comm is `k8s`.
+        proc_entry(21137, "k8s", b"/var/cache/bin/k8s\0kubelet\0--config=/x\0");
+        proc_entry(21071, "k8s", b"/var/cache/bin/k8s\0kube-apiserver\0");
+        proc_entry(900, "containerd", b"containerd\0--config\0c.toml\0");
+        proc_entry(
+            901,
+            "containerd-shim",
+            b"/usr/bin/containerd-shim-runc-v2\0-id\0x\0",
+        );
+        proc_entry(77, "coredns", b"/coredns\0-conf\0kubelet\0");
+        let roots = host_cgroup_roots(p);
+        assert_eq!(
+            roots,
+            [
+                p.join("1/root/sys/fs/cgroup"),
+                p.join("900/root/sys/fs/cgroup"),
+                p.join("21137/root/sys/fs/cgroup"),
+                PathBuf::from("/sys/fs/cgroup"),
+            ]
+        );
     }
 
     /// PID 1's root may not be readable (this machine's VM): the next root is used.

@@ -154,8 +154,9 @@ pub struct NodeArgs {
     /// start and at the end of the window. Repeatable.
     #[arg(long = "pod-uid", value_name = "UID")]
     pub pod_uids: Vec<String>,
-    /// Where the host's cgroup mount is looked for, in order (tests point it elsewhere).
-    #[arg(long = "cgroup-root", hide = true, default_values = crate::cgroup::HOST_CGROUP_ROOTS)]
+    /// Where the host's cgroup mount is looked for, in order (default: through PID 1, the
+    /// kubelet or the container runtime, then this pod's own mount; tests point it elsewhere).
+    #[arg(long = "cgroup-root", hide = true)]
     pub cgroup_roots: Vec<PathBuf>,
 }
 
@@ -340,7 +341,11 @@ fn run_node(args: NodeArgs) -> i32 {
         command_timeout: Duration::from_secs(args.command_timeout_secs),
         http_timeout: Duration::from_secs(2),
         pod_uids: args.pod_uids,
-        cgroup_roots: args.cgroup_roots,
+        cgroup_roots: if args.cgroup_roots.is_empty() {
+            crate::cgroup::host_cgroup_roots(std::path::Path::new("/proc"))
+        } else {
+            args.cgroup_roots
+        },
     };
     let snapshot: node::SharedSnapshot = Arc::new(Mutex::new(node::empty_snapshot(&config)));
     let partial = Arc::clone(&snapshot);

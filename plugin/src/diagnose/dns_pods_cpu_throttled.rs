@@ -10,6 +10,7 @@ use std::net::IpAddr;
 
 use dns_doctor_probe::schema::QueryOutcome;
 
+use crate::node::cgroup::Level;
 use crate::node::cgroup_cpu::{pod_throttling, Throttling};
 use crate::topology::DnsPodInfo;
 
@@ -41,7 +42,8 @@ struct Throttled<'a> {
     pod: &'a DnsPodInfo,
     node: &'a str,
     main: Throttling,
-    pod_level: Option<Throttling>,
+    /// The other level (pod or container), for the evidence.
+    other: Option<Throttling>,
 }
 
 /// How the probe's queries to the cluster DNS and its pods went, for names the DNS pods
@@ -79,12 +81,18 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
         .filter_map(|p| {
             let (node, reads) = cgroup_reads(cx, p)?;
             let t = pod_throttling(reads, &p.uid, p.container_id.as_deref())?;
+            // The DNS container's own quota: it runs out when the DNS server itself wants
+            // more CPU than its limit. The pod's quota (the sum of its containers' limits)
+            // also carries the other containers of the pod, this run's ephemeral probe
+            // among them, so it is judged only when the container's cannot be read, and
+            // shown beside it otherwise.
             let main = t.main()?.clone();
+            let other = t.container.is_some().then_some(t.pod).flatten();
             (main.periods >= MIN_PERIODS && main.share() >= THROTTLED_SHARE).then(|| Throttled {
                 pod: p,
                 node,
                 main,
-                pod_level: t.container.is_some().then_some(t.pod).flatten(),
+                other,
             })
         })
         .collect();
@@ -106,22 +114,21 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
 
     let mut evidence = Vec::new();
     for t in &throttled {
-        let mut detail = format!(
-            "{}/{} container {}: {}",
-            t.pod.namespace,
-            t.pod.name,
-            t.pod.container,
-            t.main.describe()
-        );
-        if let Some(q) = t.main.quota {
-            detail.push_str(&format!("; CFS quota {}", q.describe()));
-        }
-        evidence.push(EvidenceRef::new(format!("node:{}/cgroup", t.node), detail));
-        if let Some(pl) = &t.pod_level {
-            evidence.push(EvidenceRef::new(
-                format!("node:{}/cgroup", t.node),
-                format!("{} pod level: {}", t.pod.name, pl.describe()),
-            ));
+        for level in std::iter::once(&t.main).chain(t.other.as_ref()) {
+            let whose = match level.level {
+                Level::Pod => "pod (all its containers)".to_string(),
+                Level::Container(_) => format!("container {}", t.pod.container),
+            };
+            let mut detail = format!(
+                "{}/{} {whose}: {}",
+                t.pod.namespace,
+                t.pod.name,
+                level.describe()
+            );
+            if let Some(q) = level.quota {
+                detail.push_str(&format!("; CFS quota {}", q.describe()));
+            }
+            evidence.push(EvidenceRef::new(format!("node:{}/cgroup", t.node), detail));
         }
         evidence.push(EvidenceRef::new("api", resources_line(t.pod)));
     }
@@ -353,6 +360,42 @@ mod tests {
             "nr_periods 6\nnr_throttled 5\nthrottled_time 400000000\n",
         );
         assert!(s.diagnose().findings.iter().all(|f| f.id != ID));
+    }
+
+    /// The pod's quota ran out (the DNS container shares it with the others in the pod,
+    /// this run's ephemeral probe included) while the container's own counters show
+    /// little: not the DNS server's own demand, no finding; the pod level is judged only
+    /// when the container's directory is not known.
+    #[test]
+    fn the_pod_level_is_judged_only_without_the_container() {
+        let mut s = healthy();
+        let p = s.topology.dns_pods[0].clone();
+        let mut r = reads(
+            &p,
+            "nr_periods 198\nnr_throttled 63\nthrottled_time 2511835775\n",
+            "nr_periods 220\nnr_throttled 64\nthrottled_time 2521835775\n",
+        );
+        r[0].files[0].content =
+            Some("nr_periods 100\nnr_throttled 10\nthrottled_time 100\n".into());
+        r[1].files[0].content =
+            Some("nr_periods 150\nnr_throttled 50\nthrottled_time 900000\n".into());
+        s.evidence.nodes[0].snapshot.pod_cgroups = r;
+        assert!(s.diagnose().findings.iter().all(|f| f.id != ID));
+        s.topology.dns_pods[0].container_id = None;
+        let d = s.diagnose();
+        let f = d
+            .findings
+            .iter()
+            .find(|f| f.id == ID)
+            .expect("pod level throttled");
+        assert!(f.summary.contains("80 %"), "{}", f.summary);
+        assert!(
+            f.evidence[0]
+                .detail
+                .contains("pod (all its containers): 40 of 50"),
+            "{:?}",
+            f.evidence
+        );
     }
 
     #[test]

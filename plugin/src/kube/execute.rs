@@ -516,13 +516,14 @@ async fn measure(
         let results = futures::future::join_all(started.node_pods.iter().map(|(node, t)| {
             let window_ms = window_ms.clone();
             async move {
-                let mut args = vec![
+                let base: Vec<String> = vec![
                     "--node-name".into(),
                     node.clone(),
                     "--conntrack-window-ms".into(),
                     window_ms,
                 ];
                 // The DNS pods on this node: their cgroup CPU and memory counters.
+                let mut args = base.clone();
                 for p in topology
                     .dns_pods
                     .iter()
@@ -530,11 +531,25 @@ async fn measure(
                 {
                     args.extend(["--pod-uid".into(), p.uid.clone()]);
                 }
-                (
-                    node.clone(),
+                let mut result =
                     exec::run_probe(client, t, &probe_argv(run_id, "node", args), probe_timeout)
-                        .await,
-                )
+                        .await;
+                // A debug image older than the plugin does not know --pod-uid: the snapshot
+                // without the cgroup reads beats none.
+                if result
+                    .as_ref()
+                    .is_err_and(|e| e.to_string().contains("'--pod-uid'"))
+                {
+                    tracing::debug!(node = %node, "node probe without --pod-uid (older image)");
+                    result = exec::run_probe(
+                        client,
+                        t,
+                        &probe_argv(run_id, "node", base),
+                        probe_timeout,
+                    )
+                    .await;
+                }
+                (node.clone(), result)
             }
         }))
         .await;

@@ -174,14 +174,15 @@ impl Throttling {
         (allowed_ms > 0.0).then(|| used / allowed_ms)
     }
 
-    /// `42 of 80 periods throttled (52 %), 1.9 s throttled, 160 ms of CPU in 8.2 s`.
+    /// `19 of 137 CFS periods throttled (14 %), 0.5 s throttled (summed over CPUs), 106 ms of
+    /// CPU used in 14.0 s (75 % of the limit)`.
     pub fn describe(&self) -> String {
         let mut s = format!(
-            "{} of {} CFS periods throttled ({:.0} %), {:.0} ms throttled",
+            "{} of {} CFS periods throttled ({:.0} %), {:.1} s throttled (summed over CPUs)",
             self.throttled,
             self.periods,
             self.share() * 100.0,
-            self.throttled_ms
+            self.throttled_ms / 1000.0
         );
         if let Some(u) = self.usage_ms {
             s.push_str(&format!(", {u:.0} ms of CPU used"));
@@ -375,7 +376,7 @@ mod tests {
         assert_eq!(t.main(), Some(c));
         assert_eq!(
             c.describe(),
-            "19 of 137 CFS periods throttled (14 %), 505 ms throttled, 106 ms of CPU used in 14.0 s (75 % of the limit)"
+            "19 of 137 CFS periods throttled (14 %), 0.5 s throttled (summed over CPUs), 106 ms of CPU used in 14.0 s (75 % of the limit)"
         );
         // The pod level had no demand in its own periods here.
         assert_eq!(t.pod.as_ref().unwrap().periods, 0);
