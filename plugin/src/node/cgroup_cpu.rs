@@ -382,6 +382,46 @@ mod tests {
         assert_eq!(t.pod.as_ref().unwrap().periods, 0);
     }
 
+    /// A real doctor run's reads (see tests/fixtures/cgroup/README.md): both CoreDNS
+    /// containers (10m limit) throttled in every period of the 10 s window, their pods
+    /// (with the fault's 1-CPU headroom container) not at all.
+    #[test]
+    fn a_real_run_against_the_throttled_test_cluster() {
+        #[derive(serde::Deserialize)]
+        struct Pod {
+            uid: String,
+            container_id: String,
+        }
+        #[derive(serde::Deserialize)]
+        struct Fixture {
+            dns_pods: Vec<Pod>,
+            pod_cgroups: Vec<PodCgroupRead>,
+        }
+        let f: Fixture = serde_json::from_str(include_str!(
+            "../../tests/fixtures/cgroup/v1-coredns-throttled.json"
+        ))
+        .unwrap();
+        assert_eq!(f.dns_pods.len(), 2);
+        for p in &f.dns_pods {
+            let t = pod_throttling(&f.pod_cgroups, &p.uid, Some(&p.container_id)).unwrap();
+            let c = t
+                .container
+                .as_ref()
+                .expect("the CoreDNS container's cgroup");
+            assert!(
+                matches!(&c.level, Level::Container(d) if is_container_dir(d, &p.container_id))
+            );
+            assert_eq!(c.window_ms, 10_077);
+            assert!(c.periods >= 95, "{c:?}");
+            assert!(c.share() > 0.95, "{c:?}");
+            assert_eq!(c.quota.and_then(|q| q.cpus()), Some(0.01));
+            assert!(c.usage_of_limit().unwrap() > 0.9, "{c:?}");
+            let pod = t.pod.as_ref().unwrap();
+            assert_eq!(pod.throttled, 0);
+            assert_eq!(pod.quota.and_then(|q| q.quota_us), Some(101_000));
+        }
+    }
+
     #[test]
     fn a_restarted_container_or_a_missing_read_gives_no_difference() {
         // The container was replaced: its counters start again from zero.
