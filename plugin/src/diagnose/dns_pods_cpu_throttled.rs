@@ -88,7 +88,8 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
             // shown beside it otherwise.
             let main = t.main()?.clone();
             let other = t.container.is_some().then_some(t.pod).flatten();
-            (main.periods >= MIN_PERIODS && main.share() >= THROTTLED_SHARE).then(|| Throttled {
+            let judged = main.periods >= MIN_PERIODS && main.share() >= THROTTLED_SHARE;
+            judged.then_some(Throttled {
                 pod: p,
                 node,
                 main,
