@@ -173,12 +173,32 @@ pub struct NamedPort {
 }
 
 /// How a container last ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Termination {
     pub reason: String,
     pub exit_code: i32,
     #[serde(default)]
     pub message: Option<String>,
+    /// When it ended (RFC 3339), as the container status says.
+    #[serde(default)]
+    pub finished_at: Option<String>,
+    /// How long before discovery it ended, in seconds.
+    #[serde(default)]
+    pub finished_secs_ago: Option<u64>,
+}
+
+/// A container's CPU and memory requests and limits from the pod spec, as written there
+/// (`100m`, `170Mi`); None when not set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerResources {
+    #[serde(default)]
+    pub cpu_request: Option<String>,
+    #[serde(default)]
+    pub cpu_limit: Option<String>,
+    #[serde(default)]
+    pub memory_request: Option<String>,
+    #[serde(default)]
+    pub memory_limit: Option<String>,
 }
 
 /// A notable line in a DNS pod's log, with what it means.
@@ -234,6 +254,13 @@ pub struct DnsPodInfo {
     /// spec.serviceAccountName (`default` when unset).
     #[serde(default)]
     pub service_account: String,
+    /// The DNS container's ID from its status (`containerd://<id>`): its cgroup directory
+    /// is named after it.
+    #[serde(default)]
+    pub container_id: Option<String>,
+    /// The DNS container's requests and limits.
+    #[serde(default)]
+    pub resources: ContainerResources,
 }
 
 /// Whether the DNS pods' ServiceAccount may do what the DNS server's `kubernetes` plugin

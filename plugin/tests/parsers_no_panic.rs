@@ -7,6 +7,9 @@ use std::path::PathBuf;
 use dns_doctor::dns_config::coredns_log::notable_lines;
 use dns_doctor::dns_config::corefile::parse_corefile;
 use dns_doctor::dns_config::resolv_conf::parse_resolv_conf;
+use dns_doctor::node::cgroup::place;
+use dns_doctor::node::cgroup_cpu::{parse_cfs, parse_cpu_max, parse_cpu_stat};
+use dns_doctor::node::cgroup_memory::parse_limit;
 use dns_doctor::node::conntrack::parse_conntrack_stats;
 use dns_doctor::node::firewall::DnsScope;
 use dns_doctor::node::iptables::parse_iptables_save;
@@ -36,6 +39,11 @@ fn all_parsers(text: &str) {
     }
     let _ = parse_ipvsadm(text);
     let _ = parse_conntrack_stats(text);
+    let _ = parse_cpu_stat(text);
+    let _ = parse_cpu_max(text);
+    let _ = parse_cfs(text, text);
+    let _ = parse_limit(text);
+    let _ = place(text, "fa5d55bc-1d5f-4689-ae8b-861bd2e3bd31");
     node_sysctls(&parse_sysctl_lines(text));
     parse_resolv_conf(text).candidates("a.b");
     let _ = parse_corefile(text);
@@ -46,7 +54,7 @@ fn all_parsers(text: &str) {
 fn truncated_and_corrupted_fixtures_never_panic() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let mut inputs = 0usize;
-    for dir in ["node", "dns_config"] {
+    for dir in ["node", "dns_config", "cgroup"] {
         let mut entries: Vec<_> = std::fs::read_dir(root.join(dir))
             .unwrap()
             .flatten()

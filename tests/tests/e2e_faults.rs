@@ -351,6 +351,19 @@ fn every_fault_is_named_and_the_healthy_cluster_is_clean() {
             EXTERNAL_NAME,
             "conntrack-stale-dns-entries",
         ),
+        // The DNS pods' resources: OOMKilled (ready again), CPU-throttled.
+        (
+            "coredns-oom",
+            GLIBC_CLIENT,
+            EXTERNAL_NAME,
+            "dns-pods-oom-killed",
+        ),
+        (
+            "coredns-cpu-throttled",
+            GLIBC_CLIENT,
+            EXTERNAL_NAME,
+            "dns-pods-cpu-throttled",
+        ),
     ];
     let runs = runs_per_fault();
     for &(fault, client, name, expected) in faults {

@@ -823,8 +823,11 @@ fn node_mode_snapshots_the_kube_proxy_rules_and_counters() {
         files,
         http,
         conntrack_window_ms,
+        pod_cgroups,
     } = snapshot;
     assert_eq!(node, "netns-node");
+    // No --pod-uid asked for, no cgroup read.
+    assert!(pod_cgroups.is_empty(), "{pod_cgroups:?}");
     assert!(conntrack_window_ms >= 300);
     let command = |key: &str| {
         commands

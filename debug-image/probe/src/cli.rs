@@ -157,6 +157,14 @@ pub struct NodeArgs {
     /// Most bytes kept of each conntrack listing; the rest is read and counted, not kept.
     #[arg(long, default_value_t = 2 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1024..=256 * 1024 * 1024))]
     pub conntrack_list_max_bytes: u64,
+    /// A pod (metadata.uid) on this node whose cgroup CPU and memory files are read at the
+    /// start and at the end of the window. Repeatable.
+    #[arg(long = "pod-uid", value_name = "UID")]
+    pub pod_uids: Vec<String>,
+    /// Where the host's cgroup mount is looked for, in order (default: through PID 1, the
+    /// kubelet or the container runtime, then this pod's own mount; tests point it elsewhere).
+    #[arg(long = "cgroup-root", hide = true)]
+    pub cgroup_roots: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -342,6 +350,12 @@ fn run_node(args: NodeArgs) -> i32 {
         dns_services: args.dns_services,
         conntrack_list_max_bytes: usize::try_from(args.conntrack_list_max_bytes)
             .unwrap_or(usize::MAX),
+        pod_uids: args.pod_uids,
+        cgroup_roots: if args.cgroup_roots.is_empty() {
+            crate::cgroup::host_cgroup_roots(std::path::Path::new("/proc"))
+        } else {
+            args.cgroup_roots
+        },
     };
     let snapshot: node::SharedSnapshot = Arc::new(Mutex::new(node::empty_snapshot(&config)));
     let partial = Arc::clone(&snapshot);

@@ -5,6 +5,7 @@
 //! `dns-doctor-schema` crate, which the plugin links instead of this Linux-only one.
 
 pub mod capture;
+pub mod cgroup;
 mod child;
 pub mod cli;
 pub mod dns;

@@ -1,6 +1,7 @@
 //! `node` mode: raw snapshots of a node's packet path (rules, counters, sysctls, kube-proxy's
 //! own view). Nothing is parsed here; the plugin parses, so plugin and image versions may differ.
 
+use crate::cgroup;
 use crate::child;
 use crate::schema::protocol::{conntrack_dns_key, ListingStage};
 use crate::schema::{CommandOutput, HttpProbe, NodeSnapshot, RawFile};
@@ -24,6 +25,10 @@ pub struct NodeConfig {
     pub dns_services: Vec<SocketAddr>,
     /// Most bytes kept of each conntrack listing (a node can hold 100k+ entries).
     pub conntrack_list_max_bytes: usize,
+    /// Pods (by UID) whose cgroup files are read at the start and at the end of the window.
+    pub pod_uids: Vec<String>,
+    /// Where the host's cgroup mount is looked for, in order.
+    pub cgroup_roots: Vec<std::path::PathBuf>,
 }
 
 /// The snapshot as filled so far; the watchdog prints a copy of it at the deadline.
@@ -37,6 +42,7 @@ pub fn empty_snapshot(config: &NodeConfig) -> NodeSnapshot {
         files: Vec::new(),
         http: Vec::new(),
         conntrack_window_ms: u64::try_from(config.conntrack_window.as_millis()).unwrap_or(u64::MAX),
+        pod_cgroups: Vec::new(),
     }
 }
 
@@ -135,6 +141,8 @@ pub fn run(config: &NodeConfig, snapshot: &SharedSnapshot, window_end: &Receiver
     lock(snapshot).commands.push(conntrack_before);
     let window_start = std::time::Instant::now();
     conntrack_dns_listings(config, ListingStage::Before, snapshot);
+    let cgroups_before = cgroup::read_pods(&config.cgroup_roots, &config.pod_uids, "before", 0);
+    lock(snapshot).pod_cgroups.extend(cgroups_before);
 
     // The window is filled with the other snapshots instead of sleeping idle.
     for (key, argv) in COMMANDS {
@@ -164,6 +172,13 @@ pub fn run(config: &NodeConfig, snapshot: &SharedSnapshot, window_end: &Receiver
         let _ = window_end.recv_timeout(rest);
     }
     let actual_window = window_start.elapsed();
+    let cgroups_after = cgroup::read_pods(
+        &config.cgroup_roots,
+        &config.pod_uids,
+        "after",
+        u64::try_from(actual_window.as_millis()).unwrap_or(u64::MAX),
+    );
+    lock(snapshot).pod_cgroups.extend(cgroups_after);
     let conntrack_after = command(
         "conntrack-stats-after",
         &CONNTRACK_STATS,

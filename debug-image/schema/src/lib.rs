@@ -272,6 +272,26 @@ pub struct NodeSnapshot {
     pub http: Vec<HttpProbe>,
     /// Time between the two conntrack -S snapshots, milliseconds.
     pub conntrack_window_ms: u64,
+    /// Cgroup files of the pods named with `--pod-uid`, read at the start and at the end
+    /// of the window.
+    #[serde(default)]
+    pub pod_cgroups: Vec<PodCgroupRead>,
+}
+
+/// One pod's cgroup files (CPU bandwidth and usage, memory), read once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodCgroupRead {
+    /// The pod's metadata.uid.
+    pub uid: String,
+    /// "before" (start of the window) or "after" (its end).
+    pub when: String,
+    /// When it was read, milliseconds after the window started.
+    pub at_ms: u64,
+    /// Each file with its full path: the pod's directory and its containers' below it.
+    pub files: Vec<RawFile>,
+    /// Why nothing could be read (no cgroup tree, no directory of this pod).
+    #[serde(default)]
+    pub error: Option<String>,
 }
 
 /// Why a capture stopped.

@@ -282,6 +282,7 @@ mod tests {
                 reason: "Error".into(),
                 exit_code: 1,
                 message: None,
+                ..Termination::default()
             });
         }
         for e in &mut s.topology.endpoints {

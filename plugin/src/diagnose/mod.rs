@@ -10,6 +10,7 @@ pub mod check;
 pub mod checklist;
 pub mod corefile_view;
 pub mod data_plane;
+pub mod dns_pod_resources;
 pub mod finding;
 pub mod ladder;
 pub mod libc_advice;
@@ -26,7 +27,9 @@ pub mod cluster_domain_mismatch;
 pub mod clusterip_not_translated;
 pub mod conntrack_stale_dns;
 pub mod conntrack_table_near_full;
+pub mod dns_pods_cpu_throttled;
 pub mod dns_pods_not_ready;
+pub mod dns_pods_oom_killed;
 pub mod dns_server_errors;
 pub mod dns_service_missing;
 pub mod dns_service_no_endpoints;
@@ -134,6 +137,8 @@ impl Diagnosis {
 pub const PRIORITY: &[&str] = &[
     dns_service_missing::ID,
     dns_service_no_endpoints::ID,
+    // The OOM kill is the more precise name for a crash loop it causes.
+    dns_pods_oom_killed::ID,
     dns_pods_not_ready::ID_CRASHLOOP,
     dns_pods_not_ready::ID_NOT_READY,
     dns_service_port_mismatch::ID,
@@ -150,6 +155,9 @@ pub const PRIORITY: &[&str] = &[
     node_firewall::ID,
     udp_blocked::ID,
     cluster_domain_mismatch::ID,
+    // A throttled DNS server answers late or not at all: the timeouts and SERVFAILs below
+    // can be its consequence.
+    dns_pods_cpu_throttled::ID,
     upstream_failing::ID,
     one_replica_broken::ID,
     five_second_latency::ID,
@@ -256,6 +264,8 @@ pub fn diagnose(input: &DiagnosisInput<'_>) -> Diagnosis {
     findings.extend(dns_service_missing::rule(&cx));
     findings.extend(dns_service_no_endpoints::rule(&cx));
     findings.extend(dns_pods_not_ready::rule(&cx));
+    findings.extend(dns_pods_oom_killed::rule(&cx));
+    findings.extend(dns_pods_cpu_throttled::rule(&cx));
     findings.extend(dns_service_port_mismatch::rule(&cx));
     findings.extend(network_policy_blocks_dns::rule(&cx));
     findings.extend(nodelocaldns_not_answering::rule(&cx));

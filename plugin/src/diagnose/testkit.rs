@@ -14,8 +14,8 @@ use dns_doctor_schema::{
 use crate::capture::CaptureAnalysis;
 use crate::evidence::{CaptureKind, Evidence, NodeEvidence, UpstreamProbe};
 use crate::topology::{
-    ClusterDns, ClusterDnsSource, DnsPodInfo, EndpointInfo, KnownService, KubeProxyInfo,
-    KubeProxyPod, NamedPort, PodInfo, ServiceInfo, ServicePort, Topology,
+    ClusterDns, ClusterDnsSource, ContainerResources, DnsPodInfo, EndpointInfo, KnownService,
+    KubeProxyInfo, KubeProxyPod, NamedPort, PodInfo, ServiceInfo, ServicePort, Topology,
 };
 
 use super::{diagnose, Diagnosis, DiagnosisInput, PointAnalysis};
@@ -342,6 +342,7 @@ fn node_snapshot(node: &str) -> NodeSnapshot {
             },
         ],
         conntrack_window_ms: 2000,
+        pod_cgroups: Vec::new(),
     }
 }
 
@@ -364,7 +365,21 @@ fn dns_pod(name: &str, ip_s: &str) -> DnsPodInfo {
         labels: labels(&[("k8s-app", "kube-dns"), ("pod-template-hash", "7db6d8ff4d")]),
         container_ports: coredns_ports(53, 53),
         service_account: "coredns".into(),
+        container_id: Some(format!("containerd://{}", container_id(name))),
+        // kubeadm's CoreDNS: no CPU limit.
+        resources: ContainerResources {
+            cpu_request: Some("100m".into()),
+            cpu_limit: None,
+            memory_request: Some("70Mi".into()),
+            memory_limit: Some("170Mi".into()),
+        },
     }
+}
+
+/// A DNS pod's container ID, 64 hex digits derived from its name.
+pub fn container_id(pod: &str) -> String {
+    let seed: String = pod.bytes().map(|b| format!("{:02x}", b)).collect();
+    format!("{seed:0<64}")[..64].to_string()
 }
 
 fn endpoint(ip_s: &str, pod: &str) -> EndpointInfo {

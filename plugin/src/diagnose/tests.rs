@@ -163,6 +163,7 @@ fn crashloop_with_forwarding_loop_names_the_loop_and_its_fix() {
             reason: "Error".into(),
             exit_code: 1,
             message: None,
+            ..Termination::default()
         });
         p.log_lines = scan_dns_log(
             "[FATAL] plugin/loop: Loop (127.0.0.1:41315 -> :53) detected for zone \".\", see https://coredns.io/plugins/loop#troubleshooting. Query: \"HINFO 3161394461339880371.4366402768497767271.\"",

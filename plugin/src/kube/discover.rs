@@ -11,6 +11,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{ListParams, LogParams, PostParams};
@@ -20,10 +21,10 @@ use super::{ContainerKind, KubeError};
 use crate::cli::{TargetKind, TargetRef};
 use crate::dns_config::coredns_log::notable_lines;
 use crate::topology::{
-    ClusterDns, ClusterDnsSource, DnsApiAccess, DnsPodInfo, EndpointInfo, IpBlock, KnownService,
-    KubeProxyInfo, KubeProxyPod, LogLine, NamedPort, NetworkPolicyInfo, NodeLocalDnsInfo,
-    PodDnsConfig, PodInfo, PolicyPeer, PolicyPort, PolicyRule, Selector, SelectorRequirement,
-    ServiceInfo, ServicePort, Termination, Topology,
+    ClusterDns, ClusterDnsSource, ContainerResources, DnsApiAccess, DnsPodInfo, EndpointInfo,
+    IpBlock, KnownService, KubeProxyInfo, KubeProxyPod, LogLine, NamedPort, NetworkPolicyInfo,
+    NodeLocalDnsInfo, PodDnsConfig, PodInfo, PolicyPeer, PolicyPort, PolicyRule, Selector,
+    SelectorRequirement, ServiceInfo, ServicePort, Termination, Topology,
 };
 
 /// The link-local address NodeLocal DNSCache listens on unless configured otherwise.
@@ -842,19 +843,11 @@ pub fn dns_pod_info(pod: &Pod) -> DnsPodInfo {
         exited: cs
             .and_then(|s| s.state.as_ref())
             .and_then(|s| s.terminated.as_ref())
-            .map(|t| Termination {
-                reason: t.reason.clone().unwrap_or_default(),
-                exit_code: t.exit_code,
-                message: t.message.clone(),
-            }),
+            .map(termination),
         last_termination: cs
             .and_then(|s| s.last_state.as_ref())
             .and_then(|s| s.terminated.as_ref())
-            .map(|t| Termination {
-                reason: t.reason.clone().unwrap_or_default(),
-                exit_code: t.exit_code,
-                message: t.message.clone(),
-            }),
+            .map(termination),
         log_lines: Vec::new(),
         labels: info.labels,
         container_ports,
@@ -863,6 +856,24 @@ pub fn dns_pod_info(pod: &Pod) -> DnsPodInfo {
             .as_ref()
             .and_then(|s| s.service_account_name.clone())
             .unwrap_or_else(|| "default".into()),
+        container_id: cs.and_then(|s| s.container_id.clone()),
+        resources: dns_container
+            .and_then(|c| c.resources.as_ref())
+            .map(container_resources)
+            .unwrap_or_default(),
+    }
+}
+
+/// Requests and limits of a container spec, as written.
+fn container_resources(r: &k8s_openapi::api::core::v1::ResourceRequirements) -> ContainerResources {
+    let get = |map: &Option<BTreeMap<String, Quantity>>, key: &str| {
+        map.as_ref().and_then(|m| m.get(key)).map(|q| q.0.clone())
+    };
+    ContainerResources {
+        cpu_request: get(&r.requests, "cpu"),
+        cpu_limit: get(&r.limits, "cpu"),
+        memory_request: get(&r.requests, "memory"),
+        memory_limit: get(&r.limits, "memory"),
     }
 }
 
@@ -1082,6 +1093,20 @@ fn local_ip_from_args(args: &[String]) -> Option<IpAddr> {
         .iter()
         .position(|a| a == "-localip" || a == "--localip")?;
     args.get(pos + 1)?.split(',').next()?.trim().parse().ok()
+}
+
+/// How a container ended, and how long before discovery.
+fn termination(t: &k8s_openapi::api::core::v1::ContainerStateTerminated) -> Termination {
+    Termination {
+        reason: t.reason.clone().unwrap_or_default(),
+        exit_code: t.exit_code,
+        message: t.message.clone(),
+        finished_at: t.finished_at.as_ref().map(|f| f.0.to_string()),
+        finished_secs_ago: t.finished_at.as_ref().and_then(|f| {
+            let ago = k8s_openapi::jiff::Timestamp::now().duration_since(f.0);
+            u64::try_from(ago.as_secs()).ok()
+        }),
+    }
 }
 
 #[cfg(test)]

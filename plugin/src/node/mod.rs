@@ -2,6 +2,9 @@
 //! the kube-proxy / firewall views built on them. Everything here is pure: text in, typed
 //! values out, and no input makes it panic.
 
+pub mod cgroup;
+pub mod cgroup_cpu;
+pub mod cgroup_memory;
 pub mod conntrack;
 pub mod conntrack_entries;
 pub mod firewall;

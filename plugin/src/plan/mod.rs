@@ -303,6 +303,7 @@ mod tests {
                         reason: "Error".into(),
                         exit_code: 1,
                         message: None,
+                        ..Termination::default()
                     }),
                     container: "coredns".into(),
                     ..DnsPodInfo::default()
@@ -317,6 +318,7 @@ mod tests {
                         reason: "Error".into(),
                         exit_code: 1,
                         message: None,
+                        ..Termination::default()
                     }),
                     container: "coredns".into(),
                     ..DnsPodInfo::default()

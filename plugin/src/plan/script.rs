@@ -256,6 +256,7 @@ pub fn compose(input: &ScriptInput<'_>) -> RunScript {
         captures,
         node_snapshots: node_snapshots(
             run_id,
+            topology,
             &node_pods,
             &super::conntrack_dns_services(topology),
             pod_probe.is_some(),
@@ -409,9 +410,11 @@ fn captures(
 }
 
 /// The nodes' conntrack windows span the pod probe: they end when it is done, else after
-/// a short fixed window. Each node lists the UDP conntrack entries towards `dns_services`.
+/// a short fixed window. Each node lists the UDP conntrack entries towards `dns_services`
+/// and reads the cgroup CPU and memory counters of the DNS pods it runs.
 fn node_snapshots(
     run_id: &str,
+    topology: &Topology,
     node_pods: &[NodePodStep],
     dns_services: &[SocketAddr],
     pod_probe: bool,
@@ -436,6 +439,13 @@ fn node_snapshots(
                 ];
                 for service in dns_services {
                     args.extend(["--dns-service".into(), service.to_string()]);
+                }
+                for p in topology
+                    .dns_pods
+                    .iter()
+                    .filter(|p| p.node.as_deref() == Some(n.node.as_str()) && !p.uid.is_empty())
+                {
+                    args.extend(["--pod-uid".into(), p.uid.clone()]);
                 }
                 (n.node.clone(), probe_argv(run_id, "node", args))
             })
