@@ -107,13 +107,13 @@ async fn from_the_cluster(request: &complete::Request) -> Option<Vec<Candidate>>
         match &request.want {
             Want::Namespace => names::namespaces(client).await.ok(),
             Want::Container { target } => {
-                let target = crate::cli::parse_target(target).ok()?;
+                let target = crate::target::parse(target).ok()?;
                 names::containers(client, ns, &target).await.ok()
             }
             _ => match request.prefix.split_once('/') {
                 Some((kind, _)) => {
-                    let parsed = crate::cli::parse_target(&format!("{kind}/x")).ok()?;
-                    let found = names::of_kind(client, ns, parsed.kind).await.ok()?;
+                    let parsed = crate::target::TargetKind::parse(kind)?;
+                    let found = names::of_kind(client, ns, parsed).await.ok()?;
                     Some(
                         found
                             .into_iter()

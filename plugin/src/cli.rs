@@ -10,6 +10,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use thiserror::Error;
 
+use crate::target::{self, TargetError, TargetRef};
+
 /// The debug image used when `--image` is not given.
 pub const DEFAULT_IMAGE: &str = dns_doctor_schema::protocol::DEFAULT_IMAGE;
 /// The cluster name resolved by default.
@@ -226,53 +228,6 @@ pub enum OutputFormat {
     Yaml,
 }
 
-/// Kinds of object a target may name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TargetKind {
-    Pod,
-    Deployment,
-    StatefulSet,
-    DaemonSet,
-    Job,
-}
-
-impl TargetKind {
-    fn parse(s: &str) -> Option<Self> {
-        Some(match s.to_ascii_lowercase().as_str() {
-            "pod" | "pods" | "po" => Self::Pod,
-            "deployment" | "deployments" | "deploy" => Self::Deployment,
-            "statefulset" | "statefulsets" | "sts" => Self::StatefulSet,
-            "daemonset" | "daemonsets" | "ds" => Self::DaemonSet,
-            "job" | "jobs" => Self::Job,
-            _ => return None,
-        })
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pod => "pod",
-            Self::Deployment => "deployment",
-            Self::StatefulSet => "statefulset",
-            Self::DaemonSet => "daemonset",
-            Self::Job => "job",
-        }
-    }
-}
-
-/// The object named on the command line.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct TargetRef {
-    pub kind: TargetKind,
-    pub name: String,
-}
-
-impl std::fmt::Display for TargetRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.kind.as_str(), self.name)
-    }
-}
-
 /// How much to say on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verbosity {
@@ -451,14 +406,8 @@ pub enum Command {
 /// A command line that parsed but makes no sense.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum UsageError {
-    #[error("unknown resource type {kind:?} in {given:?}; use pod, deployment (deploy), statefulset (sts), daemonset (ds) or job, e.g. pod/{name}")]
-    UnknownKind {
-        kind: String,
-        name: String,
-        given: String,
-    },
-    #[error("{given:?} has no name; write TYPE/NAME, e.g. pod/web-0")]
-    EmptyName { given: String },
+    #[error(transparent)]
+    Target(#[from] TargetError),
     #[error("{name:?} is not a valid DNS name to resolve")]
     BadName { name: String },
     #[error("{name:?} is not a container name: container names are lowercase letters, digits and '-', at most 63 characters")]
@@ -503,7 +452,7 @@ impl Args {
                 None => unreachable!("clap requires a target or a subcommand"),
             });
         };
-        let target = parse_target(&target)?;
+        let target = target::parse(&target)?;
         let kube = self.kube.validate()?;
         let container = self.container.filter(|c| !c.is_empty());
         if let Some(name) = &container {
@@ -555,30 +504,6 @@ impl Args {
             verbosity: self.verbosity.into(),
         })))
     }
-}
-
-/// Parse `NAME` or `TYPE/NAME` the way kubectl does.
-pub fn parse_target(given: &str) -> Result<TargetRef, UsageError> {
-    let (kind, name) = match given.split_once('/') {
-        None => (TargetKind::Pod, given),
-        Some((kind, name)) => {
-            let kind = TargetKind::parse(kind).ok_or_else(|| UsageError::UnknownKind {
-                kind: kind.to_string(),
-                name: name.to_string(),
-                given: given.to_string(),
-            })?;
-            (kind, name)
-        }
-    };
-    if name.is_empty() || name.contains('/') {
-        return Err(UsageError::EmptyName {
-            given: given.to_string(),
-        });
-    }
-    Ok(TargetRef {
-        kind,
-        name: name.to_string(),
-    })
 }
 
 /// An RFC 1123 label, what Kubernetes requires of a container name.
@@ -645,6 +570,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::target::TargetKind;
 
     fn parse(args: &[&str]) -> Result<Command, String> {
         let mut full = vec!["kubectl-dns_doctor"];
@@ -673,17 +599,14 @@ mod tests {
     }
 
     #[test]
-    fn workload_kinds_and_aliases() {
-        for (given, kind) in [
-            ("deploy/api", TargetKind::Deployment),
-            ("deployment/api", TargetKind::Deployment),
-            ("sts/api", TargetKind::StatefulSet),
-            ("ds/api", TargetKind::DaemonSet),
-            ("job/api", TargetKind::Job),
-            ("pod/api", TargetKind::Pod),
-        ] {
-            assert_eq!(doctor(&[given]).target.kind, kind, "{given}");
-        }
+    fn a_workload_target_is_parsed_as_kubectl_names_objects() {
+        assert_eq!(
+            doctor(&["deploy/api"]).target,
+            TargetRef {
+                kind: TargetKind::Deployment,
+                name: "api".into()
+            }
+        );
     }
 
     #[test]

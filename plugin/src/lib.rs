@@ -22,4 +22,5 @@ pub mod printer;
 pub mod private_fs;
 pub mod progress;
 pub mod report;
+pub mod target;
 pub mod topology;

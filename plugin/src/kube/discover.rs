@@ -18,8 +18,8 @@ use kube::api::{ListParams, LogParams, PostParams};
 use kube::{Api, Client};
 
 use super::{ContainerKind, KubeError};
-use crate::cli::{TargetKind, TargetRef};
 use crate::dns_config::coredns_log::notable_lines;
+use crate::target::{TargetKind, TargetRef};
 use crate::topology::{
     ClusterDns, ClusterDnsSource, ContainerResources, DnsApiAccess, DnsPodInfo, EndpointInfo,
     IpBlock, KnownService, KubeProxyInfo, KubeProxyPod, LogLine, NamedPort, NetworkPolicyInfo,

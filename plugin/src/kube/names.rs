@@ -8,8 +8,8 @@ use kube::api::ListParams;
 use kube::{Api, Client, Resource};
 
 use super::{discover, KubeError};
-use crate::cli::{TargetKind, TargetRef};
 use crate::complete::Candidate;
+use crate::target::{TargetKind, TargetRef};
 
 /// The pods of a namespace, each with its phase as the description.
 pub async fn pods(client: &Client, namespace: &str) -> Result<Vec<Candidate>, KubeError> {

@@ -240,7 +240,8 @@ fn privilege_name(p: Privilege) -> &'static str {
 mod tests {
     use super::*;
     use crate::access::{required_checks, AccessCheck};
-    use crate::cli::{OutputFormat, TargetKind, TargetRef};
+    use crate::cli::OutputFormat;
+    use crate::target::{TargetKind, TargetRef};
     use crate::topology::{DnsPodInfo, EndpointInfo, PodInfo, Termination};
     use std::time::Duration;
 

@@ -2,8 +2,9 @@
 //! arguments.
 
 use super::*;
-use crate::cli::{OutputFormat, TargetKind, TargetRef, Verbosity};
+use crate::cli::{OutputFormat, Verbosity};
 use crate::plan::{DnsPodPlan, Strategy};
+use crate::target::{TargetKind, TargetRef};
 use crate::topology::{ClusterDns, PodInfo};
 
 fn config() -> DoctorConfig {
