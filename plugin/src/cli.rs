@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use thiserror::Error;
 
+use crate::kube::config::{ConnectionSettings, Impersonation, Secret};
 use crate::target::{self, TargetError, TargetRef};
 
 /// The debug image used when `--image` is not given.
@@ -248,60 +249,10 @@ impl From<VerbosityArgs> for Verbosity {
     }
 }
 
-/// Where to find the cluster and who to be there: kubectl's connection flags, validated.
-/// Empty strings count as not given, as in kubectl.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KubeOptions {
-    pub namespace: Option<String>,
-    pub context: Option<String>,
-    pub cluster: Option<String>,
-    pub user: Option<String>,
-    pub kubeconfig: Option<PathBuf>,
-    pub impersonate: Option<Impersonation>,
-    /// None: no limit.
-    pub request_timeout: Option<Duration>,
-    pub token: Option<Secret>,
-    /// An absolute http(s) URL.
-    pub server: Option<String>,
-    pub certificate_authority: Option<PathBuf>,
-    pub insecure_skip_tls_verify: bool,
-    pub client_certificate: Option<PathBuf>,
-    pub client_key: Option<PathBuf>,
-    pub tls_server_name: Option<String>,
-}
-
-/// `--as`, `--as-group`, `--as-uid`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Impersonation {
-    pub user: String,
-    pub groups: Vec<String>,
-    pub uid: Option<String>,
-}
-
-/// A credential given on the command line; never printed, not even in debug logs.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The value, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
-
 impl KubeArgs {
-    /// Check the connection flags the way kubectl (client-go) does.
-    pub fn validate(self) -> Result<KubeOptions, UsageError> {
+    /// Check the connection flags the way kubectl (client-go) does. Empty values count as
+    /// not given, as in kubectl.
+    pub fn validate(self) -> Result<ConnectionSettings, UsageError> {
         let given = |v: Option<String>| v.filter(|s| !s.is_empty());
         let path = |v: Option<PathBuf>| v.filter(|p| !p.as_os_str().is_empty());
         let groups: Vec<String> = self
@@ -327,7 +278,7 @@ impl KubeArgs {
             return Err(UsageError::ClientCertificateWithoutKey);
         }
         let server = given(self.server).map(|s| server_url(&s)).transpose()?;
-        Ok(KubeOptions {
+        Ok(ConnectionSettings {
             namespace: given(self.namespace),
             context: given(self.context),
             cluster: given(self.cluster),
@@ -335,7 +286,7 @@ impl KubeArgs {
             kubeconfig: path(self.kubeconfig),
             impersonate,
             request_timeout: (!self.request_timeout.is_zero()).then_some(self.request_timeout),
-            token: given(self.token).map(Secret),
+            token: given(self.token).map(Secret::new),
             server,
             certificate_authority,
             insecure_skip_tls_verify: self.insecure_skip_tls_verify,
@@ -369,7 +320,7 @@ pub struct DoctorConfig {
     pub target: TargetRef,
     /// The container asked for with -c; None picks the default one.
     pub container: Option<String>,
-    pub kube: KubeOptions,
+    pub kube: ConnectionSettings,
     pub output: OutputFormat,
     /// Names to resolve, in order; each marked as expected inside or outside the cluster.
     pub names: Vec<String>,
@@ -393,7 +344,7 @@ pub enum Command {
         output: OutputFormat,
     },
     Cleanup {
-        kube: Box<KubeOptions>,
+        kube: Box<ConnectionSettings>,
     },
     Version {
         output: OutputFormat,
@@ -651,7 +602,7 @@ mod tests {
     }
 
     #[test]
-    fn connection_flags_become_kube_options() {
+    fn connection_flags_become_connection_settings() {
         let c = doctor(&[
             "p",
             "--context",

@@ -10,7 +10,8 @@
 
 use clap::Command;
 
-use crate::cli::{Args, Command as Parsed, KubeArgs, KubeOptions};
+use crate::cli::{Args, Command as Parsed, KubeArgs};
+use crate::kube::config::ConnectionSettings;
 
 /// The hidden subcommand the completion script calls.
 pub const SUBCOMMAND: &str = "__complete";
@@ -67,7 +68,7 @@ pub struct Request {
     /// The word being completed (after `--flag=` for that form).
     pub prefix: String,
     /// The connection flags given on the line, validated like a real run's.
-    pub kube: KubeOptions,
+    pub kube: ConnectionSettings,
 }
 
 /// Work out what `words` (the last one being completed) asks for.
@@ -79,7 +80,7 @@ pub fn request(words: &[String]) -> Request {
         None => (String::new(), &[][..]),
     };
     let line = walk(&cmd, before);
-    let kube = kube_options(&line.kube_words);
+    let kube = connection_settings(&line.kube_words);
     let scope = line
         .subcommand
         .as_deref()
@@ -200,14 +201,14 @@ fn find_long<'a>(scope: &'a Command, name: &str) -> Option<&'a clap::Arg> {
 
 /// The connection flags on the line, validated as a real run would (so `-n` and
 /// `--context` apply); defaults when they do not validate.
-fn kube_options(words: &[String]) -> KubeOptions {
+fn connection_settings(words: &[String]) -> ConnectionSettings {
     let argv = ["kubectl-dns_doctor", "cleanup"]
         .into_iter()
         .map(String::from)
         .chain(words.iter().cloned());
     match <Args as clap::Parser>::try_parse_from(argv).map(Args::validate) {
         Ok(Ok(Parsed::Cleanup { kube })) => *kube,
-        _ => KubeOptions::default(),
+        _ => ConnectionSettings::default(),
     }
 }
 

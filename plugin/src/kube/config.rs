@@ -20,6 +20,7 @@
 use std::ffi::OsString;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub use kube::config::Kubeconfig;
 use kube::config::{
@@ -28,12 +29,81 @@ use kube::config::{
 };
 use thiserror::Error;
 
-use crate::cli::KubeOptions;
-
 /// Where the pod's service account is mounted (the in-cluster configuration).
 pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 /// The name of the one context a resolved kubeconfig holds when nothing named it.
 const COMMAND_LINE: &str = "command-line";
+
+/// Where to find the cluster and who to be there: what kubectl's connection flags ask for.
+/// A field left at None (or false) leaves the choice to the kubeconfig, or without one to
+/// the in-cluster configuration. Values are used as given: refusing empty ones and
+/// contradictions (a CA file with `insecure_skip_tls_verify`, a certificate without its key)
+/// is the caller's job.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectionSettings {
+    /// The namespace to work in; None: the context's, else the service account's, else
+    /// `default`.
+    pub namespace: Option<String>,
+    /// The kubeconfig context to use instead of the current one; it must exist.
+    pub context: Option<String>,
+    /// The kubeconfig cluster to use instead of the context's; it must exist unless
+    /// `server` is given.
+    pub cluster: Option<String>,
+    /// The kubeconfig user to use instead of the context's; it must exist.
+    pub user: Option<String>,
+    /// The one kubeconfig file to read (it must exist), instead of the files of
+    /// `$KUBECONFIG` or `~/.kube/config`.
+    pub kubeconfig: Option<PathBuf>,
+    /// Whom to act as.
+    pub impersonate: Option<Impersonation>,
+    /// Bound on each API request up to its response headers; None: no limit.
+    pub request_timeout: Option<Duration>,
+    /// Bearer token; replaces the user's credentials, credential plugin included.
+    pub token: Option<Secret>,
+    /// The API server, an absolute http(s) URL; replaces the cluster's (and drops its
+    /// `tls-server-name`).
+    pub server: Option<String>,
+    /// CA file for the API server's certificate; replaces the cluster's trust settings.
+    pub certificate_authority: Option<PathBuf>,
+    /// Do not verify the API server's certificate; replaces the cluster's trust settings.
+    pub insecure_skip_tls_verify: bool,
+    /// Client certificate file; used only together with `client_key`, and then replaces
+    /// the user's credentials, credential plugin included.
+    pub client_certificate: Option<PathBuf>,
+    /// Client key file, the pair of `client_certificate`.
+    pub client_key: Option<PathBuf>,
+    /// Name to check the API server's certificate against.
+    pub tls_server_name: Option<String>,
+}
+
+/// Whom to act as: kubectl's `--as`, `--as-group`, `--as-uid`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Impersonation {
+    pub user: String,
+    pub groups: Vec<String>,
+    pub uid: Option<String>,
+}
+
+/// A credential; never printed, not even in debug logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
 
 /// What of the process environment decides the configuration.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -113,7 +183,7 @@ pub enum KubeconfigFiles {
 }
 
 /// The files to read, in precedence order.
-pub fn kubeconfig_files(opts: &KubeOptions, env: &Environment) -> KubeconfigFiles {
+pub fn kubeconfig_files(opts: &ConnectionSettings, env: &Environment) -> KubeconfigFiles {
     if let Some(path) = &opts.kubeconfig {
         return KubeconfigFiles::Explicit(path.clone());
     }
@@ -168,7 +238,10 @@ pub fn read_kubeconfigs(which: &KubeconfigFiles) -> Result<Loaded, ConfigError> 
 
 /// The kubeconfig a run would read, merged: its contexts, clusters and users are what
 /// `--context`, `--cluster` and `--user` complete to.
-pub fn merged_kubeconfig(opts: &KubeOptions, env: &Environment) -> Result<Kubeconfig, ConfigError> {
+pub fn merged_kubeconfig(
+    opts: &ConnectionSettings,
+    env: &Environment,
+) -> Result<Kubeconfig, ConfigError> {
     merge(&read_kubeconfigs(&kubeconfig_files(opts, env))?)
 }
 
@@ -241,7 +314,7 @@ impl Resolved {
 /// Decide the configuration from what was read, the flags and the environment.
 pub fn decide(
     loaded: &Loaded,
-    opts: &KubeOptions,
+    opts: &ConnectionSettings,
     env: &Environment,
 ) -> Result<Resolved, ConfigError> {
     let merged = merge(loaded)?;
@@ -316,7 +389,7 @@ pub fn in_cluster_kubeconfig(ic: &InCluster) -> Kubeconfig {
 }
 
 /// Pick the context, cluster and user, and apply the command line to them.
-pub fn resolve(kc: &Kubeconfig, opts: &KubeOptions) -> Result<Kubeconfig, ConfigError> {
+pub fn resolve(kc: &Kubeconfig, opts: &ConnectionSettings) -> Result<Kubeconfig, ConfigError> {
     let context_name = opts
         .context
         .clone()
@@ -678,7 +751,6 @@ impl ConfigError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::{Impersonation, Secret};
     use secrecy::ExposeSecret;
 
     /// Two clusters, two users (one an exec plugin), three contexts: a kubeconfig as
@@ -781,12 +853,12 @@ contexts:
             ..Environment::default()
         };
         assert_eq!(
-            kubeconfig_files(&KubeOptions::default(), &env),
+            kubeconfig_files(&ConnectionSettings::default(), &env),
             KubeconfigFiles::Search(vec!["/a".into(), "/b".into()])
         );
-        let explicit = KubeOptions {
+        let explicit = ConnectionSettings {
             kubeconfig: Some("/x".into()),
-            ..KubeOptions::default()
+            ..ConnectionSettings::default()
         };
         assert_eq!(
             kubeconfig_files(&explicit, &env),
@@ -799,7 +871,7 @@ contexts:
                 ..Environment::default()
             };
             assert_eq!(
-                kubeconfig_files(&KubeOptions::default(), &env),
+                kubeconfig_files(&ConnectionSettings::default(), &env),
                 KubeconfigFiles::Search(vec!["/home/u/.kube/config".into()])
             );
         }
@@ -817,13 +889,13 @@ contexts:
             kubeconfig: Some(std::env::join_paths([&missing, &main, &extra]).unwrap()),
             ..Environment::default()
         };
-        let files = kubeconfig_files(&KubeOptions::default(), &env);
+        let files = kubeconfig_files(&ConnectionSettings::default(), &env);
         let loaded = read_kubeconfigs(&files).unwrap();
         assert_eq!(loaded.missing, vec![missing.clone()]);
         assert_eq!(loaded.files.len(), 2);
 
         // The first file's current-context and its `prod` cluster win.
-        let r = decide(&loaded, &KubeOptions::default(), &env).unwrap();
+        let r = decide(&loaded, &ConnectionSettings::default(), &env).unwrap();
         assert_eq!(
             cluster(&r).server.as_deref(),
             Some("https://prod.example.com:6443")
@@ -837,9 +909,9 @@ contexts:
             }
         );
         // The second file's entries are there to choose.
-        let dev = KubeOptions {
+        let dev = ConnectionSettings {
             context: Some("dev".into()),
-            ..KubeOptions::default()
+            ..ConnectionSettings::default()
         };
         let r = decide(&loaded, &dev, &env).unwrap();
         assert_eq!(
@@ -880,7 +952,7 @@ contexts:
             files: Vec::new(),
             missing: vec!["/root/.kube/config".into()],
         };
-        let r = decide(&nothing, &KubeOptions::default(), &in_pod()).unwrap();
+        let r = decide(&nothing, &ConnectionSettings::default(), &in_pod()).unwrap();
         assert_eq!(r.source, Source::InCluster);
         assert_eq!(cluster(&r).server.as_deref(), Some("https://10.96.0.1:443"));
         assert_eq!(
@@ -894,13 +966,13 @@ contexts:
         assert_eq!(r.namespace(), Some("runbooks"));
 
         // The command line still applies in a pod.
-        let as_other = KubeOptions {
+        let as_other = ConnectionSettings {
             impersonate: Some(Impersonation {
                 user: "system:serviceaccount:ops:doctor".into(),
                 groups: Vec::new(),
                 uid: None,
             }),
-            ..KubeOptions::default()
+            ..ConnectionSettings::default()
         };
         let r = decide(&nothing, &as_other, &in_pod()).unwrap();
         assert_eq!(r.source, Source::InCluster);
@@ -910,7 +982,7 @@ contexts:
         );
 
         // Outside a pod, nothing is an error that lists where it looked.
-        let err = decide(&nothing, &KubeOptions::default(), &no_env()).unwrap_err();
+        let err = decide(&nothing, &ConnectionSettings::default(), &no_env()).unwrap_err();
         assert!(
             err.to_string().contains("missing: /root/.kube/config"),
             "{err}"
@@ -920,16 +992,21 @@ contexts:
 
     #[test]
     fn a_kubeconfig_with_a_context_wins_over_the_service_account() {
-        let r = decide(&loaded(&[MAIN]), &KubeOptions::default(), &in_pod()).unwrap();
+        let r = decide(&loaded(&[MAIN]), &ConnectionSettings::default(), &in_pod()).unwrap();
         assert!(matches!(r.source, Source::Kubeconfig { .. }));
         // A kubeconfig without any context does not: client-go takes it as empty.
         let no_context = "apiVersion: v1\nkind: Config\nclusters: []\n";
-        let r = decide(&loaded(&[no_context]), &KubeOptions::default(), &in_pod()).unwrap();
+        let r = decide(
+            &loaded(&[no_context]),
+            &ConnectionSettings::default(),
+            &in_pod(),
+        )
+        .unwrap();
         assert_eq!(r.source, Source::InCluster);
         // Naming a context that is not there fails even in a pod.
-        let ctx = KubeOptions {
+        let ctx = ConnectionSettings {
             context: Some("prod".into()),
-            ..KubeOptions::default()
+            ..ConnectionSettings::default()
         };
         assert!(matches!(
             decide(&loaded(&[no_context]), &ctx, &in_pod()),
@@ -939,12 +1016,12 @@ contexts:
 
     #[test]
     fn server_and_credentials_on_the_command_line_need_no_kubeconfig() {
-        let opts = KubeOptions {
+        let opts = ConnectionSettings {
             server: Some("https://127.0.0.1:6443".into()),
             certificate_authority: Some("/pki/ca.crt".into()),
             token: Some(Secret::new("t0k3n")),
             namespace: Some("ignored-here".into()),
-            ..KubeOptions::default()
+            ..ConnectionSettings::default()
         };
         let r = decide(&Loaded::default(), &opts, &in_pod()).unwrap();
         assert_eq!(
@@ -976,19 +1053,19 @@ contexts:
     #[test]
     fn context_cluster_and_user_flags_choose_the_entries() {
         let l = loaded(&[MAIN]);
-        let opts = KubeOptions {
+        let opts = ConnectionSettings {
             context: Some("staging".into()),
-            ..KubeOptions::default()
+            ..ConnectionSettings::default()
         };
         let r = decide(&l, &opts, &no_env()).unwrap();
         assert_eq!(cluster(&r).server.as_deref(), Some("https://10.1.2.3:6443"));
         assert_eq!(user(&r).token_file.as_deref(), Some("/home/alice/token"));
         assert_eq!(r.namespace(), None);
 
-        let opts = KubeOptions {
+        let opts = ConnectionSettings {
             cluster: Some("staging".into()),
             user: Some("alice".into()),
-            ..KubeOptions::default()
+            ..ConnectionSettings::default()
         };
         let r = decide(&l, &opts, &no_env()).unwrap();
         assert_eq!(cluster(&r).server.as_deref(), Some("https://10.1.2.3:6443"));
@@ -1000,8 +1077,8 @@ contexts:
     #[test]
     fn names_that_are_not_there_list_the_ones_that_are() {
         let l = loaded(&[MAIN]);
-        let with = |f: fn(&mut KubeOptions)| {
-            let mut o = KubeOptions::default();
+        let with = |f: fn(&mut ConnectionSettings)| {
+            let mut o = ConnectionSettings::default();
             f(&mut o);
             decide(&l, &o, &no_env()).unwrap_err().to_string()
         };
@@ -1023,10 +1100,10 @@ contexts:
         // A context pointing at a cluster that is not there, unless --server replaces it.
         let e = with(|o| o.context = Some("broken".into()));
         assert!(e.contains("cluster \"gone\""), "{e}");
-        let mut o = KubeOptions {
+        let mut o = ConnectionSettings {
             context: Some("broken".into()),
             server: Some("https://replacement:6443".into()),
-            ..KubeOptions::default()
+            ..ConnectionSettings::default()
         };
         assert!(decide(&l, &o, &no_env()).is_ok());
         o.server = None;
@@ -1037,9 +1114,9 @@ contexts:
     #[test]
     fn server_and_trust_overrides_replace_the_kubeconfigs() {
         let l = loaded(&[MAIN]);
-        let opts = KubeOptions {
+        let opts = ConnectionSettings {
             server: Some("https://10.0.0.9:6443".into()),
-            ..KubeOptions::default()
+            ..ConnectionSettings::default()
         };
         let r = decide(&l, &opts, &no_env()).unwrap();
         let c = cluster(&r);
@@ -1048,10 +1125,10 @@ contexts:
         assert_eq!(c.tls_server_name, None);
         assert_eq!(c.certificate_authority_data.as_deref(), Some("Zm9v"));
 
-        let opts = KubeOptions {
+        let opts = ConnectionSettings {
             certificate_authority: Some("/pki/ca.crt".into()),
             tls_server_name: Some("api.example".into()),
-            ..KubeOptions::default()
+            ..ConnectionSettings::default()
         };
         let r = decide(&l, &opts, &no_env()).unwrap();
         let c = cluster(&r);
@@ -1060,9 +1137,9 @@ contexts:
         assert_eq!(c.insecure_skip_tls_verify, Some(false));
         assert_eq!(c.tls_server_name.as_deref(), Some("api.example"));
 
-        let opts = KubeOptions {
+        let opts = ConnectionSettings {
             insecure_skip_tls_verify: true,
-            ..KubeOptions::default()
+            ..ConnectionSettings::default()
         };
         let r = decide(&l, &opts, &no_env()).unwrap();
         let c = cluster(&r);
@@ -1074,22 +1151,22 @@ contexts:
     #[test]
     fn credentials_on_the_command_line_replace_the_credential_plugin() {
         let l = loaded(&[MAIN]);
-        let plain = decide(&l, &KubeOptions::default(), &no_env()).unwrap();
+        let plain = decide(&l, &ConnectionSettings::default(), &no_env()).unwrap();
         assert!(user(&plain).exec.is_some());
         assert!(credentials_may_prompt(plain.user()));
 
-        let opts = KubeOptions {
+        let opts = ConnectionSettings {
             token: Some(Secret::new("abc")),
-            ..KubeOptions::default()
+            ..ConnectionSettings::default()
         };
         let r = decide(&l, &opts, &no_env()).unwrap();
         assert!(user(&r).exec.is_none());
         assert!(!credentials_may_prompt(r.user()));
 
-        let opts = KubeOptions {
+        let opts = ConnectionSettings {
             client_certificate: Some("/pki/me.crt".into()),
             client_key: Some("/pki/me.key".into()),
-            ..KubeOptions::default()
+            ..ConnectionSettings::default()
         };
         let r = decide(&l, &opts, &no_env()).unwrap();
         let u = user(&r);
@@ -1098,10 +1175,10 @@ contexts:
         assert_eq!(u.client_key.as_deref(), Some("/pki/me.key"));
 
         // --token replaces a token file.
-        let opts = KubeOptions {
+        let opts = ConnectionSettings {
             context: Some("staging".into()),
             token: Some(Secret::new("abc")),
-            ..KubeOptions::default()
+            ..ConnectionSettings::default()
         };
         let r = decide(&l, &opts, &no_env()).unwrap();
         assert_eq!(user(&r).token_file, None);
@@ -1138,13 +1215,13 @@ clusters: [{name: k, cluster: {server: "https://k:6443"}}]
 users: [{name: u, user: {token: t, as: someone, as-groups: [old]}}]
 contexts: [{name: c, context: {cluster: k, user: u}}]
 "#;
-        let opts = KubeOptions {
+        let opts = ConnectionSettings {
             impersonate: Some(Impersonation {
                 user: "jane".into(),
                 groups: vec!["devs".into(), "ops".into()],
                 uid: Some("42".into()),
             }),
-            ..KubeOptions::default()
+            ..ConnectionSettings::default()
         };
         let r = decide(&loaded(&[with_as]), &opts, &no_env()).unwrap();
         let u = user(&r);
@@ -1154,13 +1231,18 @@ contexts: [{name: c, context: {cluster: k, user: u}}]
             Some(vec!["devs".to_string(), "ops".to_string()])
         );
         assert_eq!(u.impersonate_uid.as_deref(), Some("42"));
-        let r = decide(&loaded(&[with_as]), &KubeOptions::default(), &no_env()).unwrap();
+        let r = decide(
+            &loaded(&[with_as]),
+            &ConnectionSettings::default(),
+            &no_env(),
+        )
+        .unwrap();
         assert_eq!(user(&r).impersonate.as_deref(), Some("someone"));
     }
 
     #[tokio::test]
     async fn the_resolved_entry_becomes_the_kube_config() {
-        let opts = KubeOptions {
+        let opts = ConnectionSettings {
             context: Some("staging".into()),
             // alice's token file does not exist here.
             token: Some(Secret::new("t")),
@@ -1169,7 +1251,7 @@ contexts: [{name: c, context: {cluster: k, user: u}}]
                 groups: vec!["system:serviceaccounts".into()],
                 uid: None,
             }),
-            ..KubeOptions::default()
+            ..ConnectionSettings::default()
         };
         let r = decide(&loaded(&[MAIN]), &opts, &no_env()).unwrap();
         let proxy = r.cluster().and_then(|c| c.proxy_url.clone());

@@ -291,9 +291,9 @@ pub struct Connection {
     pub credentials_may_prompt: bool,
 }
 
-/// Build a client from kubectl's connection flags, the kubeconfig files and the
-/// environment (see [`config`]), and check that the API server answers and accepts it.
-pub async fn connect(opts: &crate::cli::KubeOptions) -> Result<Connection, KubeError> {
+/// Build a client from the connection settings, the kubeconfig files and the environment
+/// (see [`config`]), and check that the API server answers and accepts it.
+pub async fn connect(opts: &config::ConnectionSettings) -> Result<Connection, KubeError> {
     let env = config::Environment::from_process();
     let loaded = config::read_kubeconfigs(&config::kubeconfig_files(opts, &env))?;
     for missing in &loaded.missing {
