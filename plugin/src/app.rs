@@ -105,10 +105,14 @@ async fn from_the_cluster(request: &complete::Request) -> Option<Vec<Candidate>>
         let conn = crate::kube::connect(&kube).await.ok()?;
         let (client, ns) = (&conn.client, conn.namespace.as_str());
         match &request.want {
-            Want::Namespace => names::namespaces(client).await.ok(),
+            Want::Namespace => {
+                let found = names::namespaces(client).await.ok()?;
+                Some(found.into_iter().map(|n| Candidate::new(n, "")).collect())
+            }
             Want::Container { target } => {
                 let target = crate::target::parse(target).ok()?;
-                names::containers(client, ns, &target).await.ok()
+                let found = names::containers(client, ns, &target).await.ok()?;
+                Some(found.into_iter().map(Candidate::from).collect())
             }
             _ => match request.prefix.split_once('/') {
                 Some((kind, _)) => {
@@ -121,7 +125,10 @@ async fn from_the_cluster(request: &complete::Request) -> Option<Vec<Candidate>>
                             .collect(),
                     )
                 }
-                None => names::pods(client, ns).await.ok(),
+                None => {
+                    let found = names::pods(client, ns).await.ok()?;
+                    Some(found.into_iter().map(Candidate::from).collect())
+                }
             },
         }
     };

@@ -12,6 +12,7 @@ use clap::Command;
 
 use crate::cli::{Args, Command as Parsed, KubeArgs};
 use crate::kube::config::ConnectionSettings;
+use crate::kube::names::{ContainerName, PodName};
 
 /// The hidden subcommand the completion script calls.
 pub const SUBCOMMAND: &str = "__complete";
@@ -36,6 +37,25 @@ impl Candidate {
             value: value.into(),
             description: description.into(),
         }
+    }
+}
+
+/// A pod, described by its phase.
+impl From<PodName> for Candidate {
+    fn from(p: PodName) -> Self {
+        Self::new(p.name, p.phase)
+    }
+}
+
+/// A container of the target; the one a run examines without `-c` says so.
+impl From<ContainerName> for Candidate {
+    fn from(c: ContainerName) -> Self {
+        let note = if c.examined_by_default {
+            "examined by default"
+        } else {
+            ""
+        };
+        Self::new(c.name, note)
     }
 }
 
@@ -455,6 +475,30 @@ mod tests {
         assert_eq!(words, ["analyze", "cleanup", "version", "completions"]);
         let words: Vec<String> = target_words("d").into_iter().map(|c| c.value).collect();
         assert_eq!(words, ["deployment/", "daemonset/"]);
+    }
+
+    #[test]
+    fn names_from_the_api_carry_their_description() {
+        let pod = Candidate::from(PodName {
+            name: "web-0".into(),
+            phase: "Running".into(),
+        });
+        assert_eq!(pod, Candidate::new("web-0", "Running"));
+        let containers: Vec<Candidate> = [("app", true), ("istio-proxy", false)]
+            .map(|(name, examined_by_default)| {
+                Candidate::from(ContainerName {
+                    name: name.into(),
+                    examined_by_default,
+                })
+            })
+            .into();
+        assert_eq!(
+            containers,
+            [
+                Candidate::new("app", "examined by default"),
+                Candidate::new("istio-proxy", "")
+            ]
+        );
     }
 
     #[test]
