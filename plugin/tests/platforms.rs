@@ -5,12 +5,14 @@
 //! Unix-only API behind a `cfg` gate). The release workflow then builds each target.
 
 mod platform_support;
+mod source_scan;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use platform_support::graph::Graph;
 use platform_support::unix_scan::{self, UnixUse};
+use source_scan::rust_files;
 
 const NON_LINUX_TARGETS: &[&str] = &[
     "x86_64-apple-darwin",
@@ -179,17 +181,6 @@ fn every_unix_only_use_in_the_plugin_is_behind_a_cfg_gate() {
             "{file}: {what} not found: {:#?}",
             scan.uses
         );
-    }
-}
-
-fn rust_files(dir: &Path, out: &mut BTreeSet<PathBuf>) {
-    for entry in std::fs::read_dir(dir).expect("readable source folder") {
-        let path = entry.expect("directory entry").path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.insert(path);
-        }
     }
 }
 

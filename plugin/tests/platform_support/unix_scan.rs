@@ -12,11 +12,13 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use proc_macro2::{Delimiter, Spacing, TokenStream, TokenTree};
+use proc_macro2::TokenStream;
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::visit::{self, Visit};
 use syn::{Attribute, Expr, Item, Meta, Token};
+
+use crate::source_scan::{flatten_use, uses_in_tokens, InTokens};
 
 /// Adjacent path segments that name a Unix-only module.
 const UNIX_MODULES: &[[&str; 2]] = &[
@@ -169,45 +171,10 @@ impl Scanner<'_> {
 
     /// Paths and method calls inside a macro's tokens, which syn leaves unparsed.
     fn scan_tokens(&mut self, tokens: TokenStream) {
-        let tokens: Vec<TokenTree> = tokens.into_iter().collect();
-        let mut i = 0;
-        while i < tokens.len() {
-            match &tokens[i] {
-                TokenTree::Group(g) => {
-                    self.scan_tokens(g.stream());
-                    i += 1;
-                }
-                TokenTree::Punct(p) if p.as_char() == '.' => {
-                    if let (Some(TokenTree::Ident(name)), Some(TokenTree::Group(g))) =
-                        (tokens.get(i + 1), tokens.get(i + 2))
-                    {
-                        if g.delimiter() == Delimiter::Parenthesis {
-                            self.check_method(&name.to_string(), name.span().start().line);
-                        }
-                    }
-                    i += 1;
-                }
-                TokenTree::Ident(first) => {
-                    let line = first.span().start().line;
-                    let mut segments = vec![first.to_string()];
-                    let mut j = i + 1;
-                    while let (
-                        Some(TokenTree::Punct(a)),
-                        Some(TokenTree::Punct(b)),
-                        Some(TokenTree::Ident(next)),
-                    ) = (tokens.get(j), tokens.get(j + 1), tokens.get(j + 2))
-                    {
-                        if a.as_char() != ':' || a.spacing() != Spacing::Joint || b.as_char() != ':'
-                        {
-                            break;
-                        }
-                        segments.push(next.to_string());
-                        j += 3;
-                    }
-                    self.check_path(&segments, line, false);
-                    i = j;
-                }
-                TokenTree::Punct(_) | TokenTree::Literal(_) => i += 1,
+        for found in uses_in_tokens(tokens) {
+            match found {
+                InTokens::Path { segments, line } => self.check_path(&segments, line, false),
+                InTokens::MethodCall { name, line } => self.check_method(&name, line),
             }
         }
     }
@@ -341,24 +308,6 @@ impl<'ast> Visit<'ast> for Scanner<'_> {
     fn visit_macro(&mut self, m: &'ast syn::Macro) {
         self.scan_tokens(m.tokens.clone());
         visit::visit_macro(self, m);
-    }
-}
-
-fn flatten_use(tree: &syn::UseTree, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
-    match tree {
-        syn::UseTree::Path(p) => {
-            prefix.push(p.ident.to_string());
-            flatten_use(&p.tree, prefix, out);
-            prefix.pop();
-        }
-        syn::UseTree::Name(n) => out.push([prefix.clone(), vec![n.ident.to_string()]].concat()),
-        syn::UseTree::Rename(r) => out.push([prefix.clone(), vec![r.ident.to_string()]].concat()),
-        syn::UseTree::Glob(_) => out.push([prefix.clone(), vec!["*".to_owned()]].concat()),
-        syn::UseTree::Group(g) => {
-            for t in &g.items {
-                flatten_use(t, prefix, out);
-            }
-        }
     }
 }
 
