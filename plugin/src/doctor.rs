@@ -2,6 +2,7 @@
 //! report. This is the sequence; each step lives in its own module.
 
 use std::fs::File;
+use std::net::IpAddr;
 use std::path::Path;
 use std::time::Instant;
 
@@ -12,7 +13,7 @@ use crate::access;
 use crate::capture::{self, CaptureAnalysis};
 use crate::cli::{DoctorConfig, OutputFormat, Verbosity};
 use crate::diagnose::{self, DiagnosisInput, PointAnalysis};
-use crate::evidence::{CaptureKind, Evidence, StepError};
+use crate::evidence::{CaptureKind, Evidence, NodeEvidence, StepError};
 use crate::exit::Outcome;
 use crate::kube::{self as k, discover, execute, preflight, KubeError};
 use crate::plan::script::ScriptInput;
@@ -270,9 +271,14 @@ fn analyse(
     interrupted: bool,
 ) -> Report {
     let mut analyses: Vec<(usize, CaptureAnalysis, Vec<capture::Transaction>)> = Vec::new();
+    let own_clients = host_network_clients(topology, &evidence.nodes);
     for (i, point) in evidence.captures.iter().enumerate() {
         let Some(file) = &point.file else { continue };
-        match read_capture(file) {
+        let clients = match point.kind {
+            CaptureKind::Pod => own_clients.clone(),
+            _ => None,
+        };
+        match read_capture(file, clients) {
             Ok((a, t)) => analyses.push((i, a, t)),
             Err(e) => evidence.step_errors.push(StepError {
                 step: format!("read capture {}", point.name),
@@ -355,13 +361,46 @@ fn upstream_addrs(corefile: &str) -> Vec<std::net::SocketAddr> {
         .collect()
 }
 
-/// Read one capture file fully, keeping its transactions for correlation.
-fn read_capture(path: &Path) -> Result<(CaptureAnalysis, Vec<capture::Transaction>), String> {
+/// The addresses whose DNS traffic is a hostNetwork target's own: those of its node's
+/// network namespace, which it shares. Its capture there also sees every pod's traffic
+/// bridged through the node, which is not the target's. None for other targets, and when
+/// the node's addresses are unknown (no node snapshot): then the capture is taken whole.
+fn host_network_clients(topology: &Topology, nodes: &[NodeEvidence]) -> Option<Vec<IpAddr>> {
+    let t = &topology.target;
+    if !t.host_network {
+        return None;
+    }
+    let snapshot = &nodes
+        .iter()
+        .find(|n| Some(&n.node) == t.node.as_ref())?
+        .snapshot;
+    let ip_addr = snapshot
+        .commands
+        .iter()
+        .find(|c| c.key == "ip-addr" && c.error.is_none())?;
+    let mut ips = crate::node::addresses::parse_ip_addr(&ip_addr.stdout);
+    ips.extend(t.ip.filter(|ip| !ips.contains(ip)));
+    tracing::debug!(
+        ?ips,
+        "hostNetwork target: its capture keeps the node's own DNS traffic"
+    );
+    (!ips.is_empty()).then_some(ips)
+}
+
+/// Read one capture file fully, keeping its transactions for correlation; with `clients`,
+/// only their queries and the responses to them.
+fn read_capture(
+    path: &Path,
+    clients: Option<Vec<IpAddr>>,
+) -> Result<(CaptureAnalysis, Vec<capture::Transaction>), String> {
     let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut transactions = Vec::new();
     let analysis = capture::analyze_capture(
         std::io::BufReader::new(file),
-        capture::ExtractOptions::default(),
+        capture::ExtractOptions {
+            clients,
+            ..capture::ExtractOptions::default()
+        },
         capture::TrackerConfig::default(),
         &mut |t| transactions.push(t),
     )

@@ -339,3 +339,47 @@ fn fragmented_udp_answers_are_reassembled() {
     assert_eq!(r.message.counts[1], 60);
     assert_eq!(r.message.answers.len(), 32);
 }
+
+/// A node's capture sees its own DNS and every pod's bridged through it: with a client
+/// list, only the queries of those clients and the responses to them are analysed.
+#[test]
+fn a_client_list_keeps_only_those_clients_traffic() {
+    use dns_doctor::capture::{analyze_capture, TrackerConfig};
+    // The node (10.244.0.1 on its bridge) asks a DNS pod; a pod (10.244.0.7) asks too,
+    // and gets no answer.
+    let (node_q, node_r) = exchange("10.244.0.1:40000", "10.244.0.3:53");
+    let (pod_q, _) = exchange("10.244.0.7:40001", "10.244.0.3:53");
+    let frames = [
+        (T0, sll(&node_q)),
+        (T0 + 1_000, sll(&pod_q)),
+        (T0 + 1_500_000, sll(&node_r)),
+        (T0 + 9_000_000_000, sll(&node_q)),
+    ];
+    let run = |clients: Option<Vec<std::net::IpAddr>>| {
+        let mut transactions = Vec::new();
+        let a = analyze_capture(
+            Cursor::new(pcap(113, true, false, &frames)),
+            ExtractOptions {
+                clients,
+                ..ExtractOptions::default()
+            },
+            TrackerConfig::default(),
+            &mut |t| transactions.push(t),
+        )
+        .expect("capture header");
+        (a, transactions)
+    };
+    let (all, all_tx) = run(None);
+    assert_eq!((all.analysis.summary.queries, all.other_clients), (3, 0));
+    assert!(all_tx.iter().any(|t| t.client == addr("10.244.0.7:40001")));
+
+    let node_ips = vec!["10.252.0.1".parse().unwrap(), "10.244.0.1".parse().unwrap()];
+    let (own, own_tx) = run(Some(node_ips));
+    assert_eq!(own.analysis.summary.queries, 2);
+    assert_eq!(own.analysis.summary.responses, 1);
+    assert_eq!(own.other_clients, 1);
+    assert!(own_tx
+        .iter()
+        .all(|t| t.client.ip().to_string() == "10.244.0.1"));
+    assert_eq!(own.analysis.summary.unanswered_transactions, 0);
+}

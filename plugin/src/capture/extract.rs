@@ -7,7 +7,7 @@ use super::tcp::TcpReassembler;
 use super::time::Timestamp;
 use std::collections::VecDeque;
 use std::io::Read;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// Which packets are taken for DNS.
 #[derive(Clone, Debug)]
@@ -18,6 +18,10 @@ pub struct ExtractOptions {
     /// standard query or response (DNS servers on unusual ports; false positives are rare
     /// because the whole message must decode with nothing left over).
     pub udp_any_port: bool,
+    /// Only the DNS traffic of these clients: the queries they send and the responses they
+    /// get. A capture in a node's network namespace (a hostNetwork pod's) also sees every
+    /// pod's traffic bridged through the node; None keeps every client.
+    pub clients: Option<Vec<IpAddr>>,
 }
 
 impl Default for ExtractOptions {
@@ -25,7 +29,18 @@ impl Default for ExtractOptions {
         Self {
             dns_ports: vec![53, 5353, 5355, 8053],
             udp_any_port: true,
+            clients: None,
         }
+    }
+}
+
+impl ExtractOptions {
+    /// Whether `p` belongs to one of the clients kept (always, without a client list).
+    pub fn keeps_client(&self, p: &DnsPacket) -> bool {
+        self.clients.as_ref().is_none_or(|c| {
+            let client = if p.message.response { p.dst } else { p.src };
+            c.contains(&client.ip())
+        })
     }
 }
 

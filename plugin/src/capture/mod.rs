@@ -41,6 +41,8 @@ pub struct CaptureAnalysis {
     pub analysis: Analysis,
     /// Frames and non-DNS traffic.
     pub stats: ExtractStats,
+    /// DNS messages of clients outside [`ExtractOptions::clients`], left out.
+    pub other_clients: u64,
     /// pcap or pcapng.
     pub format: CaptureFormat,
     /// Set when the file is damaged part-way (typically cut off while being written);
@@ -73,12 +75,18 @@ pub fn analyze_reader(
     sink: &mut dyn FnMut(Transaction),
 ) -> CaptureAnalysis {
     let format = reader.format();
+    let scope = ExtractOptions {
+        clients: extract.clients.clone(),
+        ..ExtractOptions::default()
+    };
     let mut dns = DnsReader::from_capture(reader, extract);
     let mut tracker = Tracker::new(config);
     let mut read_error = None;
+    let mut other_clients = 0;
     for item in dns.by_ref() {
         match item {
-            Ok(p) => tracker.observe(p, sink),
+            Ok(p) if scope.keeps_client(&p) => tracker.observe(p, sink),
+            Ok(_) => other_clients += 1,
             Err(e) => read_error = Some(e.to_string()),
         }
     }
@@ -86,6 +94,7 @@ pub fn analyze_reader(
     CaptureAnalysis {
         analysis,
         stats: dns.stats(),
+        other_clients,
         format,
         read_error,
     }

@@ -854,6 +854,7 @@ mod tests {
                 histogram: Default::default(),
             },
             stats: Default::default(),
+            other_clients: 0,
             format: CaptureFormat::Pcap,
             read_error: None,
         }

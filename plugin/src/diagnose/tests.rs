@@ -536,6 +536,7 @@ fn analysis(unanswered: u64) -> CaptureAnalysis {
             histogram: Default::default(),
         },
         stats: Default::default(),
+        other_clients: 0,
         format: CaptureFormat::Pcap,
         read_error: None,
     }

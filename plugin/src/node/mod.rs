@@ -1,7 +1,8 @@
-//! Parsers for raw node snapshots (iptables-save, nft, ipvsadm, conntrack -S and -L, sysctls) and
-//! the kube-proxy / firewall views built on them. Everything here is pure: text in, typed
-//! values out, and no input makes it panic.
+//! Parsers for raw node snapshots (iptables-save, nft, ipvsadm, conntrack -S and -L, sysctls,
+//! ip addr) and the kube-proxy / firewall views built on them. Everything here is pure: text
+//! in, typed values out, and no input makes it panic.
 
+pub mod addresses;
 pub mod cgroup;
 pub mod cgroup_cpu;
 pub mod cgroup_memory;

@@ -104,6 +104,7 @@ fn firewall_report() -> Report {
             histogram: Default::default(),
         },
         stats: Default::default(),
+        other_clients: 0,
         format: crate::capture::CaptureFormat::Pcap,
         read_error: None,
     };

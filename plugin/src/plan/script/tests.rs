@@ -428,3 +428,44 @@ fn one_upstream_probe_per_node_for_the_external_names_only() {
         .upstream_probes
         .is_empty());
 }
+
+#[test]
+fn each_node_reads_the_cgroups_of_the_dns_pods_it_runs() {
+    let mut topo = topology();
+    let pod = |name: &str, uid: &str, node: Option<&str>| crate::topology::DnsPodInfo {
+        namespace: "kube-system".into(),
+        name: name.into(),
+        uid: uid.into(),
+        node: node.map(Into::into),
+        ..Default::default()
+    };
+    topo.dns_pods = vec![
+        pod("coredns-a", "uid-a", Some("n2")),
+        pod("coredns-b", "uid-b", Some("n1")),
+        pod("coredns-c", "uid-c", Some("n2")),
+        // Not scheduled, or no UID known: nothing to read.
+        pod("coredns-d", "uid-d", None),
+        pod("coredns-e", "", Some("n1")),
+    ];
+    let s = compose(&ScriptInput {
+        plan: &plan(Strategy::EphemeralCapture, CaptureVia::None, Vec::new()),
+        topology: &topo,
+        config: &config(),
+        run_id: "r1",
+        upstreams: &[],
+    });
+    let uids = |node: &str| -> Vec<String> {
+        let (_, argv) = s
+            .node_snapshots
+            .argv
+            .iter()
+            .find(|(n, _)| n == node)
+            .expect("a snapshot per node");
+        argv.windows(2)
+            .filter(|w| w[0] == "--pod-uid")
+            .map(|w| w[1].clone())
+            .collect()
+    };
+    assert_eq!(uids("n1"), ["uid-b"]);
+    assert_eq!(uids("n2"), ["uid-a", "uid-c"]);
+}
