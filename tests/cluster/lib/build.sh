@@ -59,15 +59,21 @@ debug_packages() {
 	fi
 }
 
-# mmdebstrap_tar VARIANT "PKG..." : prints the path of a cached rootfs tarball.
+# mmdebstrap_tar VARIANT "PKG..." [MMDEBSTRAP_OPTION...] : prints the path of a cached
+# rootfs tarball. The options (hooks) are part of the cache key.
 mmdebstrap_tar() {
 	local variant=$1 pkgs=$2 key out
-	key=$(hash_text "bookworm $variant $pkgs")
+	shift 2
+	# Without options, the key is the one earlier versions used, so their tarballs stay valid.
+	key=$(hash_text "bookworm $variant $pkgs${*:+ $*}")
 	out=$CACHE_DIR/rootfs/$variant-$key.tar
 	if [[ ! -s $out ]]; then
 		mkdir -p "$CACHE_DIR/rootfs"
-		log "mmdebstrap $variant: $pkgs"
-		mmdebstrap --quiet --format=tar --variant="$variant" --include="${pkgs// /,}" \
+		log "mmdebstrap $variant: ${pkgs:-(no extra packages)}"
+		# mmdebstrap refuses an empty --include.
+		local include=()
+		if [[ -n $pkgs ]]; then include=(--include="${pkgs// /,}"); fi
+		mmdebstrap --quiet --format=tar --variant="$variant" "${include[@]}" "$@" \
 			--dpkgopt='path-exclude=/usr/share/man/*' \
 			--dpkgopt='path-exclude=/usr/share/doc/*' \
 			--dpkgopt='path-exclude=/usr/share/locale/*' \
@@ -116,15 +122,21 @@ oci_image() {
 	manifest="{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"sha256:$cdigest\",\"size\":${#config}},\"layers\":[$layers_json]}"
 	mdigest=$(printf '%s' "$manifest" | sha256sum | cut -d' ' -f1)
 	printf '%s' "$manifest" >"$work/blobs/sha256/$mdigest"
-	printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%d,"platform":{"architecture":"amd64","os":"linux"},"annotations":{"io.containerd.image.name":"%s","org.opencontainers.image.ref.name":"%s"}}]}' \
-		"$mdigest" "${#manifest}" "$ref" "${ref##*:}" >"$work/index.json"
+	oci_index "$mdigest" "${#manifest}" "$ref" >"$work/index.json"
 	printf '{"imageLayoutVersion":"1.0.0"}' >"$work/oci-layout"
 	tar -C "$work" -cf "$out.tmp" oci-layout index.json blobs
 	mv "$out.tmp" "$out"
 	rm -rf "$work"
 }
 
-# The manifest digest of an image tarball written by oci_image.
+# oci_index MANIFEST_DIGEST MANIFEST_SIZE REF : prints an OCI index of one amd64 manifest,
+# named REF for `ctr images import` (io.containerd.image.name).
+oci_index() {
+	printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%d,"platform":{"architecture":"amd64","os":"linux"},"annotations":{"io.containerd.image.name":"%s","org.opencontainers.image.ref.name":"%s"}}]}' \
+		"$1" "$2" "$3" "${3##*:}"
+}
+
+# The manifest digest of an image tarball (the first digest of its index).
 image_digest() { tar -xOf "$1" index.json | grep -o 'sha256:[0-9a-f]*' | sed -n 1p; }
 
 # A one-file layer: layer_with_file SRC DEST_PATH MODE
