@@ -326,10 +326,12 @@ build_debug_image() {
 	log "building $ref from debug-image/Dockerfile (buildah)"
 	(
 		cd "$REPO_DIR"
-		bh build --isolation chroot --pull=never --force-rm --build-arg TARGETARCH=amd64 \
+		bh build --isolation chroot --pull=never --build-arg TARGETARCH=amd64 \
 			--file debug-image/Dockerfile --tag "$ref" .
 	) >>"$LOG_DIR/build.log" 2>&1 || {
 		log_tail build.log
+		# A failed build leaves its working containers (buildah 1.28's --force-rm needs --layers).
+		bh rm --all >/dev/null
 		die "buildah build of debug-image/Dockerfile failed"
 	}
 	debug_image_runs "$ref" >>"$LOG_DIR/build.log" 2>&1 || {
