@@ -279,6 +279,8 @@ local_base_images() {
 			log_tail build.log
 			die "cargo fetch --locked failed"
 		}
+		# cargo fetch also unpacks every crate; the image's cargo unpacks its own.
+		rm -rf "$CACHE_DIR/cargo/registry/src"
 	fi
 	local_image "localhost/dns-doctor-base/rust:$crates_key" \
 		"localhost/dns-doctor-base/rust-toolchain:$toolchain_key" fill_rust_crates
