@@ -184,14 +184,19 @@ dockerfile_arg() {
 	echo "$v"
 }
 
-# local_image REF FROM FILL [BUILDAH_CONFIG_OPTION...] : commits REF, unless the store has
-# it, as one layer over FROM (an image of the store, or a rootfs tarball): FILL MOUNTPOINT
-# writes that layer's files, then the options set the image's config.
+# local_image NAME KEYED FROM FILL [BUILDAH_CONFIG_OPTION...] : names NAME the image KEYED
+# (a tag carrying the key of its inputs). Unless the store has KEYED, commits it first as one
+# layer over FROM (an image of the store, or a rootfs tarball): FILL MOUNTPOINT writes that
+# layer's files, then the options set the image's config. NAME is the image's first name,
+# the one buildah records as the base of what is built on it.
 local_image() {
-	local ref=$1 from=$2 fill=$3 c mnt
-	shift 3
-	bh inspect --type image "$ref" >/dev/null 2>&1 && return 0
-	log "making the local image $ref"
+	local name=$1 keyed=$2 from=$3 fill=$4 c mnt
+	shift 4
+	if bh inspect --type image "$keyed" >/dev/null 2>&1; then
+		bh tag "$keyed" "$name"
+		return 0
+	fi
+	log "making the local image $keyed"
 	if [[ -f $from ]]; then
 		c=$(bh from --quiet scratch)
 		bh add --quiet "$c" "$from" /
@@ -202,7 +207,8 @@ local_image() {
 	"$fill" "$mnt"
 	bh umount "$c" >/dev/null
 	if (($#)); then bh config "$@" "$c"; fi
-	bh commit --quiet --rm "$c" "$ref" >/dev/null
+	bh commit --quiet --rm "$c" "$name" >/dev/null
+	bh tag "$name" "$keyed"
 }
 
 # What debuerreotype puts into the official debian images besides the packages: apt keeps
@@ -246,9 +252,8 @@ fill_rust_crates() {
 		"$1$RUST_IMAGE_CARGO_HOME/registry/"
 }
 
-# Makes the two images the Dockerfile's FROM lines name (each cached under a tag that
-# carries the key of its inputs, then tagged with the Dockerfile's name), and sets
-# BASE_IMAGES_KEY to a key of both.
+# Makes the two images the Dockerfile's FROM lines name, each cached under a tag that
+# carries the key of its inputs, and sets BASE_IMAGES_KEY to a key of both.
 local_base_images() {
 	local debian_ref rust_ref rootfs debian_key toolchain_key crates_key
 	debian_ref=$(dockerfile_arg BASE_IMAGE)
@@ -256,14 +261,14 @@ local_base_images() {
 
 	rootfs=$(mmdebstrap_tar minbase "" "$MERGED_USR_HOOK")
 	debian_key=$(hash_text "$(hash_files "$rootfs")" "$(declare -f fill_debian)")
-	local_image "localhost/dns-doctor-base/debian:$debian_key" "$rootfs" fill_debian \
+	local_image "$debian_ref" "localhost/dns-doctor-base/debian:$debian_key" "$rootfs" fill_debian \
 		--cmd '["bash"]' --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-	bh tag "localhost/dns-doctor-base/debian:$debian_key" "$debian_ref"
 
 	rootfs=$(mmdebstrap_tar minbase "$RUST_BASE_PACKAGES" "$MERGED_USR_HOOK")
 	toolchain_key=$(hash_text "$(hash_files "$rootfs")" "$(rustc -vV)" "$(rustup --version 2>/dev/null)" \
 		"$(declare -f fill_rust_toolchain)")
-	local_image "localhost/dns-doctor-base/rust-toolchain:$toolchain_key" "$rootfs" fill_rust_toolchain \
+	local_image "localhost/dns-doctor-base/rust-toolchain:$toolchain_key" \
+		"localhost/dns-doctor-base/rust-toolchain:$toolchain_key" "$rootfs" fill_rust_toolchain \
 		--cmd '["bash"]' \
 		--env RUSTUP_HOME=$RUST_IMAGE_RUSTUP_HOME --env CARGO_HOME=$RUST_IMAGE_CARGO_HOME \
 		--env PATH=$RUST_IMAGE_CARGO_HOME/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
@@ -272,7 +277,7 @@ local_base_images() {
 	# The crates are a layer of their own, so a new Cargo.lock rebuilds only that. They are
 	# fetched into a cargo home of the harness's own, not the user's, which other cargo
 	# runs write to at the same time.
-	crates_key=$(hash_text "$toolchain_key" "$(hash_files "$REPO_DIR/Cargo.lock")")
+	crates_key=$(hash_text "$toolchain_key" "$(hash_files "$REPO_DIR/Cargo.lock")" "$(declare -f fill_rust_crates)")
 	if ! bh inspect --type image "localhost/dns-doctor-base/rust:$crates_key" >/dev/null 2>&1; then
 		CARGO_HOME=$CACHE_DIR/cargo cargo fetch --locked --manifest-path "$REPO_DIR/Cargo.toml" \
 			>>"$LOG_DIR/build.log" 2>&1 || {
@@ -282,9 +287,8 @@ local_base_images() {
 		# cargo fetch also unpacks every crate; the image's cargo unpacks its own.
 		rm -rf "$CACHE_DIR/cargo/registry/src"
 	fi
-	local_image "localhost/dns-doctor-base/rust:$crates_key" \
+	local_image "$rust_ref" "localhost/dns-doctor-base/rust:$crates_key" \
 		"localhost/dns-doctor-base/rust-toolchain:$toolchain_key" fill_rust_crates
-	bh tag "localhost/dns-doctor-base/rust:$crates_key" "$rust_ref"
 	# Images of earlier inputs go; their layers shared with the current ones stay.
 	local name
 	for name in $(bh images --format '{{.Name}}:{{.Tag}}' | grep '^localhost/dns-doctor-base/'); do
