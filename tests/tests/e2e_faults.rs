@@ -73,6 +73,24 @@ fn errors(report: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
+/// The top finding's evidence, one `source: detail` per item: what a failed row needs to
+/// be understood from CI's log alone.
+fn evidence_lines(report: &serde_json::Value) -> String {
+    report["findings"][0]["evidence"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            format!(
+                "{}: {}",
+                e["source"].as_str().unwrap_or_default(),
+                e["detail"].as_str().unwrap_or_default()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
 fn scenario(
     name: &str,
     client: &'static str,
@@ -104,8 +122,9 @@ fn scenario_asking(
     let mut detail = String::new();
     if !ok {
         detail = format!(
-            "findings {:?}; stderr: {}",
+            "findings {:?}; top finding's evidence: {}; stderr: {}",
             errors(&report),
+            evidence_lines(&report),
             stderr.lines().rev().take(5).collect::<Vec<_>>().join(" | ")
         );
     } else if expected != HEALTHY {
@@ -151,7 +170,7 @@ fn table(rows: &[Row]) -> String {
 
 fn publish(table: &str) {
     let root = repo_root();
-    let doc = format!("# Diagnosis accuracy\n\nWritten by `tests/tests/e2e_faults.rs` on its last run against the test cluster.\n\n{table}");
+    let doc = format!("# Diagnosis accuracy\n\nWritten by `tests/tests/e2e_faults.rs` on its last run against the test cluster ({} run(s) of each fault scenario; `tests/accuracy 3` for the published table).\n\n{table}", runs_per_fault());
     std::fs::write(root.join("docs/accuracy.md"), doc).expect("write docs/accuracy.md");
     let readme_path = root.join("README.md");
     let readme = std::fs::read_to_string(&readme_path).expect("README.md");
@@ -164,7 +183,7 @@ fn publish(table: &str) {
 }
 
 /// How often each fault scenario runs, from `DNS_DOCTOR_ACCURACY_RUNS` (default 1):
-/// `tests/run` and `tests/accuracy` ask for 3.
+/// `tests/run` asks for 1, `tests/accuracy` for 3 unless told otherwise.
 fn runs_per_fault() -> usize {
     std::env::var("DNS_DOCTOR_ACCURACY_RUNS")
         .ok()
@@ -444,7 +463,14 @@ fn without_kube_proxy_the_report_names_the_data_plane_it_saw() {
             bundle.to_str().expect("UTF-8 path"),
         ]);
         let report = run.json();
-        assert_eq!(run.code, code, "{fault_name}: {}", run.stderr);
+        assert_eq!(
+            run.code,
+            code,
+            "{fault_name}: findings {:?}; top finding's evidence: {}; stderr: {}",
+            errors(&report),
+            evidence_lines(&report),
+            run.stderr
+        );
         assert_eq!(
             report["data_plane"]["kind"], kind,
             "{fault_name}: {}",

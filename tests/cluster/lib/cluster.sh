@@ -106,6 +106,17 @@ resolve_tcp() { pod_exec dns-clients "$1" 30 env RES_OPTIONS=use-vc /usr/local/b
 
 resolves_ok() { grep -q '^ok ' <<<"$(resolve "$1" "$2")"; }
 
+# Every one of COUNT lookups of NAME from each CLIENT succeeds.
+resolves_repeatedly() { # COUNT NAME CLIENT...
+	local count=$1 name=$2 client i
+	shift 2
+	for client in "$@"; do
+		for ((i = 0; i < count; i++)); do
+			resolves_ok "$client" "$name" || return 1
+		done
+	done
+}
+
 # Elapsed milliseconds of one lookup, or "fail".
 resolve_ms() {
 	local out
