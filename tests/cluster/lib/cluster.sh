@@ -37,10 +37,13 @@ node_ready() {
 }
 
 # deployment_ready NS NAME WANT : WANT ready replicas and no old pods left over.
+# NS NAME COUNT: COUNT pods ready, all of the current template, none of an older one; and
+# the status is about the current spec (right after an apply it still describes the old one).
 deployment_ready() {
 	local got
-	got=$(kc -n "$1" get deploy "$2" -o jsonpath='{.status.readyReplicas}/{.status.replicas}/{.status.updatedReplicas}' 2>/dev/null) || return 1
-	[[ $got == "$3/$3/$3" ]]
+	got=$(kc -n "$1" get deploy "$2" -o jsonpath='{.status.readyReplicas}/{.status.replicas}/{.status.updatedReplicas} {.metadata.generation}/{.status.observedGeneration}' 2>/dev/null) || return 1
+	local counts=${got% *} generations=${got#* }
+	[[ $counts == "$3/$3/$3" && ${generations%/*} == "${generations#*/}" ]]
 }
 
 daemonset_ready() {
@@ -137,8 +140,10 @@ EXTERNAL_NAME=external.test
 cluster_healthy() {
 	node_ready || { echo "node $NODE_NAME not Ready"; return 1; }
 	daemonset_ready kube-system kube-proxy || { echo "kube-proxy DaemonSet not ready"; return 1; }
-	proxy_rules_current || { echo "kube-proxy rules for $DNS_SERVICE_IP missing or stale"; return 1; }
+	# CoreDNS before the rules that follow its endpoints: with CoreDNS down the rules change
+	# once kube-proxy has synced, and the first unmet item must not change with them.
 	deployment_ready kube-system coredns 2 || { echo "CoreDNS not 2/2 ready"; return 1; }
+	proxy_rules_current || { echo "kube-proxy rules for $DNS_SERVICE_IP missing or stale"; return 1; }
 	local pod name
 	for pod in client-glibc client-musl; do
 		pod_ready dns-clients "$pod" || { echo "$pod not Ready"; return 1; }
