@@ -480,20 +480,7 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
         ),
     ));
     for n in &nodes {
-        for p in t
-            .kube_proxy
-            .pods
-            .iter()
-            .filter(|p| p.node.as_deref() == Some(*n))
-        {
-            evidence.push(EvidenceRef::new(
-                "api",
-                format!(
-                    "kube-proxy pod {} on {n}: phase {}, ready {}, {} restarts",
-                    p.name, p.phase, p.ready, p.restarts
-                ),
-            ));
-        }
+        evidence.extend(super::kube_proxy_stale_rules::kube_proxy_pods_on(t, n));
     }
 
     let gone: BTreeSet<IpAddr> = stale.iter().map(StaleEntry::gone).collect();

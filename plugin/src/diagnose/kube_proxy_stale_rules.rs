@@ -77,21 +77,7 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
         ),
     ));
     for n in &nodes {
-        for p in cx
-            .topology
-            .kube_proxy
-            .pods
-            .iter()
-            .filter(|p| p.node.as_deref() == Some(*n))
-        {
-            evidence.push(EvidenceRef::new(
-                "api",
-                format!(
-                    "kube-proxy pod {} on {n}: phase {}, ready {}, {} restarts",
-                    p.name, p.phase, p.ready, p.restarts
-                ),
-            ));
-        }
+        evidence.extend(kube_proxy_pods_on(cx.topology, n));
     }
     let node_list: Vec<&str> = nodes.clone();
     Some(Finding {
@@ -108,4 +94,25 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
         ],
         loss_point: None,
     })
+}
+
+/// API evidence on the kube-proxy pods of `node`: phase, readiness, restarts.
+pub fn kube_proxy_pods_on<'a>(
+    topology: &'a crate::topology::Topology,
+    node: &'a str,
+) -> impl Iterator<Item = EvidenceRef> + 'a {
+    topology
+        .kube_proxy
+        .pods
+        .iter()
+        .filter(move |p| p.node.as_deref() == Some(node))
+        .map(move |p| {
+            EvidenceRef::new(
+                "api",
+                format!(
+                    "kube-proxy pod {} on {node}: phase {}, ready {}, {} restarts",
+                    p.name, p.phase, p.ready, p.restarts
+                ),
+            )
+        })
 }
