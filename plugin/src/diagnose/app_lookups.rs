@@ -72,6 +72,7 @@ pub fn rule(cx: &Context<'_>) -> Vec<Finding> {
             evidence: evidence_of(&failing),
             remediation: fails_remediation(&failing),
             loss_point: None,
+            node_pair: None,
         });
     }
     let wrong = with(LookupVerdict::Wrong);
@@ -89,6 +90,7 @@ pub fn rule(cx: &Context<'_>) -> Vec<Finding> {
                 "If the Service was recreated, wait out the DNS cache TTL or restart the DNS pods, and check that they watch the API (their logs).".into(),
             ],
             loss_point: None,
+            node_pair: None,
         });
     }
     let slow = with(LookupVerdict::Slow);
@@ -109,6 +111,7 @@ pub fn rule(cx: &Context<'_>) -> Vec<Finding> {
                 "Remove nameservers that do not answer from the pod's dnsConfig, and lower ndots or use fully qualified names (a trailing dot) so fewer search candidates are tried.".into(),
             ],
             loss_point: None,
+            node_pair: None,
         });
     }
     out.extend(silent_nameservers(cx));
@@ -196,6 +199,7 @@ fn silent_nameservers(cx: &Context<'_>) -> Option<Finding> {
             "If the address is meant to answer (a node-local cache, a sidecar), check that it listens on UDP and TCP 53 in the pod's network.".into(),
         ],
         loss_point: None,
+        node_pair: None,
     })
 }
 
@@ -261,5 +265,6 @@ pub fn unexplained(checks: &[Check], found: &[Finding]) -> Option<Finding> {
             "No rule named a cause for this step; read its evidence, and run again with --output-dir to keep the captures and node snapshots for a closer look.".into(),
         ],
         loss_point: None,
+        node_pair: None,
     })
 }

@@ -75,5 +75,6 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
             "Load br_netfilter and enable it: `modprobe br_netfilter; sysctl -w net.bridge.bridge-nf-call-iptables=1` (and persist both in /etc/modules-load.d and /etc/sysctl.d).".into(),
         ],
         loss_point: None,
+        node_pair: None,
     })
 }

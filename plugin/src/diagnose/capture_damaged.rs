@@ -39,5 +39,6 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
             "Take the capture again and let tcpdump exit cleanly (-c or -G/-W, or SIGINT) before copying the file.".into(),
         ],
         loss_point: None,
+        node_pair: None,
     })
 }

@@ -87,6 +87,7 @@ pub fn rule(cx: &Context<'_>, found: &[Finding]) -> Option<Finding> {
         evidence,
         remediation,
         loss_point: place.map(|p| p.point.unwrap_or_else(|| p.place.words().to_string())),
+        node_pair: None,
     })
 }
 
@@ -137,5 +138,6 @@ fn from_capture(c: &PointAnalysis<'_>, found: &[Finding]) -> Option<Finding> {
             "Check that no node firewall, NetworkPolicy or security group drops UDP or TCP port 53 between the pod, its node and the DNS pods.".into(),
         ],
         loss_point: None,
+        node_pair: None,
     })
 }

@@ -192,5 +192,6 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
         evidence,
         remediation,
         loss_point: None,
+        node_pair: None,
     })
 }

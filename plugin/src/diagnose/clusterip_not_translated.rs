@@ -66,5 +66,6 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
             ),
         ],
         loss_point: Some(format!("node {}", node.node)),
+        node_pair: None,
     })
 }

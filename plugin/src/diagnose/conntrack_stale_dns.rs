@@ -543,6 +543,7 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
         evidence,
         remediation,
         loss_point,
+        node_pair: None,
     })
 }
 

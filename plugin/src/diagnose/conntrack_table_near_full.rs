@@ -81,5 +81,6 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
             "Lower UDP conntrack timeouts (net.netfilter.nf_conntrack_udp_timeout) so finished DNS flows leave the table sooner; NodeLocal DNSCache also removes DNS flows from it.".into(),
         ],
         loss_point: None,
+        node_pair: None,
     })
 }

@@ -196,6 +196,7 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
         evidence,
         remediation,
         loss_point: None,
+        node_pair: None,
     })
 }
 

@@ -164,6 +164,7 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
         evidence,
         remediation,
         loss_point: None,
+        node_pair: None,
     })
 }
 

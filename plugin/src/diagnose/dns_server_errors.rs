@@ -49,6 +49,7 @@ pub fn rule(cx: &Context<'_>, found: &[Finding]) -> Option<Finding> {
         evidence,
         remediation,
         loss_point: None,
+        node_pair: None,
     })
 }
 

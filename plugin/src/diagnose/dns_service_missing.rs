@@ -56,5 +56,6 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
             "Or, if the DNS Service has a different ClusterIP on purpose, set the kubelet's clusterDNS (--cluster-dns) on every node to that IP and recreate the pods.".into(),
         ],
         loss_point: None,
+        node_pair: None,
     })
 }

@@ -58,5 +58,6 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
             format!("Check that the Service selector ({selector}) matches the DNS pods' labels."),
         ],
         loss_point: None,
+        node_pair: None,
     })
 }

@@ -348,6 +348,7 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
         evidence,
         remediation: remediation(&svc_name, &found),
         loss_point: None,
+        node_pair: None,
     })
 }
 

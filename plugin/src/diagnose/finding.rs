@@ -31,6 +31,19 @@ pub struct Finding {
     /// For packet loss: the last capture point where the lost queries were seen.
     #[serde(default)]
     pub loss_point: Option<String>,
+    /// For loss between two nodes: the node the packets left and the node they never
+    /// reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_pair: Option<NodePair>,
+}
+
+/// Two nodes, in the direction the lost packets travelled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodePair {
+    /// The node the packets were last seen on.
+    pub from: String,
+    /// The node they were sent to and never reached.
+    pub to: String,
 }
 
 impl EvidenceRef {

@@ -70,5 +70,6 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
             "Make every component that writes iptables rules on the node (kube-proxy, the CNI, firewalls) use the same backend.".into(),
         ],
         loss_point: None,
+        node_pair: None,
     })
 }

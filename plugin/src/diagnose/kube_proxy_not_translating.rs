@@ -110,5 +110,6 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
             "Make sure kube-proxy's mode and the iptables backend (legacy or nft) match what the node's other tools use.".into(),
         ],
         loss_point: Some(format!("node {node}")),
+        node_pair: None,
     })
 }

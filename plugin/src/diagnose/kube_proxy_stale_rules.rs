@@ -118,6 +118,7 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
             "If kube-proxy was stopped on purpose, its leftover rules must be removed (`kube-proxy --cleanup`) or it must be started again.".into(),
         ],
         loss_point: None,
+        node_pair: None,
     })
 }
 

@@ -27,6 +27,7 @@ pub mod cluster_domain_mismatch;
 pub mod clusterip_not_translated;
 pub mod conntrack_stale_dns;
 pub mod conntrack_table_near_full;
+pub mod cross_node_path;
 pub mod dns_pods_cpu_throttled;
 pub mod dns_pods_not_ready;
 pub mod dns_pods_oom_killed;
@@ -154,6 +155,8 @@ pub const PRIORITY: &[&str] = &[
     bridge_nf_call_iptables_off::ID,
     node_firewall::ID,
     udp_blocked::ID,
+    // Names the pair of nodes whose path loses the queries a broken-looking replica misses.
+    cross_node_path::ID,
     cluster_domain_mismatch::ID,
     // A throttled DNS server answers late or not at all: the timeouts and SERVFAILs below
     // can be its consequence.
@@ -279,6 +282,7 @@ pub fn diagnose(input: &DiagnosisInput<'_>) -> Diagnosis {
     findings.extend(udp_blocked::rule(&cx));
     findings.extend(cluster_domain_mismatch::rule(&cx));
     findings.extend(upstream_failing::rule(&cx));
+    findings.extend(cross_node_path::rule(&cx));
     findings.extend(one_replica_broken::rule(&cx));
     findings.extend(five_second_latency::rule(&cx));
     findings.extend(truncated_no_tcp::rule(&cx));

@@ -49,5 +49,6 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
             vec![NOT_REACHED.into(), CAPTURE_AGAIN.into()]
         },
         loss_point: None,
+        node_pair: None,
     })
 }

@@ -104,5 +104,6 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
             "Check the security groups / NACLs of the nodes: pods on one node must reach DNS pods on every other node on UDP and TCP 53.".into(),
         ],
         loss_point: loss.map(|(name, _, _, _)| name.to_string()),
+        node_pair: None,
     })
 }

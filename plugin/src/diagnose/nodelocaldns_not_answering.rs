@@ -48,5 +48,6 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
             "Check that its Corefile forwards cluster names to the DNS Service's upstream ClusterIP (kube-dns-upstream) and that Service has endpoints.".into(),
         ],
         loss_point: None,
+        node_pair: None,
     })
 }

@@ -49,5 +49,6 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
             "If the replica answers locally but not from other nodes, check the firewall / security group of its node for UDP and TCP 53 from the pod range.".into(),
         ],
         loss_point: None,
+        node_pair: None,
     })
 }

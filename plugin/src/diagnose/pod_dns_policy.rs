@@ -47,6 +47,7 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
                 "Nothing to change in its dnsPolicy; what matters for this pod is that its own nameservers (the node's resolv.conf, the upstream) answer external names.".into(),
             ],
             loss_point: None,
+            node_pair: None,
         });
     }
     let mut evidence = vec![EvidenceRef::new(
@@ -102,5 +103,6 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
             ),
         ],
         loss_point: None,
+        node_pair: None,
     })
 }

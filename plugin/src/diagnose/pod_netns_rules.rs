@@ -209,6 +209,7 @@ pub fn rule(cx: &Context<'_>) -> Vec<Finding> {
                 "If it enforces a NetworkPolicy, add an egress rule allowing DNS to the DNS pods (see the NetworkPolicy finding, if any).".into(),
             ],
             loss_point: Some("the pod's network namespace".into()),
+            node_pair: None,
         });
     }
     if !redirects.is_empty() {
@@ -274,6 +275,7 @@ fn redirect_finding(cx: &Context<'_>, o: &Observed<'_>, redirects: &[Hit]) -> Fi
         evidence: evidence_refs,
         remediation,
         loss_point: None,
+        node_pair: None,
     }
 }
 

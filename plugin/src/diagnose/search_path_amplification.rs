@@ -74,6 +74,7 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
         evidence,
         remediation: remediation(cx),
         loss_point: None,
+        node_pair: None,
     })
 }
 
@@ -119,6 +120,7 @@ fn from_capture(cx: &Context<'_>) -> Option<Finding> {
         evidence,
         remediation: remediation(cx),
         loss_point: None,
+        node_pair: None,
     })
 }
 

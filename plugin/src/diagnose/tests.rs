@@ -1206,6 +1206,7 @@ fn order_puts_severity_first_then_causal_priority() {
         evidence: Vec::new(),
         remediation: Vec::new(),
         loss_point: None,
+        node_pair: None,
     };
     let mut v = vec![
         f(search_path_amplification::ID, Severity::Warning),

@@ -87,5 +87,6 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
             "Keep answers small where possible (fewer records per name).".into(),
         ],
         loss_point: None,
+        node_pair: None,
     })
 }

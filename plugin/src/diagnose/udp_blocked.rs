@@ -64,5 +64,6 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
         .chain(libc_advice::tcp_instead_of_udp(Some(o.report.libc.kind)))
         .collect(),
         loss_point,
+        node_pair: None,
     })
 }

@@ -103,5 +103,6 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
             "If the upstream is replaced, update forward in the Corefile (ConfigMap coredns) and let CoreDNS reload it.".into(),
         ],
         loss_point: None,
+        node_pair: None,
     })
 }
