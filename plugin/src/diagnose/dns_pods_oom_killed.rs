@@ -230,6 +230,34 @@ mod tests {
     }
 
     #[test]
+    fn rules_that_lag_the_killed_pods_readiness_do_not_outrank_the_oom_kill() {
+        // Seen on the test cluster: the node snapshot was taken a moment after the killed
+        // pod turned not ready and before kube-proxy's next sync, so its rules still named
+        // the pod's endpoint, which the EndpointSlice lists as not ready.
+        let mut s = oom_killed(3, false);
+        s.topology.endpoints[0].ready = false;
+        s.topology.endpoints[0].serving = false;
+        let d = s.diagnose();
+        let top = d
+            .root_cause()
+            .expect("never healthy after a recent OOM kill");
+        assert_eq!(top.id, ID, "{:?}", d.findings);
+        let lag = d
+            .findings
+            .iter()
+            .find(|f| f.id == crate::diagnose::kube_proxy_stale_rules::ID)
+            .expect("the lagging rules are still reported");
+        assert_eq!(lag.severity, Severity::Warning);
+        assert!(lag.summary.contains("next sync"), "{}", lag.summary);
+        let text: Vec<String> = lag.evidence.iter().map(|e| e.detail.clone()).collect();
+        assert!(
+            text.join("\n")
+                .contains("endpoints the EndpointSlices list as not ready: 10.244.0.2"),
+            "{text:?}"
+        );
+    }
+
+    #[test]
     fn a_recent_oom_kill_of_a_ready_pod_is_the_top_warning_with_memory_evidence() {
         let mut s = oom_killed(40, true);
         with_memory_read(&mut s);

@@ -1,5 +1,12 @@
 //! Rule: kube-proxy's rules on a node send the DNS ClusterIP to endpoints other than the
 //! ready endpoints of the EndpointSlices: stale rules (kube-proxy stopped updating them).
+//!
+//! How strong the evidence is depends on what the extra targets are. Rules that still name
+//! pods no EndpointSlice lists any more are stale: an error. Rules that differ only by
+//! endpoints whose readiness just changed (listed as not ready, or ready without a rule yet)
+//! are also what every node shows for a second or two after a DNS pod restarts, until
+//! kube-proxy's next sync: a warning, so that the restart's own finding (an OOM kill, a
+//! crash loop) names the cause.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -16,8 +23,9 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
     if ready.is_empty() {
         return None;
     }
+    let listed: BTreeSet<IpAddr> = cx.topology.endpoints.iter().map(|e| e.ip).collect();
     let mut evidence = Vec::new();
-    let mut stale_anywhere = false;
+    let mut gone_anywhere = false;
     let mut nodes = Vec::new();
     for n in &cx.nodes {
         for proto in [Protocol::Udp, Protocol::Tcp] {
@@ -29,15 +37,14 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
             if programmed == ready {
                 continue;
             }
-            let extra: Vec<String> = programmed
+            let (unready, gone): (Vec<IpAddr>, Vec<IpAddr>) = programmed
                 .difference(&ready)
-                .map(|i| i.to_string())
-                .collect();
+                .partition(|i| listed.contains(i));
             let missing: Vec<String> = ready
                 .difference(&programmed)
                 .map(|i| i.to_string())
                 .collect();
-            stale_anywhere |= !extra.is_empty();
+            gone_anywhere |= !gone.is_empty();
             if !nodes.contains(&n.node) {
                 nodes.push(n.node);
             }
@@ -45,10 +52,16 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
             for e in &eps {
                 detail.push_str(&format!(" {} [{}]", e.address, e.source));
             }
-            if !extra.is_empty() {
+            if !gone.is_empty() {
                 detail.push_str(&format!(
-                    "; not ready endpoints in the EndpointSlices: {}",
-                    extra.join(", ")
+                    "; endpoints no EndpointSlice lists any more: {}",
+                    join(&gone)
+                ));
+            }
+            if !unready.is_empty() {
+                detail.push_str(&format!(
+                    "; endpoints the EndpointSlices list as not ready: {}",
+                    join(&unready)
                 ));
             }
             if !missing.is_empty() {
@@ -79,14 +92,26 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
     for n in &nodes {
         evidence.extend(kube_proxy_pods_on(cx.topology, n));
     }
-    let node_list: Vec<&str> = nodes.clone();
+    let node_list = nodes.join(", ");
+    let (severity, summary) = if gone_anywhere {
+        (
+            Severity::Error,
+            format!(
+                "kube-proxy's rules on {node_list} translate the DNS ClusterIP to pods that no longer exist: the rules are stale"
+            ),
+        )
+    } else {
+        (
+            Severity::Warning,
+            format!(
+                "kube-proxy's rules on {node_list} do not yet follow the DNS endpoints' latest readiness change: stale if it persists beyond kube-proxy's next sync"
+            ),
+        )
+    };
     Some(Finding {
         id: ID.into(),
-        severity: if stale_anywhere { Severity::Error } else { Severity::Warning },
-        summary: format!(
-            "kube-proxy's rules on {} translate the DNS ClusterIP to endpoints that differ from the EndpointSlices: the rules are stale",
-            node_list.join(", ")
-        ),
+        severity,
+        summary,
         evidence,
         remediation: vec![
             "Check that kube-proxy runs on those nodes and can reach the API server (its logs show failed watches); restart it so it resyncs its rules.".into(),
@@ -94,6 +119,13 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
         ],
         loss_point: None,
     })
+}
+
+fn join(ips: &[IpAddr]) -> String {
+    ips.iter()
+        .map(IpAddr::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// API evidence on the kube-proxy pods of `node`: phase, readiness, restarts.

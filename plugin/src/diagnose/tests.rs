@@ -467,7 +467,7 @@ fn stale_rules_are_found_by_comparing_dnat_targets_with_endpointslices() {
     assert_eq!(f.severity, Severity::Error);
     let ev = evidence_text(f);
     assert!(
-        ev.contains("not ready endpoints in the EndpointSlices: 10.244.0.2"),
+        ev.contains("endpoints no EndpointSlice lists any more: 10.244.0.2"),
         "{ev}"
     );
     assert!(
