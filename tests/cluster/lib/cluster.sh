@@ -163,6 +163,15 @@ overlay_routes_ready() {
 	done
 }
 
+# kube-router's policy chains are in place on every node (it jumps to them from the top of
+# INPUT, FORWARD and OUTPUT once its first sync ran).
+kube_router_ready() {
+	local n
+	for n in $(node_numbers); do
+		grep -q -- '-A FORWARD .*-j KUBE-ROUTER-FORWARD' <<<"$(in_node "$n" iptables -S FORWARD 2>/dev/null)" || return 1
+	done
+}
+
 CLUSTER_NAME=kubernetes.default.svc.cluster.local
 EXTERNAL_NAME=external.test
 
@@ -174,6 +183,7 @@ cluster_healthy() {
 	done
 	if multinode; then
 		overlay_routes_ready || { echo "flannel's overlay routes incomplete"; return 1; }
+		kube_router_ready || { echo "kube-router's policy chains missing on a node"; return 1; }
 	fi
 	daemonset_ready kube-system kube-proxy || { echo "kube-proxy DaemonSet not ready"; return 1; }
 	# CoreDNS before the rules that follow its endpoints: with CoreDNS down the rules change

@@ -21,9 +21,9 @@ setup_underlay() {
 	fi
 	ip -n "$UNDERLAY_NS" link set "$UNDERLAY_BRIDGE" up
 	if ! ip link show "$UNDERLAY_HOST_IF" >/dev/null 2>&1; then
-		ip link add "$UNDERLAY_HOST_IF" type veth peer name host netns "$UNDERLAY_NS"
+		ip link add name "$UNDERLAY_HOST_IF" type veth peer name host netns "$UNDERLAY_NS"
 	fi
-	ip -n "$UNDERLAY_NS" link set host master "$UNDERLAY_BRIDGE" up
+	ip -n "$UNDERLAY_NS" link set dev host master "$UNDERLAY_BRIDGE" up
 	sysctl -qw "net.ipv6.conf.$UNDERLAY_HOST_IF.disable_ipv6=1" 2>/dev/null || true
 	ip addr replace "$UNDERLAY_HOST_IP/24" dev "$UNDERLAY_HOST_IF"
 	ip link set "$UNDERLAY_HOST_IF" up
@@ -48,7 +48,7 @@ setup_node_netns() {
 	if ! ip -n "$ns" link show eth0 >/dev/null 2>&1; then
 		ip -n "$UNDERLAY_NS" link add "n$n" type veth peer name eth0 netns "$ns"
 	fi
-	ip -n "$UNDERLAY_NS" link set "n$n" master "$UNDERLAY_BRIDGE" up
+	ip -n "$UNDERLAY_NS" link set dev "n$n" master "$UNDERLAY_BRIDGE" up
 	ip -n "$ns" addr replace "$(node_ip "$n")/24" dev eth0
 	ip -n "$ns" link set eth0 up
 	ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1 \
@@ -70,9 +70,9 @@ setup_node_netns() {
 setup_upstream_link_multinode() {
 	ensure_netns "$UPSTREAM_NS"
 	if ! ip -n "$UPSTREAM_NS" link show eth0 >/dev/null 2>&1; then
-		ip -n "$UNDERLAY_NS" link add up type veth peer name eth0 netns "$UPSTREAM_NS"
+		ip -n "$UNDERLAY_NS" link add name upstream type veth peer name eth0 netns "$UPSTREAM_NS"
 	fi
-	ip -n "$UNDERLAY_NS" link set up master "$UNDERLAY_BRIDGE" up
+	ip -n "$UNDERLAY_NS" link set dev upstream master "$UNDERLAY_BRIDGE" up
 	ip -n "$UPSTREAM_NS" addr replace "$UPSTREAM_UNDERLAY_IP/24" dev eth0
 	ip -n "$UPSTREAM_NS" addr replace "$UPSTREAM_IP/32" dev eth0
 	ip -n "$UPSTREAM_NS" link set eth0 up
@@ -140,6 +140,10 @@ apiVersion: v1
 kind: Node
 metadata:
   name: $name
+  # What a kubelet puts on the Node it registers; flanneld (v0.28.10) also panics on a
+  # Node without any annotation.
+  annotations:
+    volumes.kubernetes.io/controller-managed-attach-detach: "true"
   labels:
     kubernetes.io/hostname: $name
     kubernetes.io/os: linux$label
@@ -200,11 +204,10 @@ start_kube_router() {
 		--iptables-sync-period=1m --health-port=0 --metrics-port=0
 }
 
-# kube-router's policy chains are in place on every node (it jumps to them from the top of
-# INPUT, FORWARD and OUTPUT once its first sync ran).
-kube_router_ready() {
+# Every kubelet has reported its node's InternalIP.
+node_addresses_reported() {
 	local n
 	for n in $(node_numbers); do
-		grep -q -- '-A FORWARD .*-j KUBE-ROUTER-FORWARD' <<<"$(in_node "$n" iptables -S FORWARD 2>/dev/null)" || return 1
+		[[ $(kc get node "$(node_name "$n")" -o jsonpath='{.status.addresses[?(@.type=="InternalIP")].address}') == "$(node_ip "$n")" ]] || return 1
 	done
 }
