@@ -1,6 +1,9 @@
 # In-cluster objects and health checks. Sourced after common.sh.
 # shellcheck shell=bash
 
+# Prints manifests/FILE with the cluster's settings filled in. @CLIENT_NODE@ is the clients'
+# node (node 1), @DNS_NODE@ a node with a CoreDNS replica (node 2); both are the only node
+# on one node.
 render() {
 	sed -e "s|@UPSTREAM_IP@|$UPSTREAM_IP|g" \
 		-e "s|@COREDNS_IMAGE@|$COREDNS_IMAGE|g" \
@@ -11,6 +14,7 @@ render() {
 		-e "s|@CLUSTER_POD_CIDR@|$(cluster_pod_cidr)|g" \
 		-e "s|@API_SERVER_URL@|$(api_server_url)|g" \
 		-e "s|@CLIENT_NODE@|$(node_name 1)|g" \
+		-e "s|@DNS_NODE@|$(node_name 2)|g" \
 		-e "s|@NODELOCAL_IP@|$NODELOCAL_IP|g" \
 		-e "s|@DEAD_NAMESERVER_IP@|$DEAD_NAMESERVER_IP|g" \
 		-e "s|@GLIBC_IMAGE@|$GLIBC_IMAGE|g" \
@@ -89,6 +93,20 @@ proxy_rules_present() {
 			grep -q "$DNS_SERVICE_IP . udp . 53" <<<"$rules" || return 1
 		else
 			grep -q -- "-A KUBE-SERVICES -d $DNS_SERVICE_IP/32 -p udp .*dport 53" <<<"$rules" || return 1
+		fi
+	done
+}
+
+# True when kube-proxy's rules for the DNS ClusterIP are on no node (on the single node: not
+# on it); proxy_rules_present is "on every node", so its negation is "missing on some node".
+proxy_rules_absent() {
+	local n rules
+	for n in $(node_numbers); do
+		rules=$(proxy_nat_rules "$n") || true
+		if [[ $KUBE_PROXY_MODE == nftables ]]; then
+			! grep -q "$DNS_SERVICE_IP . udp . 53" <<<"$rules" || return 1
+		else
+			! grep -q -- "-A KUBE-SERVICES -d $DNS_SERVICE_IP/32 -p udp .*dport 53" <<<"$rules" || return 1
 		fi
 	done
 }
