@@ -84,30 +84,31 @@ api_service_programmed() {
 	fi
 }
 
+# True when kube-proxy's rules on node N translate the DNS ClusterIP (UDP 53).
+proxy_dns_rule_on() {
+	local rules
+	rules=$(proxy_nat_rules "$1") || return 1
+	if [[ $KUBE_PROXY_MODE == nftables ]]; then
+		grep -q "$DNS_SERVICE_IP . udp . 53" <<<"$rules"
+	else
+		grep -q -- "-A KUBE-SERVICES -d $DNS_SERVICE_IP/32 -p udp .*dport 53" <<<"$rules"
+	fi
+}
+
 # True when kube-proxy has programmed the DNS ClusterIP on every node.
 proxy_rules_present() {
-	local n rules
+	local n
 	for n in $(node_numbers); do
-		rules=$(proxy_nat_rules "$n") || return 1
-		if [[ $KUBE_PROXY_MODE == nftables ]]; then
-			grep -q "$DNS_SERVICE_IP . udp . 53" <<<"$rules" || return 1
-		else
-			grep -q -- "-A KUBE-SERVICES -d $DNS_SERVICE_IP/32 -p udp .*dport 53" <<<"$rules" || return 1
-		fi
+		proxy_dns_rule_on "$n" || return 1
 	done
 }
 
 # True when kube-proxy's rules for the DNS ClusterIP are on no node (on the single node: not
 # on it); proxy_rules_present is "on every node", so its negation is "missing on some node".
 proxy_rules_absent() {
-	local n rules
+	local n
 	for n in $(node_numbers); do
-		rules=$(proxy_nat_rules "$n") || true
-		if [[ $KUBE_PROXY_MODE == nftables ]]; then
-			! grep -q "$DNS_SERVICE_IP . udp . 53" <<<"$rules" || return 1
-		else
-			! grep -q -- "-A KUBE-SERVICES -d $DNS_SERVICE_IP/32 -p udp .*dport 53" <<<"$rules" || return 1
-		fi
+		! proxy_dns_rule_on "$n" || return 1
 	done
 }
 

@@ -95,6 +95,17 @@ in_node() {
 		"$@"
 	fi
 }
+# node_exec N CMD... : replaces the calling (sub)shell with CMD inside node N's network
+# namespace (nsenter execs CMD in turn), so `node_exec N CMD &` leaves CMD's own PID in $!.
+node_exec() {
+	local n=$1
+	shift
+	if multinode; then
+		exec nsenter --net="/run/netns/$(node_netns "$n")" -- "$@"
+	else
+		exec "$@"
+	fi
+}
 # Per-node daemon names: containerd-node2, kubelet-node3 (plain names on the single node).
 node_daemon() { if multinode; then echo "$1-node$2"; else echo "$1"; fi; }
 # Where node N keeps its files: its containerd's config and CNI folders, the kubelet's root.
