@@ -125,7 +125,8 @@ proxy_rules_current() {
 			if [[ $KUBE_PROXY_MODE == nftables ]]; then
 				grep -q "$ep" <<<"$rules" || return 1
 			else
-				grep -q -- "--to-destination $ep:53" <<<"$rules" || return 1
+				# ep:53 and the end of the word: ep:5353 (a targetPort 5353) is not current.
+				grep -qE -- "--to-destination ${ep//./\\.}:53( |$)" <<<"$rules" || return 1
 			fi
 		done
 	done
