@@ -296,7 +296,8 @@ const BUILTINS: &[&str] = &[
 ];
 
 /// The external commands one call starts: the first word, and the command that a wrapper
-/// (`timeout 5 dig`, `ip netns exec ns dig`, `xargs kill`, `bash -c '…'`) runs in turn.
+/// (`timeout 5 dig`, `ip netns exec ns dig`, `in_node 2 dig`, `xargs kill`, `bash -c '…'`)
+/// runs in turn.
 pub fn commands_of(call: &Call) -> Vec<String> {
     let mut out = Vec::new();
     let mut words: &[Option<String>] = &call.words;
@@ -338,6 +339,9 @@ pub fn commands_of(call: &Call) -> Vec<String> {
                     "--max-procs",
                 ],
             )),
+            // The cluster harness's own wrappers (tests/cluster/lib/common.sh): run the
+            // rest inside node N's network namespace.
+            "in_node" | "node_exec" => rest.get(1..),
             "nsenter" | "unshare" => Some(skip_options(
                 rest,
                 &[
@@ -364,7 +368,9 @@ pub fn commands_of(call: &Call) -> Vec<String> {
             }
             _ => None,
         };
-        if !BUILTINS.contains(&first) {
+        if matches!(first, "in_node" | "node_exec") {
+            // Shell functions, not programs: only what they run counts.
+        } else if !BUILTINS.contains(&first) {
             out.push(first.to_string());
         } else if !matches!(first, "exec" | "command") {
             return out;

@@ -114,6 +114,8 @@ fn the_scan_sees_wrapped_commands_and_early_readers() {
 f() { dig +short x; }
 timeout -s KILL 5 tcpdump -i any
 ip netns exec ns1 conntrack -L | grep -c x
+in_node 2 sysctl -n net.netfilter.nf_conntrack_count
+node_exec "$n" dnsperf -s x &
 xargs -r -n1 kill <list
 bash -c 'nft list ruleset'
 command -v optional-tool
@@ -139,6 +141,7 @@ echo "$x" | awk '/a/ {print; exit}'
         "bash",
         "conntrack",
         "dig",
+        "dnsperf",
         "env",
         "grep",
         "head",
@@ -147,6 +150,7 @@ echo "$x" | awk '/a/ {print; exit}'
         "jq",
         "nft",
         "ss",
+        "sysctl",
         "tcpdump",
         "timeout",
         "xargs",

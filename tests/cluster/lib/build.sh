@@ -50,6 +50,74 @@ build_binaries() {
 	log "binaries built in $((SECONDS - start)) s"
 }
 
+# ---- Binaries of the planned three-node cluster (MULTINODE.md). `up` does not call these
+# yet; tests/cluster/build-multinode-binaries builds them on their own.
+#
+# flanneld: its module cannot be built with `go install module@version`, because one of
+# its requirements (the Tencent VPC SDK at v1.3.188) is not served by the module proxy;
+# gobuild-flannel/ is a wrapper module that pins that SDK to a served version and builds
+# flannel's main package. The udp backend is cgo on amd64 and flanneld links it in, so
+# the binary is linked statically with cgo (netgo and osusergo keep glibc's resolver and
+# user lookup out of the static link).
+# kube-router v2.1.0: the only version the proxy serves; reported security flaws make it
+# fit only for this sandboxed test cluster (network-policy controller alone). Built from
+# its own module graph, as upstream pins it.
+# The flannel CNI plugin: github.com/flannel-io/cni-plugin is not served, and Debian's
+# containernetworking-plugins (1.1.1) no longer carries it; its last home inside
+# github.com/containernetworking/plugins was v0.9.1, which builds with today's Go.
+FLANNEL_VERSION=v0.28.10
+KUBE_ROUTER_VERSION=v2.1.0
+FLANNEL_CNI_VERSION=v0.9.1
+FLANNEL_GOBUILD_DIR=$CLUSTER_DIR/gobuild-flannel
+MULTINODE_BINARIES=(flanneld kube-router flannel)
+
+# build_multinode_binaries : writes the directory of flanneld, kube-router and the flannel
+# CNI plugin (built when their inputs changed) to CACHE_DIR/current-multinode-bin, and
+# sets MULTINODE_BUILT to 1 when it had to build them.
+build_multinode_binaries() {
+	local key dir tmp b start=$SECONDS
+	MULTINODE_BUILT=0
+	key=$(hash_text "$("$GO" version)" "$(hash_files "$FLANNEL_GOBUILD_DIR/go.mod" "$FLANNEL_GOBUILD_DIR/go.sum")" \
+		"$KUBE_ROUTER_VERSION" "$FLANNEL_CNI_VERSION" "$(declare -f build_multinode_binaries)")
+	dir=$CACHE_DIR/bin-multinode/$FLANNEL_VERSION-$key
+	for b in "${MULTINODE_BINARIES[@]}" ""; do
+		if [[ -z $b ]]; then
+			echo "$dir" >"$CACHE_DIR/current-multinode-bin"
+			return 0
+		fi
+		[[ -x $dir/$b ]] || break
+	done
+	log "building the multi-node binaries into $dir (cold build; a few minutes)"
+	mkdir -p "$LOG_DIR"
+	tmp=$dir.tmp
+	rm -rf "$tmp"
+	mkdir -p "$tmp"
+	(
+		cd "$FLANNEL_GOBUILD_DIR"
+		CGO_ENABLED=1 "$GO" build -trimpath -buildvcs=false -tags netgo,osusergo \
+			-ldflags "-s -w -X github.com/flannel-io/flannel/pkg/version.Version=$FLANNEL_VERSION -extldflags -static" \
+			-o "$tmp/flanneld" github.com/flannel-io/flannel
+		log "  flanneld $FLANNEL_VERSION built after $((SECONDS - start)) s"
+		local v=github.com/cloudnativelabs/kube-router/v2/pkg/version
+		CGO_ENABLED=0 GOBIN=$tmp "$GO" install -trimpath \
+			-ldflags "-s -w -X $v.Version=$KUBE_ROUTER_VERSION -X $v.BuildDate=1970-01-01T00:00:00Z" \
+			"github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@$KUBE_ROUTER_VERSION"
+		log "  kube-router $KUBE_ROUTER_VERSION built after $((SECONDS - start)) s"
+		CGO_ENABLED=0 GOBIN=$tmp "$GO" install -trimpath -ldflags "-s -w" \
+			"github.com/containernetworking/plugins/plugins/meta/flannel@$FLANNEL_CNI_VERSION"
+		log "  flannel CNI plugin $FLANNEL_CNI_VERSION built after $((SECONDS - start)) s"
+	) >>"$LOG_DIR/build.log" 2>&1 || {
+		log_tail build.log
+		die "go build of the multi-node binaries failed"
+	}
+	rm -rf "$dir"
+	mv "$tmp" "$dir"
+	echo "$dir" >"$CACHE_DIR/current-multinode-bin"
+	# shellcheck disable=SC2034 # read by build-multinode-binaries
+	MULTINODE_BUILT=1
+	log "multi-node binaries built in $((SECONDS - start)) s"
+}
+
 debug_packages() {
 	local list=$REPO_DIR/debug-image/packages.txt
 	if [[ -f $list ]]; then

@@ -1,6 +1,9 @@
 # In-cluster objects and health checks. Sourced after common.sh.
 # shellcheck shell=bash
 
+# Prints manifests/FILE with the cluster's settings filled in. @CLIENT_NODE@ is the clients'
+# node (node 1), @DNS_NODE@ a node with a CoreDNS replica (node 2); both are the only node
+# on one node.
 render() {
 	sed -e "s|@UPSTREAM_IP@|$UPSTREAM_IP|g" \
 		-e "s|@COREDNS_IMAGE@|$COREDNS_IMAGE|g" \
@@ -8,6 +11,10 @@ render() {
 		-e "s|@KUBE_PROXY_IMAGE@|$KUBE_PROXY_IMAGE|g" \
 		-e "s|@KUBE_PROXY_MODE@|$KUBE_PROXY_MODE|g" \
 		-e "s|@POD_CIDR@|$POD_CIDR|g" \
+		-e "s|@CLUSTER_POD_CIDR@|$(cluster_pod_cidr)|g" \
+		-e "s|@API_SERVER_URL@|$(api_server_url)|g" \
+		-e "s|@CLIENT_NODE@|$(node_name 1)|g" \
+		-e "s|@DNS_NODE@|$(node_name 2)|g" \
 		-e "s|@NODELOCAL_IP@|$NODELOCAL_IP|g" \
 		-e "s|@DEAD_NAMESERVER_IP@|$DEAD_NAMESERVER_IP|g" \
 		-e "s|@GLIBC_IMAGE@|$GLIBC_IMAGE|g" \
@@ -23,7 +30,7 @@ apply_addons() {
 		log_tail addons.log
 		die "kubectl apply kube-proxy.yaml failed"
 	}
-	wait_or_die 90 "kube-proxy programming the kubernetes Service" "kubelet.log containerd.log" api_service_programmed
+	wait_or_die 90 "kube-proxy programming the kubernetes Service" "$(node_daemon kubelet 1).log $(node_daemon containerd 1).log" api_service_programmed
 	for f in coredns.yaml clients.yaml; do
 		render "$f" | kc apply -f - >>"$LOG_DIR/addons.log" 2>&1 || {
 			log_tail addons.log
@@ -32,8 +39,9 @@ apply_addons() {
 	done
 }
 
+# node_ready NAME
 node_ready() {
-	[[ $(kc get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]]
+	[[ $(kc get node "$1" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]]
 }
 
 # deployment_ready NS NAME WANT : WANT ready replicas and no old pods left over.
@@ -49,48 +57,78 @@ deployment_ready() {
 daemonset_ready() {
 	local got
 	got=$(kc -n "$1" get ds "$2" -o jsonpath='{.status.numberReady}/{.status.desiredNumberScheduled}/{.status.updatedNumberScheduled}' 2>/dev/null) || return 1
-	[[ $got == 1/1/1 ]]
+	[[ $got == "$NODE_COUNT/$NODE_COUNT/$NODE_COUNT" ]]
 }
 
 pod_ready() {
 	[[ $(kc -n "$1" get pod "$2" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]]
 }
 
+# kube-proxy's NAT rules on node N (default: node 1), read once: a reader that stops at its
+# first match would kill the writer with SIGPIPE, which pipefail turns into a random failure.
+proxy_nat_rules() {
+	if [[ $KUBE_PROXY_MODE == nftables ]]; then
+		in_node "${1:-1}" nft list table ip kube-proxy 2>/dev/null
+	else
+		in_node "${1:-1}" iptables -t nat -S 2>/dev/null
+	fi
+}
+
 api_service_programmed() {
+	local rules
+	rules=$(proxy_nat_rules 1) || return 1
 	if [[ $KUBE_PROXY_MODE == nftables ]]; then
-		grep -q "$API_SERVICE_IP . tcp . 443" <<<"$(nft list table ip kube-proxy 2>/dev/null)"
+		grep -q "$API_SERVICE_IP . tcp . 443" <<<"$rules"
 	else
-		grep -q -- "-d $API_SERVICE_IP/32 -p tcp" <<<"$(iptables -t nat -S KUBE-SERVICES 2>/dev/null)"
+		grep -q -- "-A KUBE-SERVICES -d $API_SERVICE_IP/32 -p tcp" <<<"$rules"
 	fi
 }
 
-# True when kube-proxy has programmed the DNS ClusterIP on this node.
+# True when kube-proxy's rules on node N translate the DNS ClusterIP (UDP 53).
+proxy_dns_rule_on() {
+	local rules
+	rules=$(proxy_nat_rules "$1") || return 1
+	if [[ $KUBE_PROXY_MODE == nftables ]]; then
+		grep -q "$DNS_SERVICE_IP . udp . 53" <<<"$rules"
+	else
+		grep -q -- "-A KUBE-SERVICES -d $DNS_SERVICE_IP/32 -p udp .*dport 53" <<<"$rules"
+	fi
+}
+
+# True when kube-proxy has programmed the DNS ClusterIP on every node.
 proxy_rules_present() {
-	if [[ $KUBE_PROXY_MODE == nftables ]]; then
-		grep -q "$DNS_SERVICE_IP . udp . 53" <<<"$(nft list table ip kube-proxy 2>/dev/null)"
-	else
-		grep -q -- "-d $DNS_SERVICE_IP/32 -p udp .*dport 53" <<<"$(iptables -t nat -S KUBE-SERVICES 2>/dev/null)"
-	fi
+	local n
+	for n in $(node_numbers); do
+		proxy_dns_rule_on "$n" || return 1
+	done
 }
 
-# The DNS ClusterIP is programmed with exactly the current ready CoreDNS endpoints.
+# True when kube-proxy's rules for the DNS ClusterIP are on no node (on the single node: not
+# on it); proxy_rules_present is "on every node", so its negation is "missing on some node".
+proxy_rules_absent() {
+	local n
+	for n in $(node_numbers); do
+		! proxy_dns_rule_on "$n" || return 1
+	done
+}
+
+# The DNS ClusterIP is programmed with exactly the current ready CoreDNS endpoints, on every
+# node.
 proxy_rules_current() {
 	proxy_rules_present || return 1
-	# Read the rules once: a reader that stops at its first match would kill the writer
-	# with SIGPIPE, which pipefail turns into a random "stale".
-	local ep rules
-	if [[ $KUBE_PROXY_MODE == nftables ]]; then
-		rules=$(nft list table ip kube-proxy) || return 1
-	else
-		rules=$(iptables -t nat -S) || return 1
-	fi
-	for ep in $(kc -n kube-system get endpointslices -l kubernetes.io/service-name=kube-dns \
-		-o jsonpath='{range .items[*].endpoints[?(@.conditions.ready==true)]}{.addresses[0]}{"\n"}{end}'); do
-		if [[ $KUBE_PROXY_MODE == nftables ]]; then
-			grep -q "$ep" <<<"$rules" || return 1
-		else
-			grep -q -- "--to-destination $ep:53" <<<"$rules" || return 1
-		fi
+	local ep n rules eps
+	eps=$(kc -n kube-system get endpointslices -l kubernetes.io/service-name=kube-dns \
+		-o jsonpath='{range .items[*].endpoints[?(@.conditions.ready==true)]}{.addresses[0]}{"\n"}{end}') || return 1
+	for n in $(node_numbers); do
+		rules=$(proxy_nat_rules "$n") || return 1
+		for ep in $eps; do
+			if [[ $KUBE_PROXY_MODE == nftables ]]; then
+				grep -q "$ep" <<<"$rules" || return 1
+			else
+				# ep:53 and the end of the word: ep:5353 (a targetPort 5353) is not current.
+				grep -qE -- "--to-destination ${ep//./\\.}:53( |$)" <<<"$rules" || return 1
+			fi
+		done
 	done
 }
 
@@ -133,12 +171,40 @@ resolve_ms() {
 
 uses_cluster_dns() { grep -qx "nameserver $DNS_SERVICE_IP" <<<"$(pod_exec dns-clients "$1" 15 /usr/local/bin/dnsc cat /etc/resolv.conf)"; }
 
+# Every node has a route to every other node's pod range over the overlay.
+overlay_routes_ready() {
+	local n m routes
+	for n in $(node_numbers); do
+		routes=$(in_node "$n" ip route show dev flannel.1 2>/dev/null) || return 1
+		for m in $(node_numbers); do
+			((m == n)) && continue
+			grep -q "^$(node_pod_cidr "$m") " <<<"$routes" || return 1
+		done
+	done
+}
+
+# kube-router's policy chains are in place on every node (it jumps to them from the top of
+# INPUT, FORWARD and OUTPUT once its first sync ran).
+kube_router_ready() {
+	local n
+	for n in $(node_numbers); do
+		grep -q -- '-A FORWARD .*-j KUBE-ROUTER-FORWARD' <<<"$(in_node "$n" iptables -S FORWARD 2>/dev/null)" || return 1
+	done
+}
+
 CLUSTER_NAME=kubernetes.default.svc.cluster.local
 EXTERNAL_NAME=external.test
 
 # Everything `up` promises; returns 1 with a message for the first unmet item.
 cluster_healthy() {
-	node_ready || { echo "node $NODE_NAME not Ready"; return 1; }
+	local n
+	for n in $(node_numbers); do
+		node_ready "$(node_name "$n")" || { echo "node $(node_name "$n") not Ready"; return 1; }
+	done
+	if multinode; then
+		overlay_routes_ready || { echo "flannel's overlay routes incomplete"; return 1; }
+		kube_router_ready || { echo "kube-router's policy chains missing on a node"; return 1; }
+	fi
 	daemonset_ready kube-system kube-proxy || { echo "kube-proxy DaemonSet not ready"; return 1; }
 	# CoreDNS before the rules that follow its endpoints: with CoreDNS down the rules change
 	# once kube-proxy has synced, and the first unmet item must not change with them.

@@ -53,6 +53,67 @@ FAULT_CHAIN=DNSDOCTOR-FAULT
 # at `up`; later commands read the mode the running cluster was started with.
 KUBE_PROXY_MODE=${DNS_DOCTOR_PROXY_MODE:-$(cat "$STATE_DIR/proxy-mode" 2>/dev/null || echo iptables)}
 
+# Cluster shape, chosen by DNS_DOCTOR_NODES at `up` (1 or 3); later commands read the shape
+# the running cluster was started with. One node: the host's network namespace is the node.
+# Three nodes: each node is a network namespace of its own (ddoc-node1..3, node IPs
+# 10.252.0.1..3 on an underlay switch in ddoc-underlay, pod ranges 10.244.N.0/24 joined by
+# flannel's VXLAN overlay); node 1 also runs the control plane. See MULTINODE.md.
+NODE_COUNT=${DNS_DOCTOR_NODES:-$(cat "$STATE_DIR/node-count" 2>/dev/null || echo 1)}
+CLUSTER_POD_CIDR=10.244.0.0/16
+UNDERLAY_NS=ddoc-underlay
+UNDERLAY_BRIDGE=br0
+UNDERLAY_HOST_IF=ddoc-ul0
+UNDERLAY_HOST_IP=10.252.0.254
+UNDERLAY_CIDR=10.252.0.0/24
+UPSTREAM_UNDERLAY_IP=10.252.0.53
+NODE_SERVICE_IF=ddoc-svc
+VXLAN_PORT=8472
+FLANNEL_MTU=1450
+
+multinode() { ((NODE_COUNT > 1)); }
+# The nodes' numbers: 1 on the single node, 1 2 3 on three.
+node_numbers() { seq 1 "$NODE_COUNT"; }
+node_name() { if multinode; then echo "dnsdoctor-node$1"; else echo "$NODE_NAME"; fi; }
+node_ip() { if multinode; then echo "10.252.0.$1"; else echo "$NODE_IP"; fi; }
+node_netns() { echo "ddoc-node$1"; }
+node_pod_cidr() { if multinode; then echo "10.244.$1.0/24"; else echo "$POD_CIDR"; fi; }
+# The pod range of the whole cluster (what kube-proxy calls clusterCIDR).
+cluster_pod_cidr() { if multinode; then echo "$CLUSTER_POD_CIDR"; else echo "$POD_CIDR"; fi; }
+# Where the API server listens, as the host and the nodes reach it.
+api_server_url() { if multinode; then echo "https://$(node_ip 1):6443"; else echo "https://127.0.0.1:6443"; fi; }
+# Words that run a program inside node N's network namespace (none on the single node).
+# nsenter, not `ip netns exec`: that would give every daemon a mount namespace of its own,
+# and a kubelet's tmpfs volumes would then be invisible to the containerd that starts runc.
+node_argv() { if multinode; then echo "nsenter --net=/run/netns/$(node_netns "$1") --"; fi; }
+# in_node N CMD... : runs the program CMD inside node N's network namespace.
+in_node() {
+	local n=$1
+	shift
+	if multinode; then
+		nsenter --net="/run/netns/$(node_netns "$n")" -- "$@"
+	else
+		"$@"
+	fi
+}
+# node_exec N CMD... : replaces the calling (sub)shell with CMD inside node N's network
+# namespace (nsenter execs CMD in turn), so `node_exec N CMD &` leaves CMD's own PID in $!.
+node_exec() {
+	local n=$1
+	shift
+	if multinode; then
+		exec nsenter --net="/run/netns/$(node_netns "$n")" -- "$@"
+	else
+		exec "$@"
+	fi
+}
+# Per-node daemon names: containerd-node2, kubelet-node3 (plain names on the single node).
+node_daemon() { if multinode; then echo "$1-node$2"; else echo "$1"; fi; }
+# Where node N keeps its files: its containerd's config and CNI folders, the kubelet's root.
+node_state_dir() { if multinode; then echo "$STATE_DIR/nodes/$1"; else echo "$STATE_DIR"; fi; }
+node_run_dir() { if multinode; then echo "$RUN_DIR/nodes/$1"; else echo "$RUN_DIR"; fi; }
+node_containerd_sock() { echo "$(node_run_dir "$1")/containerd/containerd.sock"; }
+node_containerd_root() { if multinode; then echo "$CACHE_DIR/containerd-node$1"; else echo "$CONTAINERD_ROOT"; fi; }
+
 export KUBECONFIG=$KUBECONFIG_ADMIN
 
 log() { printf '%s [cluster] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
@@ -176,6 +237,12 @@ debug_image_ref() {
 }
 
 ctr_k8s() { ctr --address "$CONTAINERD_SOCK" -n k8s.io "$@"; }
+# ctr_node N ARGS... : ctr against node N's containerd.
+ctr_node() {
+	local n=$1
+	shift
+	ctr --address "$(node_containerd_sock "$n")" -n k8s.io "$@"
+}
 
 # Interface that carries the default route (the one no packet may leave by).
 default_if() { ip -4 route show default | awk '!found {for(i=1;i<NF;i++) if($i=="dev"){print $(i+1); found=1; break}}'; }

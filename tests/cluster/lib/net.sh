@@ -109,6 +109,18 @@ EOF
 setup_upstream() {
 	local bin
 	bin=$(k8s_bin_dir)
+	if multinode; then
+		setup_upstream_link_multinode
+	else
+		setup_upstream_link
+	fi
+	write_upstream_config
+	start_daemon upstream ip netns exec "$UPSTREAM_NS" "$bin/coredns" -conf "$STATE_DIR/upstream/Corefile"
+	printf 'nameserver %s\n' "$UPSTREAM_IP" >"$STATE_DIR/kubelet-resolv.conf"
+}
+
+# The single node's link to the fake upstream: a veth pair from the host.
+setup_upstream_link() {
 	if ! grep -qw "$UPSTREAM_NS" <<<"$(ip netns list)"; then
 		ip netns add "$UPSTREAM_NS"
 	fi
@@ -123,9 +135,6 @@ setup_upstream() {
 	# Only the node and the pods are routed back; there is no default route.
 	ip netns exec "$UPSTREAM_NS" ip route replace "$POD_CIDR" via "$UPSTREAM_HOST_IP"
 	ip netns exec "$UPSTREAM_NS" ip route replace "$NODE_IP/32" via "$UPSTREAM_HOST_IP"
-	write_upstream_config
-	start_daemon upstream ip netns exec "$UPSTREAM_NS" "$bin/coredns" -conf "$STATE_DIR/upstream/Corefile"
-	printf 'nameserver %s\n' "$UPSTREAM_IP" >"$STATE_DIR/kubelet-resolv.conf"
 }
 
 teardown_upstream() {

@@ -27,9 +27,9 @@ issue_cert() {
 	rm -f "$PKI_DIR/$name.csr" "$ext"
 }
 
-# write_kubeconfig FILE USER CERT_NAME
+# write_kubeconfig FILE USER CERT_NAME [SERVER]
 write_kubeconfig() {
-	local file=$1 user=$2 cert=$3
+	local file=$1 user=$2 cert=$3 server=${4:-https://127.0.0.1:6443}
 	[[ -s $file ]] && return 0
 	cat >"$file" <<EOF
 apiVersion: v1
@@ -37,7 +37,7 @@ kind: Config
 clusters:
 - name: dns-doctor
   cluster:
-    server: https://127.0.0.1:6443
+    server: $server
     certificate-authority-data: $(base64 -w0 "$PKI_DIR/ca.crt")
 users:
 - name: $user
@@ -55,6 +55,7 @@ EOF
 }
 
 ensure_pki() {
+	local n
 	mkdir -p "$PKI_DIR"
 	chmod 0700 "$PKI_DIR"
 	if [[ ! -s $PKI_DIR/ca.crt ]]; then
@@ -77,14 +78,39 @@ ensure_pki() {
 	issue_cert admin kubernetes-admin system:masters client ""
 	issue_cert controller-manager system:kube-controller-manager "" client ""
 	issue_cert scheduler system:kube-scheduler "" client ""
-	issue_cert kubelet-client "system:node:$NODE_NAME" system:nodes client ""
-	issue_cert kubelet-server "$NODE_NAME" "" server "DNS:$NODE_NAME,DNS:localhost,IP:$NODE_IP,IP:127.0.0.1"
+	if multinode; then
+		local name ip
+		for n in $(node_numbers); do
+			name=$(node_name "$n") ip=$(node_ip "$n")
+			issue_cert "kubelet-client-node$n" "system:node:$name" system:nodes client ""
+			issue_cert "kubelet-server-node$n" "$name" "" server "DNS:$name,DNS:localhost,IP:$ip,IP:127.0.0.1"
+		done
+		# flanneld runs beside the kubelet on every node, as a host daemon with its own identity
+		# (ClusterRole flannel, manifests/flannel-rbac.yaml).
+		issue_cert flannel dns-doctor:flannel "" client ""
+		issue_cert kube-router dns-doctor:kube-router "" client ""
+	else
+		issue_cert kubelet-client "system:node:$NODE_NAME" system:nodes client ""
+		issue_cert kubelet-server "$NODE_NAME" "" server "DNS:$NODE_NAME,DNS:localhost,IP:$NODE_IP,IP:127.0.0.1"
+	fi
 	if [[ ! -s $PKI_DIR/sa.key ]]; then
 		openssl ecparam -name prime256v1 -genkey -noout -out "$PKI_DIR/sa.key" 2>/dev/null
 		openssl ec -in "$PKI_DIR/sa.key" -pubout -out "$PKI_DIR/sa.pub" 2>/dev/null
 	fi
-	write_kubeconfig "$KUBECONFIG_ADMIN" kubernetes-admin admin
+	local api
+	api=$(api_server_url)
+	write_kubeconfig "$KUBECONFIG_ADMIN" kubernetes-admin admin "$api"
+	# The controller manager and the scheduler run beside the API server (on node 1).
 	write_kubeconfig "$STATE_DIR/controller-manager.kubeconfig" system:kube-controller-manager controller-manager
 	write_kubeconfig "$STATE_DIR/scheduler.kubeconfig" system:kube-scheduler scheduler
-	write_kubeconfig "$STATE_DIR/kubelet.kubeconfig" "system:node:$NODE_NAME" kubelet-client
+	if multinode; then
+		for n in $(node_numbers); do
+			mkdir -p "$STATE_DIR/nodes/$n"
+			write_kubeconfig "$STATE_DIR/nodes/$n/kubelet.kubeconfig" "system:node:$(node_name "$n")" "kubelet-client-node$n" "$api"
+		done
+		write_kubeconfig "$STATE_DIR/flannel.kubeconfig" dns-doctor:flannel flannel "$api"
+		write_kubeconfig "$STATE_DIR/kube-router.kubeconfig" dns-doctor:kube-router kube-router "$api"
+	else
+		write_kubeconfig "$STATE_DIR/kubelet.kubeconfig" "system:node:$NODE_NAME" kubelet-client
+	fi
 }
