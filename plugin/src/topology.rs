@@ -521,6 +521,16 @@ impl Topology {
             .find(|p| p.namespace == ns && p.name == name)
     }
 
+    /// The DNS pod (namespace/name) behind the endpoint at `ip`, or the address itself when
+    /// no endpoint there names its pod.
+    pub fn endpoint_pod_name(&self, ip: &IpAddr) -> String {
+        self.endpoints
+            .iter()
+            .find(|e| e.ip == *ip)
+            .and_then(|e| e.pod.clone())
+            .unwrap_or_else(|| ip.to_string())
+    }
+
     /// Addresses of the DNS endpoints that claim to be ready.
     pub fn ready_endpoint_ips(&self) -> Vec<IpAddr> {
         self.endpoints

@@ -562,7 +562,7 @@ mod tests {
 
     use super::*;
     use crate::capture::correlate::{LostQuery, MatchKind, Sighting};
-    use crate::capture::{CaptureAnalysis, CaptureFormat, Correlation, Timestamp};
+    use crate::capture::{Correlation, Timestamp};
     use crate::diagnose::testkit::*;
     use crate::diagnose::{diagnose, Diagnosis, DiagnosisInput, PointAnalysis};
 
@@ -831,23 +831,6 @@ mod tests {
         );
     }
 
-    fn capture(unanswered: u64) -> CaptureAnalysis {
-        CaptureAnalysis {
-            analysis: crate::capture::Analysis {
-                summary: crate::capture::Summary {
-                    unanswered_transactions: unanswered,
-                    ..Default::default()
-                },
-                examples: Default::default(),
-                histogram: Default::default(),
-            },
-            stats: Default::default(),
-            other_clients: 0,
-            format: CaptureFormat::Pcap,
-            read_error: None,
-        }
-    }
-
     fn lost(id: u16, client: &str, points: &[&str]) -> LostQuery {
         LostQuery {
             id,
@@ -874,8 +857,8 @@ mod tests {
     #[test]
     fn lost_queries_of_the_stale_flow_show_the_harm_and_where_it_dies() {
         let s = after_rollout(IDLE_CLIENT);
-        let pod = capture(3);
-        let node = capture(3);
+        let pod = capture_analysis(3);
+        let node = capture_analysis(3);
         let points = [
             PointAnalysis {
                 name: "pod-web-0",

@@ -157,14 +157,7 @@ fn finding(
     per: &[(IpAddr, super::observed::Tally)],
     all_lost: usize,
 ) -> Finding {
-    let pod_of = |ip: &IpAddr| {
-        cx.topology
-            .endpoints
-            .iter()
-            .find(|e| e.ip == *ip)
-            .and_then(|e| e.pod.clone())
-            .unwrap_or_else(|| ip.to_string())
-    };
+    let pod_of = |ip: &IpAddr| cx.topology.endpoint_pod_name(ip);
     let targets: Vec<String> = pair
         .endpoints
         .iter()
@@ -271,7 +264,7 @@ mod tests {
 
     use super::*;
     use crate::capture::correlate::{MatchKind, Sighting};
-    use crate::capture::{CaptureAnalysis, CaptureFormat, Correlation, Timestamp};
+    use crate::capture::{CaptureAnalysis, Correlation, Timestamp};
     use crate::diagnose::testkit::*;
     use crate::diagnose::{diagnose, one_replica_broken, DiagnosisInput, PointAnalysis};
 
@@ -282,20 +275,6 @@ mod tests {
         ("dns-coredns-a", CaptureKind::DnsPod),
         ("dns-coredns-b", CaptureKind::DnsPod),
     ];
-
-    fn capture() -> CaptureAnalysis {
-        CaptureAnalysis {
-            analysis: crate::capture::Analysis {
-                summary: Default::default(),
-                examples: Default::default(),
-                histogram: Default::default(),
-            },
-            stats: Default::default(),
-            other_clients: 0,
-            format: CaptureFormat::Pcap,
-            read_error: None,
-        }
-    }
 
     /// The test cluster's shape on three nodes, reduced to two: the pod on node-1 with
     /// coredns-a, coredns-b alone on node-2; the probe's direct queries to coredns-b time out.
@@ -335,7 +314,7 @@ mod tests {
     }
 
     fn run(s: &Scenario, lost: Vec<LostQuery>) -> crate::diagnose::Diagnosis {
-        let analyses: Vec<CaptureAnalysis> = POINTS.iter().map(|_| capture()).collect();
+        let analyses: Vec<CaptureAnalysis> = POINTS.iter().map(|_| capture_analysis(0)).collect();
         let points: Vec<PointAnalysis<'_>> = POINTS
             .iter()
             .zip(&analyses)

@@ -13,14 +13,7 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
         return None;
     }
     let per = o.per_endpoint();
-    let name_of = |ip: &std::net::IpAddr| {
-        cx.topology
-            .endpoints
-            .iter()
-            .find(|e| e.ip == *ip)
-            .and_then(|e| e.pod.clone())
-            .unwrap_or_else(|| ip.to_string())
-    };
+    let name_of = |ip: &std::net::IpAddr| cx.topology.endpoint_pod_name(ip);
     let evidence = per
         .iter()
         .map(|(ip, t)| {

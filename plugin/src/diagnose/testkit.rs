@@ -502,3 +502,22 @@ pub fn healthy() -> Scenario {
 pub fn is_cluster_dns(q: &QueryResult) -> bool {
     q.role == ServerRole::Nameserver && q.server.ip() == ip(CLUSTER_IP)
 }
+
+/// What a capture point's analysis says when only its count of unanswered transactions
+/// matters to a test.
+pub fn capture_analysis(unanswered: u64) -> CaptureAnalysis {
+    CaptureAnalysis {
+        analysis: crate::capture::Analysis {
+            summary: crate::capture::Summary {
+                unanswered_transactions: unanswered,
+                ..Default::default()
+            },
+            examples: Default::default(),
+            histogram: Default::default(),
+        },
+        stats: Default::default(),
+        other_clients: 0,
+        format: crate::capture::CaptureFormat::Pcap,
+        read_error: None,
+    }
+}

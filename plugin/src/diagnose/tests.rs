@@ -4,7 +4,7 @@
 use dns_doctor_schema::{ConnectOutcome, LibcKind, QueryOutcome, ServerRole, Transport};
 
 use crate::capture::correlate::MatchKind;
-use crate::capture::{CaptureAnalysis, CaptureFormat, Correlation, LostQuery, Sighting, Timestamp};
+use crate::capture::{CaptureAnalysis, Correlation, LostQuery, Sighting, Timestamp};
 use crate::evidence::CaptureKind;
 use crate::kube::discover::scan_dns_log;
 use std::collections::BTreeMap;
@@ -431,7 +431,7 @@ fn unproven_loss_is_placed_inside_the_pod_when_its_own_capture_saw_nothing_leave
         None,
     );
     // The capture inside the pod holds no query: they never reached an interface.
-    let d = s.diagnose_with_pod_capture(&analysis(0));
+    let d = s.diagnose_with_pod_capture(&capture_analysis(0));
     let f = top(&d);
     assert_eq!(f.id, cluster_dns_unreachable::ID, "{:?}", ids(&d));
     assert!(
@@ -524,24 +524,6 @@ fn node_firewall_in_an_nft_table_next_to_nft_kube_proxy() {
     );
 }
 
-fn analysis(unanswered: u64) -> CaptureAnalysis {
-    let summary = crate::capture::Summary {
-        unanswered_transactions: unanswered,
-        ..Default::default()
-    };
-    CaptureAnalysis {
-        analysis: crate::capture::Analysis {
-            summary,
-            examples: Default::default(),
-            histogram: Default::default(),
-        },
-        stats: Default::default(),
-        other_clients: 0,
-        format: CaptureFormat::Pcap,
-        read_error: None,
-    }
-}
-
 fn lost(id: u16, points: &[(&str, i64)]) -> LostQuery {
     LostQuery {
         id,
@@ -569,9 +551,9 @@ fn security_group_case_uses_the_loss_point_from_captures() {
     // Same failure, no rule on the node: the queries are last seen on the node's capture.
     let mut s = node_firewall();
     s.set_node_command("iptables-legacy-save", IPT_HEALTHY);
-    let pod = analysis(2);
-    let node = analysis(2);
-    let dns = analysis(0);
+    let pod = capture_analysis(2);
+    let node = capture_analysis(2);
+    let dns = capture_analysis(0);
     let points = [
         PointAnalysis {
             name: "pod-web-0",
@@ -624,7 +606,7 @@ fn five_second_stalls_seen_only_in_the_pod_capture_are_a_warning() {
     let mut s = healthy();
     s.probe().parallel.clear();
     s.probe().libc.kind = LibcKind::Musl;
-    let mut pod = analysis(3);
+    let mut pod = capture_analysis(3);
     let p = &mut pod.analysis.summary.patterns;
     p.a_aaaa_pairs = 10;
     p.a_aaaa_one_missing = 3;
@@ -643,7 +625,7 @@ fn five_second_stalls_seen_only_in_the_pod_capture_are_a_warning() {
 fn retries_after_total_loss_are_not_blamed_on_the_conntrack_race() {
     let mut s = node_firewall();
     s.probe().parallel.clear();
-    let mut pod = analysis(3);
+    let mut pod = capture_analysis(3);
     pod.analysis.summary.patterns.five_second_retries = 23;
     let d = s.diagnose_with_pod_capture(&pod);
     assert_eq!(top(&d).id, node_firewall::ID, "{:?}", ids(&d));
@@ -660,7 +642,7 @@ fn stalls_behind_a_dead_nameserver_are_not_the_conntrack_race() {
         QueryOutcome::TimedOut,
         None,
     );
-    let mut pod = analysis(3);
+    let mut pod = capture_analysis(3);
     pod.analysis.summary.patterns.five_second_retries = 8;
     let d = s.diagnose_with_pod_capture(&pod);
     assert!(!ids(&d).contains(&five_second_latency::ID), "{:?}", ids(&d));
@@ -975,7 +957,7 @@ fn truncated_answers_with_tcp_blocked() {
 #[test]
 fn truncated_answers_in_a_capture_are_an_error_once_a_tcp_retry_failed() {
     let s = healthy();
-    let mut pod = analysis(0);
+    let mut pod = capture_analysis(0);
     pod.analysis.summary.patterns.truncated_no_tcp = 2;
     let run = |pod: &CaptureAnalysis| s.diagnose_with_pod_capture(pod);
     let d = run(&pod);
@@ -1170,7 +1152,7 @@ fn one_replica_broken_names_the_pod() {
 fn stalls_explained_by_a_broken_replica_are_not_the_conntrack_race() {
     let mut s = healthy();
     s.set_queries(|q| q.server.ip() == ip(EP_B), QueryOutcome::TimedOut, None);
-    let mut pod = analysis(3);
+    let mut pod = capture_analysis(3);
     pod.analysis.summary.patterns.five_second_retries = 6;
     let d = s.diagnose_with_pod_capture(&pod);
     assert_eq!(top(&d).id, one_replica_broken::ID, "{:?}", ids(&d));
@@ -2128,7 +2110,7 @@ fn analyze_and_a_live_run_report_the_same_ids_for_a_capture() {
 
 #[test]
 fn unanswered_queries_in_a_capture_alone_are_an_error_from_one_percent() {
-    let mut pod = analysis(5);
+    let mut pod = capture_analysis(5);
     pod.analysis.summary.transactions = 1000;
     pod.analysis.summary.dns_messages = 1995;
     pod.analysis.examples.lost = vec![crate::capture::transactions::Example {
@@ -2161,7 +2143,7 @@ fn unanswered_queries_in_a_capture_alone_are_an_error_from_one_percent() {
 }
 
 fn server_errors_capture() -> CaptureAnalysis {
-    let mut pod = analysis(0);
+    let mut pod = capture_analysis(0);
     pod.analysis.summary.dns_messages = 40;
     pod.analysis.summary.patterns.servfail = 3;
     pod.analysis.summary.patterns.refused = 1;
@@ -2203,7 +2185,7 @@ fn servfail_explained_by_the_upstream_is_not_reported_twice() {
 
 #[test]
 fn damaged_and_empty_captures_are_info_naming_each_point() {
-    let mut pod = analysis(0);
+    let mut pod = capture_analysis(0);
     pod.read_error = Some("truncated: the file ends inside a record at byte 4096".into());
     pod.stats.frames = 12;
     let d = capture_only(&pod);
@@ -2233,7 +2215,7 @@ fn damaged_and_empty_captures_are_info_naming_each_point() {
         empty.summary
     );
     // In a live run every capture point is looked at, not only the pod's.
-    let node = analysis(0);
+    let node = capture_analysis(0);
     let s = healthy();
     let d = diagnose(&DiagnosisInput {
         topology: &s.topology,
@@ -2278,8 +2260,8 @@ fn refused_queries_without_a_node_rule_are_not_a_security_group() {
         lost: Vec::new(),
         lost_by_last_point: vec![("node-node-1".into(), 12)],
     };
-    let pod = analysis(12);
-    let node = analysis(12);
+    let pod = capture_analysis(12);
+    let node = capture_analysis(12);
     let points = [
         PointAnalysis {
             name: "pod-web-0",
