@@ -92,21 +92,11 @@ fn firewall_report() -> Report {
         }],
         lost_by_last_point: vec![("node-node-1".into(), 1)],
     };
-    let analysis = |unanswered| crate::capture::CaptureAnalysis {
-        analysis: crate::capture::Analysis {
-            summary: crate::capture::Summary {
-                // The points that saw the lost query saw its one DNS message.
-                dns_messages: unanswered,
-                unanswered_transactions: unanswered,
-                ..Default::default()
-            },
-            examples: Default::default(),
-            histogram: Default::default(),
-        },
-        stats: Default::default(),
-        other_clients: 0,
-        format: crate::capture::CaptureFormat::Pcap,
-        read_error: None,
+    let analysis = |unanswered| {
+        let mut a = crate::diagnose::testkit::capture_analysis(unanswered);
+        // The points that saw the lost query saw its one DNS message.
+        a.analysis.summary.dns_messages = unanswered;
+        a
     };
     let (pod, node, dns) = (analysis(1), analysis(1), analysis(0));
     let points = [
