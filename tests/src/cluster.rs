@@ -36,6 +36,18 @@ pub fn kubeconfig() -> PathBuf {
     p
 }
 
+/// The API server's address as the admin kubeconfig gives it: 127.0.0.1 on the one-node
+/// cluster, node 1's address on three nodes.
+pub fn api_server() -> String {
+    std::fs::read_to_string(kubeconfig())
+        .expect("admin kubeconfig")
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server:"))
+        .expect("server in admin kubeconfig")
+        .trim()
+        .to_string()
+}
+
 /// Only one test at a time may change the cluster (fault switches, runs that inject).
 pub fn cluster_lock() -> MutexGuard<'static, ()> {
     static LOCK: OnceLock<Mutex<()>> = OnceLock::new();

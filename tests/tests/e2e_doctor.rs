@@ -269,7 +269,7 @@ fn unreachable_cluster_is_reported() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = std::fs::read_to_string(kubeconfig()).unwrap();
     // The same credentials, pointed at a loopback port where nothing listens.
-    let broken = cfg.replace("https://127.0.0.1:6443", "https://127.0.0.1:1");
+    let broken = cfg.replace(&api_server(), "https://127.0.0.1:1");
     let path = dir.path().join("kubeconfig");
     std::fs::write(&path, broken).unwrap();
     let run = doctor(&[
@@ -525,8 +525,9 @@ pub fn sa_kubeconfig(ns: &str, sa: &str) -> tempfile::NamedTempFile {
     std::fs::write(
         file.path(),
         format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:6443\n    certificate-authority-data: {ca}\nusers:\n- name: u\n  user:\n    token: {}\ncontexts:\n- name: x\n  context:\n    cluster: c\n    user: u\n    namespace: {ns}\ncurrent-context: x\n",
-            token.trim()
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: u\n  user:\n    token: {}\ncontexts:\n- name: x\n  context:\n    cluster: c\n    user: u\n    namespace: {ns}\ncurrent-context: x\n",
+            token.trim(),
+            server = api_server(),
         ),
     )
     .unwrap();
