@@ -48,6 +48,26 @@ pub fn api_server() -> String {
         .to_string()
 }
 
+/// Whether the running cluster has three nodes (tests/cluster/up records its shape).
+pub fn multinode() -> bool {
+    std::fs::read_to_string("/var/lib/dns-doctor-cluster/node-count").is_ok_and(|n| n.trim() == "3")
+}
+
+/// The node a pod of the client namespace runs on.
+pub fn node_of(pod: &str) -> String {
+    kubectl_ok(&[
+        "get",
+        "pod",
+        "-n",
+        CLIENT_NS,
+        pod,
+        "-o",
+        "jsonpath={.spec.nodeName}",
+    ])
+    .trim()
+    .to_string()
+}
+
 /// Only one test at a time may change the cluster (fault switches, runs that inject).
 pub fn cluster_lock() -> MutexGuard<'static, ()> {
     static LOCK: OnceLock<Mutex<()>> = OnceLock::new();

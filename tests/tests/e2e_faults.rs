@@ -22,6 +22,8 @@ struct Row {
     client: &'static str,
     expected: &'static str,
     found: String,
+    /// The top finding's pair of nodes, "from → to", where it names one.
+    node_pair: String,
     code: Option<i32>,
     verdict_ms: u64,
     ok: bool,
@@ -63,6 +65,15 @@ fn top_finding(report: &serde_json::Value) -> String {
         .to_string()
 }
 
+/// The top finding's node pair as "from → to", or "-".
+fn node_pair(report: &serde_json::Value) -> String {
+    let pair = &report["findings"][0]["node_pair"];
+    match (pair["from"].as_str(), pair["to"].as_str()) {
+        (Some(from), Some(to)) => format!("{from} → {to}"),
+        _ => "-".to_string(),
+    }
+}
+
 fn errors(report: &serde_json::Value) -> Vec<String> {
     report["findings"]
         .as_array()
@@ -97,27 +108,31 @@ fn scenario(
     expected: &'static str,
     fault_name: Option<&'static str>,
 ) -> Row {
-    scenario_asking(name, client, EXTERNAL_NAME, expected, fault_name)
+    scenario_asking(name, client, EXTERNAL_NAME, (expected, None), fault_name)
 }
 
-/// A scenario whose application needs `external_name` (the doctor's --external-name).
+/// A scenario whose application needs `external_name` (the doctor's --external-name); the
+/// expected top finding, and the node pair it must name where the cause lies between nodes.
 fn scenario_asking(
     name: &str,
     client: &'static str,
     external_name: &str,
-    expected: &'static str,
+    (expected, expected_pair): (&'static str, Option<String>),
     fault_name: Option<&'static str>,
 ) -> Row {
     let _fault = fault_name.map(Fault::on);
     let (code, report, stderr) = run_json(client, external_name);
     let found = top_finding(&report);
+    let node_pair = node_pair(&report);
     let verdict_ms = report["timings"]["time_to_verdict_ms"]
         .as_u64()
         .unwrap_or(0);
     let ok = if expected == HEALTHY {
         code == Some(0) && errors(&report).is_empty()
     } else {
-        code == Some(1) && found == expected
+        code == Some(1)
+            && found == expected
+            && expected_pair.as_ref().is_none_or(|p| *p == node_pair)
     };
     let mut detail = String::new();
     if !ok {
@@ -144,6 +159,7 @@ fn scenario_asking(
         client,
         expected,
         found,
+        node_pair,
         code,
         verdict_ms,
         ok,
@@ -152,14 +168,15 @@ fn scenario_asking(
 }
 
 fn table(rows: &[Row]) -> String {
-    let mut t = String::from("| scenario | client | expected finding | found finding | exit code | time to verdict | result |\n|---|---|---|---|---|---|---|\n");
+    let mut t = String::from("| scenario | client | expected finding | found finding | node pair | exit code | time to verdict | result |\n|---|---|---|---|---|---|---|---|\n");
     for r in rows {
         t.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {:.1} s | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {:.1} s | {} |\n",
             r.scenario,
             r.client,
             r.expected,
             r.found,
+            r.node_pair,
             r.code.map_or("none".to_string(), |c| c.to_string()),
             r.verdict_ms as f64 / 1000.0,
             if r.ok { "pass" } else { "FAIL" }
@@ -210,6 +227,11 @@ fn every_fault_is_named_and_the_healthy_cluster_is_clean() {
         ));
     }
     // (fault, client pod, the name its application needs, the expected top finding)
+    let bridge_nf_client = if multinode() {
+        "client-dnsnode"
+    } else {
+        GLIBC_CLIENT
+    };
     let faults: &[(&'static str, &'static str, &str, &'static str)] = &[
         (
             "coredns-down",
@@ -335,9 +357,11 @@ fn every_fault_is_named_and_the_healthy_cluster_is_clean() {
             EXTERNAL_NAME,
             "iptables-legacy-and-nft",
         ),
+        // Only replies that stay on one bridge skip the reverse NAT: on three nodes the
+        // client beside a DNS replica shows it.
         (
             "bridge-nf-off",
-            GLIBC_CLIENT,
+            bridge_nf_client,
             EXTERNAL_NAME,
             "bridge-nf-call-iptables-off",
         ),
@@ -384,15 +408,46 @@ fn every_fault_is_named_and_the_healthy_cluster_is_clean() {
             "dns-pods-cpu-throttled",
         ),
     ];
+    // Faults between nodes, only where there are several.
+    // (fault, client pod, the name its application needs, the expected top finding, the
+    // node pair it names)
+    let client_node = node_of(GLIBC_CLIENT);
+    let multinode_faults: Vec<(
+        &'static str,
+        &'static str,
+        &str,
+        &'static str,
+        Option<String>,
+    )> = if multinode() {
+        vec![(
+            "vxlan-blocked",
+            GLIBC_CLIENT,
+            EXTERNAL_NAME,
+            "cross-node-path-broken",
+            Some(format!("{client_node} → dnsdoctor-node2")),
+        )]
+    } else {
+        Vec::new()
+    };
     let runs = runs_per_fault();
-    for &(fault, client, name, expected) in faults {
+    let all = faults
+        .iter()
+        .map(|&(f, c, n, e)| (f, c, n, e, None))
+        .chain(multinode_faults);
+    for (fault, client, name, expected, pair) in all {
         for run in 1..=runs {
             let label = if runs > 1 {
                 format!("{fault} (run {run}/{runs})")
             } else {
                 fault.to_string()
             };
-            rows.push(scenario_asking(&label, client, name, expected, Some(fault)));
+            rows.push(scenario_asking(
+                &label,
+                client,
+                name,
+                (expected, pair.clone()),
+                Some(fault),
+            ));
         }
     }
     let t = table(&rows);
@@ -409,8 +464,8 @@ fn every_fault_is_named_and_the_healthy_cluster_is_clean() {
         .filter(|r| !r.ok)
         .map(|r| {
             format!(
-                "{} ({}): expected {}, found {}, exit {:?}; {}",
-                r.scenario, r.client, r.expected, r.found, r.code, r.detail
+                "{} ({}): expected {}, found {} (node pair {}), exit {:?}; {}",
+                r.scenario, r.client, r.expected, r.found, r.node_pair, r.code, r.detail
             )
         })
         .collect();
@@ -431,18 +486,19 @@ fn every_fault_is_named_and_the_healthy_cluster_is_clean() {
 #[test]
 fn without_kube_proxy_the_report_names_the_data_plane_it_saw() {
     let _guard = cluster_lock();
-    let cases: [(&'static str, Option<i32>, &str, &str); 2] = [
+    let node = node_of(GLIBC_CLIENT);
+    let cases: [(&'static str, Option<i32>, &str, String); 2] = [
         (
             "no-kube-proxy-replaced",
             Some(0),
             "other",
-            "data plane: no kube-proxy in this cluster; another data plane translates the DNS ClusterIP on dnsdoctor-node: nftables table ip dnsdoctor-lb",
+            format!("data plane: no kube-proxy in this cluster; another data plane translates the DNS ClusterIP on {node}: nftables table ip dnsdoctor-lb"),
         ),
         (
             "no-kube-proxy",
             Some(1),
             "none_visible",
-            "data plane: no kube-proxy in this cluster, and no rule for the DNS ClusterIP in iptables, nftables or IPVS on dnsdoctor-node",
+            format!("data plane: no kube-proxy in this cluster, and no rule for the DNS ClusterIP in iptables, nftables or IPVS on {node}"),
         ),
     ];
     for (fault_name, code, kind, text_line) in cases {
@@ -478,7 +534,7 @@ fn without_kube_proxy_the_report_names_the_data_plane_it_saw() {
         );
         let text = std::fs::read_to_string(bundle.join("report.txt")).expect("report.txt");
         assert!(
-            text.lines().any(|l| l.trim_start().starts_with(text_line)),
+            text.lines().any(|l| l.trim_start().starts_with(&text_line)),
             "{fault_name}: no line starting {text_line:?} in\n{text}"
         );
     }
