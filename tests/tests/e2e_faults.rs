@@ -37,6 +37,10 @@ const HEALTHY: &str = "(none)";
 /// The fake upstream's name whose answer (40 addresses) is too big for UDP.
 const BIG_NAME: &str = "big.external.test";
 
+/// The fake upstream's name whose answer (100 addresses, about 1.6 kB) fills a full-size
+/// TCP segment.
+const HUGE_NAME: &str = "huge.external.test";
+
 fn run_json(client: &str, external_name: &str) -> (Option<i32>, serde_json::Value, String) {
     let run = doctor(&[
         client,
@@ -419,13 +423,39 @@ fn every_fault_is_named_and_the_healthy_cluster_is_clean() {
         &'static str,
         Option<String>,
     )> = if multinode() {
-        vec![(
-            "vxlan-blocked",
-            GLIBC_CLIENT,
-            EXTERNAL_NAME,
-            "cross-node-path-broken",
-            Some(format!("{client_node} → dnsdoctor-node2")),
-        )]
+        vec![
+            (
+                "vxlan-blocked",
+                GLIBC_CLIENT,
+                EXTERNAL_NAME,
+                "cross-node-path-broken",
+                Some(format!("{client_node} → dnsdoctor-node2")),
+            ),
+            // Only the big answer's packets exceed the path between node 2 and the client's
+            // node; they travel as replies, from node 2.
+            (
+                "overlay-mtu",
+                GLIBC_CLIENT,
+                HUGE_NAME,
+                "overlay-mtu-too-small",
+                Some(format!("dnsdoctor-node2 → {client_node}")),
+            ),
+            // A firewall on one DNS replica's node only.
+            (
+                "dns-node-firewall",
+                GLIBC_CLIENT,
+                EXTERNAL_NAME,
+                "node-firewall",
+                None,
+            ),
+            (
+                "policy-port-mismatch",
+                GLIBC_CLIENT,
+                EXTERNAL_NAME,
+                "network-policy-blocks-dns",
+                None,
+            ),
+        ]
     } else {
         Vec::new()
     };

@@ -53,12 +53,12 @@ FAULT_CHAIN=DNSDOCTOR-FAULT
 # at `up`; later commands read the mode the running cluster was started with.
 KUBE_PROXY_MODE=${DNS_DOCTOR_PROXY_MODE:-$(cat "$STATE_DIR/proxy-mode" 2>/dev/null || echo iptables)}
 
-# Cluster shape, chosen by DNS_DOCTOR_NODES at `up` (1 or 3); later commands read the shape
-# the running cluster was started with. One node: the host's network namespace is the node.
-# Three nodes: each node is a network namespace of its own (ddoc-node1..3, node IPs
-# 10.252.0.1..3 on an underlay switch in ddoc-underlay, pod ranges 10.244.N.0/24 joined by
-# flannel's VXLAN overlay); node 1 also runs the control plane. See MULTINODE.md.
-NODE_COUNT=${DNS_DOCTOR_NODES:-$(cat "$STATE_DIR/node-count" 2>/dev/null || echo 1)}
+# Cluster shape, chosen by DNS_DOCTOR_NODES at `up` (3, the default, or 1); later commands
+# read the shape the running cluster was started with. Three nodes: each node is a network
+# namespace of its own (ddoc-node1..3, node IPs 10.252.0.1..3 on an underlay switch in
+# ddoc-underlay, pod ranges 10.244.N.0/24 joined by flannel's VXLAN overlay); node 1 also runs
+# the control plane. One node: the host's network namespace is the node. See MULTINODE.md.
+NODE_COUNT=${DNS_DOCTOR_NODES:-$(cat "$STATE_DIR/node-count" 2>/dev/null || echo 3)}
 CLUSTER_POD_CIDR=10.244.0.0/16
 UNDERLAY_NS=ddoc-underlay
 UNDERLAY_BRIDGE=br0

@@ -98,6 +98,12 @@ EOF
 	for i in $(seq 100 139); do
 		printf 'big.external IN A 198.51.100.%s\n' "$i"
 	done >>"$dir/test.zone"
+	# huge.external.test: 100 addresses, about 1.6 kB as an answer: over TCP its first
+	# segment fills the pod's MSS, a packet that only fits a path with the overlay's full
+	# MTU (fault overlay-mtu).
+	for i in $(seq 140 239); do
+		printf 'huge.external IN A 198.51.100.%s\n' "$i"
+	done >>"$dir/test.zone"
 	cat >"$dir/hosts" <<'EOF'
 198.51.100.20 example.com www.example.com
 2001:db8::20 example.com www.example.com

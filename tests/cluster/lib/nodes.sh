@@ -1,4 +1,4 @@
-# The three-node shape (DNS_DOCTOR_NODES=3, MULTINODE.md): the underlay switch, the nodes'
+# The three-node shape (the default; MULTINODE.md): the underlay switch, the nodes'
 # network namespaces, their cgroup roots, the Node objects made before the kubelets, and
 # flanneld on every node. Sourced after common.sh, build.sh and daemons.sh; nothing here
 # runs on the single node.
