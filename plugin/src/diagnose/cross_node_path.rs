@@ -263,82 +263,9 @@ mod tests {
     use dns_doctor_schema::QueryOutcome;
 
     use super::*;
-    use crate::capture::correlate::{MatchKind, Sighting};
-    use crate::capture::{CaptureAnalysis, Correlation, Timestamp};
+    use crate::diagnose::one_replica_broken;
+    use crate::diagnose::testkit::two_nodes::{lost, run, two_nodes};
     use crate::diagnose::testkit::*;
-    use crate::diagnose::{diagnose, one_replica_broken, DiagnosisInput, PointAnalysis};
-
-    const POINTS: [(&str, CaptureKind); 5] = [
-        ("pod-web-0", CaptureKind::Pod),
-        ("node-node-1", CaptureKind::Node),
-        ("node-node-2", CaptureKind::Node),
-        ("dns-coredns-a", CaptureKind::DnsPod),
-        ("dns-coredns-b", CaptureKind::DnsPod),
-    ];
-
-    /// The test cluster's shape on three nodes, reduced to two: the pod on node-1 with
-    /// coredns-a, coredns-b alone on node-2; the probe's direct queries to coredns-b time out.
-    fn two_nodes() -> Scenario {
-        let mut s = healthy();
-        s.topology.endpoints[1].node = Some("node-2".into());
-        s.topology.dns_pods[1].node = Some("node-2".into());
-        s.set_queries(|q| q.server.ip() == ip(EP_B), QueryOutcome::TimedOut, None);
-        s
-    }
-
-    /// A query from the pod to coredns-b, seen at `points` (answered at `answered_at`).
-    fn lost(id: u16, points: &[&str], answered_at: Option<&str>) -> LostQuery {
-        LostQuery {
-            id,
-            qname: "kubernetes.default.svc.cluster.local.".into(),
-            qtype: "A".into(),
-            sightings: points
-                .iter()
-                .enumerate()
-                .map(|(i, p)| Sighting {
-                    point: p.to_string(),
-                    // Each node's own clock, far apart: only which node saw it counts.
-                    time: Timestamp::from_nanos(
-                        1_764_000_000_000_000_000 + i as i64 * 3_000_000_000,
-                    ),
-                    client: "10.244.0.5:40001".parse().unwrap(),
-                    server: sock(EP_B),
-                    answered: answered_at == Some(*p),
-                    rcode: None,
-                    matched_by: MatchKind::Exact,
-                })
-                .collect(),
-            last_seen_at: points.last().unwrap().to_string(),
-            answered_at: answered_at.map(str::to_string),
-        }
-    }
-
-    fn run(s: &Scenario, lost: Vec<LostQuery>) -> crate::diagnose::Diagnosis {
-        let analyses: Vec<CaptureAnalysis> = POINTS.iter().map(|_| capture_analysis(0)).collect();
-        let points: Vec<PointAnalysis<'_>> = POINTS
-            .iter()
-            .zip(&analyses)
-            .map(|((name, kind), analysis)| PointAnalysis {
-                name,
-                kind: *kind,
-                analysis,
-            })
-            .collect();
-        let mut by_point: BTreeMap<String, u64> = BTreeMap::new();
-        for l in &lost {
-            *by_point.entry(l.last_seen_at.clone()).or_default() += 1;
-        }
-        let correlation = Correlation {
-            lost,
-            lost_by_last_point: by_point.into_iter().collect(),
-        };
-        diagnose(&DiagnosisInput {
-            topology: &s.topology,
-            evidence: &s.evidence,
-            captures: &points,
-            correlation: Some(&correlation),
-        })
-    }
 
     #[test]
     fn queries_that_leave_the_pods_node_and_never_reach_the_replicas_node_name_both_nodes() {

@@ -5,6 +5,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+pub mod two_nodes;
+
 use dns_doctor_schema::{
     CommandOutput, ConnectOutcome, LibcDetection, LibcKind, NodeSnapshot, ParallelStats,
     ParallelTest, PodReport, QueryOutcome, QueryResult, RawFile, SearchExpansion, ServerRole,
