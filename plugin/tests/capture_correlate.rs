@@ -130,3 +130,56 @@ fn sightings_outside_the_window_are_different_queries() {
     assert_eq!(c.lost.len(), 2);
     assert!(c.lost.iter().all(|l| l.sightings.len() == 1));
 }
+
+/// A node capturing on every interface sees a query twice: from the pod's interface, to
+/// the ClusterIP, and on its way to another node, DNATed to the endpoint. It is one query:
+/// one lost query, with both views as sightings at that point, the second naming the
+/// endpoint it went to.
+#[test]
+fn a_nodes_two_views_of_one_query_around_its_dnat_are_one_query() {
+    let pod = "10.244.1.2:36312";
+    let vip = "10.96.0.10:53";
+    let ep = "10.244.3.2:53";
+    let pod_side = point("pod", &[packet(0.0, pod, vip, UDP, 9, "x.test.", 1, None)]);
+    let node1 = point(
+        "node-1",
+        &[
+            packet(0.001, pod, vip, UDP, 9, "x.test.", 1, None),
+            packet(0.008, pod, ep, UDP, 9, "x.test.", 1, None),
+        ],
+    );
+    let node3 = point(
+        "node-3",
+        &[packet(0.02, pod, ep, UDP, 9, "x.test.", 1, None)],
+    );
+    let c = correlate(&[pod_side, node1, node3], CorrelateConfig::default());
+    assert_eq!(c.lost.len(), 1, "{:#?}", c.lost);
+    let l = &c.lost[0];
+    let seen: Vec<(&str, String)> = l
+        .sightings
+        .iter()
+        .map(|s| (s.point.as_str(), s.server.to_string()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("pod", vip.to_string()),
+            ("node-1", vip.to_string()),
+            ("node-1", ep.to_string()),
+            ("node-3", ep.to_string()),
+        ]
+    );
+    assert_eq!(l.last_seen_at, "node-3");
+    assert_eq!(c.lost_by_last_point, [("node-3".to_string(), 1)]);
+
+    // A second query to another server a resolver timeout later is another query.
+    let pod_side = point(
+        "pod",
+        &[
+            packet(0.0, pod, vip, UDP, 9, "x.test.", 1, None),
+            packet(1000.0, pod, "10.96.0.11:53", UDP, 9, "x.test.", 1, None),
+        ],
+    );
+    let c = correlate(&[pod_side], CorrelateConfig::default());
+    assert_eq!(c.lost.len(), 2, "{:#?}", c.lost);
+}

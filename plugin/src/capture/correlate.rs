@@ -5,6 +5,11 @@
 //! address and port may change too (SNAT, masquerade). Sightings are therefore matched by
 //! ID + question + client port within a time window, falling back to ID + question + time
 //! when the port was rewritten; addresses are never part of the match.
+//!
+//! One point may see one query twice: a node's capture on every interface sees it before
+//! the ClusterIP's DNAT (from the pod's interface) and after it (on the way out to another
+//! node, now addressed to the endpoint), microseconds apart. Both views are sightings of
+//! that one query at that point; the second says which endpoint it went to.
 
 use super::time::Timestamp;
 use super::transactions::{Outcome, Transaction};
@@ -86,6 +91,11 @@ pub struct CorrelateConfig {
     pub window: Duration,
 }
 
+/// The largest gap between two views of one query at one point under different server
+/// addresses (before and after a NAT on the same host). A resolver's retry or its next
+/// nameserver comes a timeout later, far beyond it.
+const NAT_VIEWS_GAP: Duration = Duration::from_millis(10);
+
 impl Default for CorrelateConfig {
     fn default() -> Self {
         Self {
@@ -153,6 +163,22 @@ pub fn correlate(points: &[CapturePoint], cfg: CorrelateConfig) -> Correlation {
                 if let Some((c, kind, _)) = best {
                     used[oi][c] = true;
                     group.push((oi, c, kind));
+                }
+            }
+            // The other views of each sighting at its own point: the same query and client
+            // port under another server address, a NAT on that host apart.
+            for (gp, gc, kind) in group.clone() {
+                let seen = &points[gp].transactions[gc];
+                for &c in indexes[gp].get(&key).into_iter().flatten() {
+                    let o = &points[gp].transactions[c];
+                    if !used[gp][c]
+                        && o.client.port() == seen.client.port()
+                        && o.server != seen.server
+                        && gap(o.query_time, seen.query_time) <= NAT_VIEWS_GAP
+                    {
+                        used[gp][c] = true;
+                        group.push((gp, c, kind));
+                    }
                 }
             }
             group.sort_by_key(|(p, _, _)| *p);

@@ -195,7 +195,8 @@ fn finding(
     };
     evidence.push(EvidenceRef::new("capture:correlation", detail));
     for (l, ep) in pair.lost.iter().take(3) {
-        let seen: Vec<&str> = l.sightings.iter().map(|s| s.point.as_str()).collect();
+        let mut seen: Vec<&str> = l.sightings.iter().map(|s| s.point.as_str()).collect();
+        seen.dedup();
         evidence.push(EvidenceRef::new(
             "capture:correlation",
             format!(
