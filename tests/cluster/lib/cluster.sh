@@ -112,21 +112,24 @@ proxy_rules_absent() {
 	done
 }
 
-# The DNS ClusterIP is programmed with exactly the current ready CoreDNS endpoints, on every
-# node.
+# The DNS ClusterIP is programmed with exactly the current ready CoreDNS endpoints, on their
+# current port (the EndpointSlice's UDP port: 53, or a targetPort a fault set), on every node.
 proxy_rules_current() {
 	proxy_rules_present || return 1
-	local ep n rules eps
+	local ep n rules eps port
 	eps=$(kc -n kube-system get endpointslices -l kubernetes.io/service-name=kube-dns \
 		-o jsonpath='{range .items[*].endpoints[?(@.conditions.ready==true)]}{.addresses[0]}{"\n"}{end}') || return 1
+	port=$(kc -n kube-system get endpointslices -l kubernetes.io/service-name=kube-dns \
+		-o jsonpath='{.items[0].ports[?(@.protocol=="UDP")].port}') || return 1
+	[[ $port =~ ^[0-9]+$ ]] || return 1
 	for n in $(node_numbers); do
 		rules=$(proxy_nat_rules "$n") || return 1
 		for ep in $eps; do
 			if [[ $KUBE_PROXY_MODE == nftables ]]; then
 				grep -q "$ep" <<<"$rules" || return 1
 			else
-				# ep:53 and the end of the word: ep:5353 (a targetPort 5353) is not current.
-				grep -qE -- "--to-destination ${ep//./\\.}:53( |$)" <<<"$rules" || return 1
+				# ep:port and the end of the word: ep:5353 is not ep:53.
+				grep -qE -- "--to-destination ${ep//./\\.}:$port( |$)" <<<"$rules" || return 1
 			fi
 		done
 	done
