@@ -47,6 +47,8 @@ pub struct Sighting {
     pub answered: bool,
     /// Response code seen there.
     pub rcode: Option<String>,
+    /// Size in bytes of the answer's DNS message seen there (None when no answer was).
+    pub response_size: Option<u32>,
     /// How this sighting was matched to the first one.
     pub matched_by: MatchKind,
 }
@@ -167,6 +169,7 @@ pub fn correlate(points: &[CapturePoint], cfg: CorrelateConfig) -> Correlation {
                         server: o.server,
                         answered: o.outcome == Outcome::Answered,
                         rcode: o.rcode.map(str::to_string),
+                        response_size: o.response_size,
                         matched_by: kind,
                     }
                 })

@@ -846,6 +846,7 @@ mod tests {
                     server: "10.96.0.10:53".parse().unwrap(),
                     answered: false,
                     rcode: None,
+                    response_size: None,
                     matched_by: MatchKind::Exact,
                 })
                 .collect(),

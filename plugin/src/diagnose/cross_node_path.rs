@@ -305,6 +305,7 @@ mod tests {
                     server: sock(EP_B),
                     answered: answered_at == Some(*p),
                     rcode: None,
+                    response_size: None,
                     matched_by: MatchKind::Exact,
                 })
                 .collect(),

@@ -538,6 +538,7 @@ fn lost(id: u16, points: &[(&str, i64)]) -> LostQuery {
                 server: "10.96.0.10:53".parse().unwrap(),
                 answered: false,
                 rcode: None,
+                response_size: None,
                 matched_by: MatchKind::Exact,
             })
             .collect(),

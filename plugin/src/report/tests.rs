@@ -59,6 +59,7 @@ fn sighting(point: &str, offset_ns: i64, server: &str) -> Sighting {
         server: server.parse().unwrap(),
         answered: false,
         rcode: None,
+        response_size: None,
         matched_by: MatchKind::Exact,
     }
 }
