@@ -880,6 +880,7 @@ mod tests {
                 lost(9, "10.244.0.5:41000", &["pod-web-0"]),
             ],
             lost_by_last_point: vec![("node-node-1".into(), 2), ("pod-web-0".into(), 1)],
+            delivered: Vec::new(),
         };
         let d = diagnose(&DiagnosisInput {
             topology: &s.topology,

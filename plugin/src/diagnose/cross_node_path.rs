@@ -332,6 +332,7 @@ mod tests {
         let correlation = Correlation {
             lost,
             lost_by_last_point: by_point.into_iter().collect(),
+            delivered: Vec::new(),
         };
         diagnose(&DiagnosisInput {
             topology: &s.topology,

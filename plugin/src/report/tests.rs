@@ -92,6 +92,7 @@ fn firewall_report() -> Report {
             answered_at: None,
         }],
         lost_by_last_point: vec![("node-node-1".into(), 1)],
+        delivered: Vec::new(),
     };
     let analysis = |unanswered| {
         let mut a = crate::diagnose::testkit::capture_analysis(unanswered);
