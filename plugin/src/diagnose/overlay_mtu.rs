@@ -234,6 +234,7 @@ mod tests {
 
     use super::*;
     use crate::capture::correlate::{Delivered, MatchKind};
+    use crate::capture::transactions::Example;
     use crate::capture::{CaptureAnalysis, Correlation, Timestamp};
     use crate::diagnose::testkit::*;
     use crate::diagnose::{
@@ -341,7 +342,19 @@ mod tests {
     }
 
     fn run(s: &Scenario, lost: Vec<LostQuery>, delivered: Vec<Delivered>) -> Diagnosis {
-        let analyses: Vec<CaptureAnalysis> = POINTS.iter().map(|_| capture_analysis(0)).collect();
+        run_with_pod_capture(s, lost, delivered, capture_analysis(0))
+    }
+
+    /// [`run`], with what the pod's own capture shows.
+    fn run_with_pod_capture(
+        s: &Scenario,
+        lost: Vec<LostQuery>,
+        delivered: Vec<Delivered>,
+        pod: CaptureAnalysis,
+    ) -> Diagnosis {
+        let mut analyses: Vec<CaptureAnalysis> =
+            POINTS.iter().map(|_| capture_analysis(0)).collect();
+        analyses[0] = pod;
         let points: Vec<PointAnalysis<'_>> = POINTS
             .iter()
             .zip(&analyses)
@@ -547,5 +560,40 @@ mod tests {
             "{:?}",
             tcp.evidence
         );
+    }
+
+    /// The pod's capture saw truncated answers whose TCP retry failed: to the DNS pod on
+    /// the node whose large answers are lost, that is the MTU; to the one on the pod's own
+    /// node, it is not.
+    #[test]
+    fn a_captures_failed_tcp_retries_count_only_where_the_mtu_does_not_explain_them() {
+        let mut s = two_nodes();
+        // Only the capture speaks of truncation here: the probe's big name is left out.
+        s.probe().queries.retain(|q| q.qname != BIG_NAME);
+        let pod_capture = |server: &str| {
+            let mut a = capture_analysis(0);
+            a.analysis.summary.patterns.truncated_tcp_failed = 2;
+            a.analysis.examples.truncated_without_tcp = [11, 12]
+                .into_iter()
+                .map(|id| Example {
+                    time: Timestamp::from_nanos(1_764_000_000_000_000_000),
+                    frame: u64::from(id),
+                    client: "10.244.0.5:40001".parse().unwrap(),
+                    server: sock(server),
+                    id,
+                    qname: BIG_NAME.into(),
+                    qtype: "TXT".into(),
+                    detail: "truncated; the TCP retry was not answered".into(),
+                })
+                .collect();
+            a
+        };
+        let lost_large = || vec![lost(1, Some(1600)), lost(2, Some(1700))];
+        let d = run_with_pod_capture(&s, lost_large(), small_answers_arrive(), pod_capture(EP_B));
+        assert_eq!(ids(&d).first(), Some(&ID), "{:?}", ids(&d));
+        assert!(!ids(&d).contains(&truncated_no_tcp::ID), "{:?}", ids(&d));
+        let d = run_with_pod_capture(&s, lost_large(), small_answers_arrive(), pod_capture(EP_A));
+        assert_eq!(ids(&d).first(), Some(&ID), "{:?}", ids(&d));
+        assert!(ids(&d).contains(&truncated_no_tcp::ID), "{:?}", ids(&d));
     }
 }
