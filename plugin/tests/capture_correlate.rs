@@ -97,6 +97,10 @@ fn lost_queries_are_followed_to_the_last_point_that_saw_them() {
     let l = by_name("answer-lost.test.");
     assert_eq!(l.last_seen_at, "dns-pod:coredns-1");
     assert_eq!(l.answered_at.as_deref(), Some("dns-pod:coredns-1"));
+    // The size of the answer each point saw: only the DNS pod saw one (header and
+    // question of the test packet: 12 + 18 + 4 bytes).
+    let sizes: Vec<Option<u32>> = l.sightings.iter().map(|s| s.response_size).collect();
+    assert_eq!(sizes, [None, None, Some(34)]);
 
     let l = by_name("snat.test.");
     assert_eq!(l.last_seen_at, "node:eth0");
@@ -113,6 +117,25 @@ fn lost_queries_are_followed_to_the_last_point_that_saw_them() {
     assert_eq!(
         counts,
         [("pod", 2), ("node:eth0", 2), ("dns-pod:coredns-1", 1)]
+    );
+
+    // What got through to each point, by the address it came from: the pod saw the
+    // ClusterIP answer ok.test. (25 bytes), the DNS pod answered it and answer-lost.test.;
+    // every point also saw the ClusterIP answer the tail's end.test. (26 bytes).
+    let delivered: Vec<(&str, String, u64, u32)> = c
+        .delivered
+        .iter()
+        .map(|d| (d.point.as_str(), d.server.to_string(), d.answers, d.largest))
+        .collect();
+    assert_eq!(
+        delivered,
+        [
+            ("pod", "10.96.0.10".to_string(), 2, 26),
+            ("node:eth0", "10.96.0.10".to_string(), 1, 26),
+            ("node:eth0", "10.244.0.7".to_string(), 1, 25),
+            ("dns-pod:coredns-1", "10.96.0.10".to_string(), 1, 26),
+            ("dns-pod:coredns-1", "10.244.0.7".to_string(), 2, 34),
+        ]
     );
 }
 

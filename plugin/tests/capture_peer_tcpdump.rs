@@ -17,14 +17,19 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 fn testdata() -> PathBuf {
-    // The repository's sibling `shared/` folder, in CI as here.
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/tcpdump-captures");
-    assert!(
-        dir.is_dir(),
-        "tcpdump test captures missing at {} (they live in ../shared/testdata beside the repository)",
-        dir.display()
-    );
-    dir
+    // `shared/` beside the repository (in CI as here), or beside a folder holding it (a
+    // worktree's), as the unit tests' `capture::testdata` looks for it.
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = manifest
+        .ancestors()
+        .map(|a| a.join("shared/testdata/tcpdump-captures"))
+        .find(|d| d.is_dir());
+    dir.unwrap_or_else(|| {
+        panic!(
+            "tcpdump test captures missing: no shared/testdata/tcpdump-captures beside {} or a folder above it",
+            manifest.display()
+        )
+    })
 }
 
 fn captures() -> Vec<PathBuf> {

@@ -303,3 +303,37 @@ fn memory_is_bounded_by_open_transactions() {
     // Sent in the last second before the capture ended: in flight, not lost.
     assert_eq!(a.summary.in_flight_at_end, 100);
 }
+
+/// The response's size is the DNS message's length: a UDP payload, and for TCP the
+/// reassembled message without its length prefix. truncated.pcap holds a truncated TXT
+/// answer over UDP, then the whole answer over TCP; tshark reads the UDP payload as 34 bytes
+/// (udp.length 42) and the TCP message as 649 bytes (dns.length, tcp.len 651).
+#[test]
+fn response_sizes_are_the_dns_message_lengths_over_udp_and_tcp() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/captures/truncated.pcap"
+    );
+    let mut txs = Vec::new();
+    dns_doctor::capture::analyze_capture(
+        std::io::BufReader::new(std::fs::File::open(path).unwrap()),
+        dns_doctor::capture::ExtractOptions::default(),
+        TrackerConfig::default(),
+        &mut |t| txs.push(t),
+    )
+    .unwrap();
+    let size = |id: u16, transport: Transport| {
+        txs.iter()
+            .find(|t| t.id == id && t.transport == transport)
+            .unwrap_or_else(|| panic!("transaction {id:#x} over {transport:?}: {txs:?}"))
+            .response_size
+    };
+    assert_eq!(size(0x82aa, UDP), Some(34));
+    assert_eq!(size(0x99db, TCP), Some(649));
+    // The second TCP retry was refused: no response, no size.
+    assert!(txs
+        .iter()
+        .filter(|t| t.outcome != Outcome::Answered)
+        .all(|t| t.response_size.is_none()));
+    assert_eq!(size(0x270e, UDP), Some(34));
+}

@@ -14,8 +14,8 @@
 use super::time::Timestamp;
 use super::transactions::{Outcome, Transaction};
 use serde::Serialize;
-use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 /// The transactions seen at one capture point.
@@ -52,6 +52,8 @@ pub struct Sighting {
     pub answered: bool,
     /// Response code seen there.
     pub rcode: Option<String>,
+    /// Size in bytes of the answer's DNS message seen there (None when no answer was).
+    pub response_size: Option<u32>,
     /// How this sighting was matched to the first one.
     pub matched_by: MatchKind,
 }
@@ -74,6 +76,22 @@ pub struct LostQuery {
     pub answered_at: Option<String>,
 }
 
+/// The answers one capture point saw from one address: what got through to there, and how
+/// large it was, to set beside the answers that did not.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Delivered {
+    /// Capture point name.
+    pub point: String,
+    /// The address the answers came from as seen there: the responder when it differs from
+    /// the server asked (a reply seen before its source was translated back), else the
+    /// server.
+    pub server: IpAddr,
+    /// Answers seen.
+    pub answers: u64,
+    /// Size in bytes of the largest answer's DNS message.
+    pub largest: u32,
+}
+
 /// Result of correlating capture points.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Correlation {
@@ -81,6 +99,8 @@ pub struct Correlation {
     pub lost: Vec<LostQuery>,
     /// Lost queries by the point where they were last seen.
     pub lost_by_last_point: Vec<(String, u64)>,
+    /// Answers seen at each point, by the address they came from, in point order.
+    pub delivered: Vec<Delivered>,
 }
 
 /// Correlation tuning.
@@ -193,6 +213,7 @@ pub fn correlate(points: &[CapturePoint], cfg: CorrelateConfig) -> Correlation {
                         server: o.server,
                         answered: o.outcome == Outcome::Answered,
                         rcode: o.rcode.map(str::to_string),
+                        response_size: o.response_size,
                         matched_by: kind,
                     }
                 })
@@ -230,5 +251,32 @@ pub fn correlate(points: &[CapturePoint], cfg: CorrelateConfig) -> Correlation {
     Correlation {
         lost,
         lost_by_last_point: by_point,
+        delivered: delivered(points),
     }
+}
+
+/// Answered transactions per point and answering address, counted with their largest size
+/// (a tally, so its size does not grow with the capture's length).
+fn delivered(points: &[CapturePoint]) -> Vec<Delivered> {
+    let mut tally: BTreeMap<(usize, IpAddr), (u64, u32)> = BTreeMap::new();
+    for (pi, point) in points.iter().enumerate() {
+        for t in &point.transactions {
+            let Some(size) = t.response_size else {
+                continue;
+            };
+            let from = t.responder.unwrap_or(t.server).ip();
+            let e = tally.entry((pi, from)).or_default();
+            e.0 += 1;
+            e.1 = e.1.max(size);
+        }
+    }
+    tally
+        .into_iter()
+        .map(|((pi, server), (answers, largest))| Delivered {
+            point: points[pi].name.clone(),
+            server,
+            answers,
+            largest,
+        })
+        .collect()
 }

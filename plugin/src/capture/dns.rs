@@ -325,6 +325,9 @@ pub struct DnsPacket {
     pub dst: SocketAddr,
     /// UDP or TCP.
     pub transport: Transport,
+    /// Length of the DNS message in bytes: the UDP payload, or for TCP the reassembled
+    /// message without its 2-byte length prefix.
+    pub size: u32,
     /// The message.
     #[serde(flatten)]
     pub message: DnsMessage,

@@ -164,6 +164,7 @@ impl<'r> DnsReader<'r> {
                                 src: seg.src,
                                 dst: seg.dst,
                                 transport: Transport::Tcp,
+                                size: wire_size(&bytes),
                                 message,
                             }),
                             Err(_) => self.stats.malformed_dns += 1,
@@ -228,8 +229,15 @@ fn udp_dns(
         src,
         dst,
         transport: Transport::Udp,
+        size: wire_size(payload),
         message: parsed?,
     })
+}
+
+/// A message's length as [`DnsPacket::size`] holds it. A DNS message never reaches 4 GiB
+/// (TCP's length prefix is 16 bits, and so is UDP's length field).
+fn wire_size(bytes: &[u8]) -> u32 {
+    u32::try_from(bytes.len()).unwrap_or(u32::MAX)
 }
 
 /// Ports of protocols that borrow the DNS wire format but are not DNS (NetBIOS name

@@ -23,7 +23,8 @@ pub mod transaction_json;
 pub mod transactions;
 
 pub use correlate::{
-    correlate, CapturePoint, CorrelateConfig, Correlation, LostQuery, MatchKind, Sighting,
+    correlate, CapturePoint, CorrelateConfig, Correlation, Delivered, LostQuery, MatchKind,
+    Sighting,
 };
 pub use dns::{DnsMessage, DnsPacket, Question};
 pub use extract::{DnsReader, ExtractOptions, ExtractStats};

@@ -53,6 +53,7 @@ fn write_transaction(
         rcode_code,
         truncated,
         answers,
+        response_size,
         latency_ms,
     } = t;
     out.extend_from_slice(b"{\"id\":");
@@ -117,7 +118,9 @@ fn write_transaction(
         }
         push_str(out, a);
     }
-    out.extend_from_slice(b"],\"latency_ms\":");
+    out.extend_from_slice(b"],\"response_size\":");
+    push_opt_u64(out, response_size.map(u64::from));
+    out.extend_from_slice(b",\"latency_ms\":");
     match latency_ms {
         Some(v) => push_millis(out, *v)?,
         None => out.extend_from_slice(b"null"),
@@ -283,6 +286,7 @@ mod tests {
             rcode_code: Some(15),
             truncated: true,
             answers: vec!["TXT \"a\\\"b\"".into(), String::new()],
+            response_size: Some(u32::MAX),
             latency_ms: Some(1e300),
         };
         let mut writer = TransactionWriter::default();
@@ -333,6 +337,7 @@ mod tests {
         (t.responder, t.response_time, t.response_frame) = (None, None, None);
         (t.rcode, t.rcode_code, t.latency_ms) = (None, None, None);
         t.answers.clear();
+        t.response_size = None;
         same_as_serde(&mut writer, &t);
     }
 }

@@ -123,6 +123,9 @@ pub struct Transaction {
     pub truncated: bool,
     /// Answer records in presentation form.
     pub answers: Vec<String>,
+    /// Length of the response's DNS message in bytes (for TCP without the 2-byte length
+    /// prefix); None without a response. What a lost large answer is told apart by.
+    pub response_size: Option<u32>,
     /// First query to response, in milliseconds with microsecond precision.
     pub latency_ms: Option<f64>,
 }
@@ -715,6 +718,7 @@ impl Tracker {
             rcode_code: Some(rcode),
             truncated: tc,
             answers: p.message.answers,
+            response_size: Some(p.size),
             latency_ms: Some((latency.as_secs_f64() * 1e6).round() / 1e3),
         });
     }
@@ -846,6 +850,7 @@ impl Tracker {
             rcode_code: None,
             truncated: false,
             answers: Vec::new(),
+            response_size: None,
             latency_ms: None,
         });
     }

@@ -846,6 +846,7 @@ mod tests {
                     server: "10.96.0.10:53".parse().unwrap(),
                     answered: false,
                     rcode: None,
+                    response_size: None,
                     matched_by: MatchKind::Exact,
                 })
                 .collect(),
@@ -879,6 +880,7 @@ mod tests {
                 lost(9, "10.244.0.5:41000", &["pod-web-0"]),
             ],
             lost_by_last_point: vec![("node-node-1".into(), 2), ("pod-web-0".into(), 1)],
+            delivered: Vec::new(),
         };
         let d = diagnose(&DiagnosisInput {
             topology: &s.topology,

@@ -16,15 +16,16 @@ use crate::capture::correlate::LostQuery;
 use crate::evidence::CaptureKind;
 
 use super::finding::{EvidenceRef, Finding, NodePair, Severity};
-use super::Context;
+use super::{overlay_mtu, Context};
 
 pub const ID: &str = "cross-node-path-broken";
 
 /// The fewest lost queries that name a pair of nodes.
 const MIN_LOST: usize = 2;
 
-/// The node a capture point is on.
-fn point_node<'a>(cx: &Context<'a>, name: &str) -> Option<&'a str> {
+/// The node a capture point is on: the target pod's for its own capture, the named node for a
+/// node capture, the DNS pod's node for a DNS pod capture.
+pub(super) fn point_node<'a>(cx: &Context<'a>, name: &str) -> Option<&'a str> {
     let point = cx.captures.iter().find(|p| p.name == name)?;
     match point.kind {
         CaptureKind::Pod => cx.topology.target.node.as_deref(),
@@ -69,7 +70,9 @@ struct Pair<'q> {
     endpoints: Vec<IpAddr>,
 }
 
-pub fn rule(cx: &Context<'_>) -> Option<Finding> {
+/// `findings`: what the rules run before found; replies lost on a path that
+/// `overlay-mtu-too-small` explains (too large for it) are left to that finding.
+pub fn rule(cx: &Context<'_>, findings: &[Finding]) -> Option<Finding> {
     let c = cx.correlation?;
     let from = cx.topology.target.node.as_deref()?;
     let endpoint_node = |ip: IpAddr| {
@@ -98,17 +101,13 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
         else {
             continue;
         };
-        *lost_to.entry(to).or_default() += 1;
-        if to == from || !captured.contains(&to) {
-            continue;
-        }
         let seen_on = |node: &str| {
             l.sightings
                 .iter()
                 .any(|s| point_node(cx, &s.point) == Some(node))
         };
         let way = if !seen_on(to) && seen_on(from) {
-            Way::Query
+            Some(Way::Query)
         } else if l
             .answered_at
             .as_deref()
@@ -118,8 +117,19 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
                 .iter()
                 .any(|s| s.answered && point_node(cx, &s.point) == Some(from))
         {
-            Way::Reply
+            Some(Way::Reply)
         } else {
+            None
+        };
+        // Explained loss is no part of what this rule weighs, not even in the share below.
+        if way == Some(Way::Reply) && overlay_mtu::explains(findings, to, from) {
+            continue;
+        }
+        *lost_to.entry(to).or_default() += 1;
+        if to == from || !captured.contains(&to) {
+            continue;
+        }
+        let Some(way) = way else {
             continue;
         };
         let pair = pairs.entry((to, way)).or_default();

@@ -44,6 +44,7 @@ pub mod no_dns_traffic;
 pub mod node_firewall;
 pub mod nodelocaldns_not_answering;
 pub mod one_replica_broken;
+pub mod overlay_mtu;
 pub mod pod_dns_policy;
 pub mod pod_netns_rules;
 pub mod search_path_amplification;
@@ -155,6 +156,9 @@ pub const PRIORITY: &[&str] = &[
     bridge_nf_call_iptables_off::ID,
     node_firewall::ID,
     udp_blocked::ID,
+    // Names the pair of nodes and the size above which their path loses the answers: the
+    // more precise name for the loss the next two would report.
+    overlay_mtu::ID,
     // Names the pair of nodes whose path loses the queries a broken-looking replica misses.
     cross_node_path::ID,
     cluster_domain_mismatch::ID,
@@ -282,10 +286,13 @@ pub fn diagnose(input: &DiagnosisInput<'_>) -> Diagnosis {
     findings.extend(udp_blocked::rule(&cx));
     findings.extend(cluster_domain_mismatch::rule(&cx));
     findings.extend(upstream_failing::rule(&cx));
-    findings.extend(cross_node_path::rule(&cx));
+    // Before the rules that would blame the loss it explains on the path as a whole or on
+    // TCP; they look at what it found.
+    findings.extend(overlay_mtu::rule(&cx));
+    findings.extend(cross_node_path::rule(&cx, &findings));
     findings.extend(one_replica_broken::rule(&cx));
     findings.extend(five_second_latency::rule(&cx));
-    findings.extend(truncated_no_tcp::rule(&cx));
+    findings.extend(truncated_no_tcp::rule(&cx, &findings));
     findings.extend(conntrack_stale_dns::rule(&cx));
     findings.extend(conntrack_table_near_full::rule(&cx));
     findings.extend(pod_dns_policy::rule(&cx));

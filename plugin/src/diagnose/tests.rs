@@ -538,6 +538,7 @@ fn lost(id: u16, points: &[(&str, i64)]) -> LostQuery {
                 server: "10.96.0.10:53".parse().unwrap(),
                 answered: false,
                 rcode: None,
+                response_size: None,
                 matched_by: MatchKind::Exact,
             })
             .collect(),
@@ -577,6 +578,7 @@ fn security_group_case_uses_the_loss_point_from_captures() {
             lost(8, &[("pod-web-0", 5_000_000), ("node-node-1", 5_039_000)]),
         ],
         lost_by_last_point: vec![("node-node-1".into(), 2)],
+        delivered: Vec::new(),
     };
     let d = diagnose(&DiagnosisInput {
         topology: &s.topology,
@@ -2259,6 +2261,7 @@ fn refused_queries_without_a_node_rule_are_not_a_security_group() {
     let lost = Correlation {
         lost: Vec::new(),
         lost_by_last_point: vec![("node-node-1".into(), 12)],
+        delivered: Vec::new(),
     };
     let pod = capture_analysis(12);
     let node = capture_analysis(12);

@@ -1,22 +1,33 @@
 //! Rule: answers too large for UDP come back truncated and the TCP retry fails, so large
 //! answers never arrive.
+//!
+//! A TCP retry also fails when the answer is too large for the path between the nodes:
+//! the connection opens, the full-size segment of the answer is lost. Where
+//! `overlay-mtu-too-small` names the node whose answers are lost that way, retries to the
+//! DNS pods on that node (and to the cluster DNS address, which spreads over them) are
+//! explained, and only the others count here.
+
+use std::net::{IpAddr, SocketAddr};
 
 use dns_doctor_schema::Transport;
 
 use super::finding::{EvidenceRef, Finding, Severity};
 use super::observed::{answered_ok, describe_query};
-use super::Context;
+use super::{overlay_mtu, Context};
 
 pub const ID: &str = "truncated-no-tcp";
 
-pub fn rule(cx: &Context<'_>) -> Option<Finding> {
+/// `findings`: what the rules run before found (an `overlay-mtu-too-small` finding explains
+/// failed retries towards its node).
+pub fn rule(cx: &Context<'_>, findings: &[Finding]) -> Option<Finding> {
+    let explained = |server: SocketAddr| explained_by_mtu(cx, findings, server.ip());
     let mut evidence = Vec::new();
     if let Some(o) = &cx.observed {
         for q in o
             .report
             .queries
             .iter()
-            .filter(|q| q.transport == Transport::Udp && q.truncated)
+            .filter(|q| q.transport == Transport::Udp && q.truncated && !explained(q.server))
         {
             let tcp_ok = o.report.queries.iter().any(|t| {
                 t.transport == Transport::Tcp
@@ -47,6 +58,12 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
     let mut proven = !evidence.is_empty();
     for c in cx.captures {
         let p = &c.analysis.analysis.summary.patterns;
+        let examples = &c.analysis.analysis.examples.truncated_without_tcp;
+        // The counts name no server; the examples do. When every example is explained,
+        // so are the counts they stand for.
+        if !examples.is_empty() && examples.iter().all(|e| explained(e.server)) {
+            continue;
+        }
         proven |= p.truncated_tcp_failed > 0;
         if p.truncated_tcp_failed + p.truncated_no_tcp > 0 {
             evidence.push(EvidenceRef::new(
@@ -89,4 +106,24 @@ pub fn rule(cx: &Context<'_>) -> Option<Finding> {
         loss_point: None,
         node_pair: None,
     })
+}
+
+/// Whether a failed TCP retry to `server` is explained by an `overlay-mtu-too-small`
+/// finding towards the target pod's node: the server is a DNS endpoint on the node whose
+/// large answers are lost, or a cluster DNS address (whose connections may land there).
+fn explained_by_mtu(cx: &Context<'_>, findings: &[Finding], server: IpAddr) -> bool {
+    let Some(to) = cx.topology.target.node.as_deref() else {
+        return false;
+    };
+    let on_lossy_node = cx
+        .topology
+        .endpoints
+        .iter()
+        .filter(|e| e.ip == server)
+        .filter_map(|e| e.node.as_deref())
+        .any(|from| overlay_mtu::explains(findings, from, to));
+    let lossy_anywhere = findings
+        .iter()
+        .any(|f| f.id == overlay_mtu::ID && f.node_pair.as_ref().is_some_and(|p| p.to == to));
+    on_lossy_node || (lossy_anywhere && cx.topology.cluster_dns.ips.contains(&server))
 }

@@ -59,6 +59,7 @@ fn sighting(point: &str, offset_ns: i64, server: &str) -> Sighting {
         server: server.parse().unwrap(),
         answered: false,
         rcode: None,
+        response_size: None,
         matched_by: MatchKind::Exact,
     }
 }
@@ -91,6 +92,7 @@ fn firewall_report() -> Report {
             answered_at: None,
         }],
         lost_by_last_point: vec![("node-node-1".into(), 1)],
+        delivered: Vec::new(),
     };
     let analysis = |unanswered| {
         let mut a = crate::diagnose::testkit::capture_analysis(unanswered);

@@ -288,6 +288,9 @@ pub fn packet(
         src: addr(src),
         dst: addr(dst),
         transport,
+        // The header and the question, all the message holds: the name in wire form is one
+        // byte longer than with its trailing dot, then type and class.
+        size: u32::try_from(12 + name.len() + 1 + 4).unwrap(),
         message: DnsMessage {
             id,
             response: response.is_some(),

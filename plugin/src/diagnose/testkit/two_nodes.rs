@@ -52,6 +52,7 @@ pub fn lost(id: u16, points: &[&str], answered_at: Option<&str>) -> LostQuery {
                 server: sock(EP_B),
                 answered: answered_at == Some(*p),
                 rcode: None,
+                response_size: None,
                 matched_by: MatchKind::Exact,
             })
             .collect(),
@@ -79,6 +80,7 @@ pub fn run(s: &Scenario, lost: Vec<LostQuery>) -> Diagnosis {
     let correlation = Correlation {
         lost,
         lost_by_last_point: by_point.into_iter().collect(),
+        delivered: Vec::new(),
     };
     diagnose(&DiagnosisInput {
         topology: &s.topology,
