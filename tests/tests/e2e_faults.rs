@@ -230,6 +230,14 @@ fn every_fault_is_named_and_the_healthy_cluster_is_clean() {
             None,
         ));
     }
+    // A name whose answer is too big for UDP is healthy too: fetched over TCP.
+    rows.push(scenario_asking(
+        "healthy (a big answer, over TCP)",
+        GLIBC_CLIENT,
+        HUGE_NAME,
+        (HEALTHY, None),
+        None,
+    ));
     // (fault, client pod, the name its application needs, the expected top finding)
     let bridge_nf_client = if multinode() {
         "client-dnsnode"

@@ -11,6 +11,7 @@
 //! node, now addressed to the endpoint), microseconds apart. Both views are sightings of
 //! that one query at that point; the second says which endpoint it went to.
 
+use super::link::Transport;
 use super::time::Timestamp;
 use super::transactions::{Outcome, Transaction};
 use serde::Serialize;
@@ -67,6 +68,8 @@ pub struct LostQuery {
     pub qname: String,
     /// Question type.
     pub qtype: String,
+    /// UDP or TCP. A TCP answer lost for good was lost with every retransmission of it.
+    pub transport: Transport,
     /// Where it was seen, in the order the points were given (client side first).
     pub sightings: Vec<Sighting>,
     /// The last point (in path order) where the query was seen: it died after this one.
@@ -90,6 +93,16 @@ pub struct Delivered {
     pub answers: u64,
     /// Size in bytes of the largest answer's DNS message.
     pub largest: u32,
+}
+
+impl LostQuery {
+    /// The points that saw the query, in path order, each once (a point may have seen it
+    /// twice, before and after a NAT).
+    pub fn points(&self) -> Vec<&str> {
+        let mut points: Vec<&str> = self.sightings.iter().map(|s| s.point.as_str()).collect();
+        points.dedup();
+        points
+    }
 }
 
 /// Result of correlating capture points.
@@ -234,6 +247,7 @@ pub fn correlate(points: &[CapturePoint], cfg: CorrelateConfig) -> Correlation {
                 id: t.id,
                 qname: t.qname.clone(),
                 qtype: t.qtype.to_string(),
+                transport: t.transport,
                 sightings,
                 last_seen_at,
                 answered_at,

@@ -833,6 +833,7 @@ mod tests {
 
     fn lost(id: u16, client: &str, points: &[&str]) -> LostQuery {
         LostQuery {
+            transport: crate::capture::Transport::Udp,
             id,
             qname: CLUSTER_NAME.into(),
             qtype: "A".into(),

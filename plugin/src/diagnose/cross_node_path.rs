@@ -205,8 +205,7 @@ fn finding(
     };
     evidence.push(EvidenceRef::new("capture:correlation", detail));
     for (l, ep) in pair.lost.iter().take(3) {
-        let mut seen: Vec<&str> = l.sightings.iter().map(|s| s.point.as_str()).collect();
-        seen.dedup();
+        let seen = l.points();
         evidence.push(EvidenceRef::new(
             "capture:correlation",
             format!(

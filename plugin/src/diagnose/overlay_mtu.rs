@@ -22,7 +22,8 @@ use super::Context;
 
 pub const ID: &str = "overlay-mtu-too-small";
 
-/// The fewest lost large answers that name a pair of nodes.
+/// The fewest lost large answers over UDP that name a pair of nodes. One answer over TCP
+/// is enough: TCP sent it again and again, and the path lost every copy.
 const MIN_LOST: usize = 2;
 
 /// A lost answer: seen leaving the DNS pod's node, never on the pod's node.
@@ -140,7 +141,10 @@ fn finding(cx: &Context<'_>, from: &str, to: &str, n: &FromNode<'_>) -> Option<F
         .iter()
         .filter_map(|l| l.size.map(|s| (l, s)))
         .collect();
-    if sized.len() < MIN_LOST {
+    let over_tcp = sized
+        .iter()
+        .any(|(l, _)| l.query.transport == crate::capture::Transport::Tcp);
+    if sized.len() < MIN_LOST && !over_tcp {
         return None;
     }
     let largest_arrived = n.arrived.iter().map(|a| a.largest).max()?;
@@ -183,11 +187,7 @@ fn finding(cx: &Context<'_>, from: &str, to: &str, n: &FromNode<'_>) -> Option<F
                 q.qname,
                 l.endpoint,
                 l.seen_at.join(", "),
-                q.sightings
-                    .iter()
-                    .map(|s| s.point.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                q.points().join(", ")
             ),
         ));
     }
@@ -292,6 +292,7 @@ mod tests {
     fn lost(id: u16, size: Option<u32>) -> LostQuery {
         let points = ["pod-web-0", "node-node-1", "node-node-2", "dns-coredns-b"];
         LostQuery {
+            transport: crate::capture::Transport::Udp,
             id,
             qname: BIG_NAME.into(),
             qtype: "TXT".into(),
@@ -489,11 +490,28 @@ mod tests {
     }
 
     #[test]
-    fn one_lost_large_answer_is_not_enough() {
+    fn one_lost_large_answer_over_udp_is_not_enough() {
         let s = two_nodes();
         assert_fires_on_field_case(&s);
         let d = run(&s, vec![lost(1, Some(1600))], small_answers_arrive());
         assert!(!ids(&d).contains(&ID), "{:?}", ids(&d));
+    }
+
+    #[test]
+    fn one_lost_large_answer_over_tcp_is_enough() {
+        let s = two_nodes();
+        let mut one = lost(1, Some(1600));
+        one.transport = crate::capture::Transport::Tcp;
+        let d = run(&s, vec![one], small_answers_arrive());
+        let top = d.root_cause().expect("never healthy");
+        assert_eq!(top.id, ID, "{:?}", ids(&d));
+        assert_eq!(
+            top.node_pair,
+            Some(NodePair {
+                from: "node-2".into(),
+                to: "node-1".into()
+            })
+        );
     }
 
     #[test]

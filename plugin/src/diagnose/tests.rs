@@ -526,6 +526,7 @@ fn node_firewall_in_an_nft_table_next_to_nft_kube_proxy() {
 
 fn lost(id: u16, points: &[(&str, i64)]) -> LostQuery {
     LostQuery {
+        transport: crate::capture::Transport::Udp,
         id,
         qname: CLUSTER_NAME.into(),
         qtype: "A".into(),
@@ -970,6 +971,40 @@ fn truncated_answers_in_a_capture_are_an_error_once_a_tcp_retry_failed() {
     assert_eq!(top(&d).id, truncated_no_tcp::ID, "{:?}", ids(&d));
     assert_eq!(top(&d).severity, Severity::Error);
     assert!(evidence_text(top(&d)).contains("TCP retry failed 1, never tried 2"));
+}
+
+/// A client that took a truncated answer and asked no more (the probe, which asks over TCP
+/// on its own; a DNS server relaying its upstream's truncated answer) is no blocked TCP when
+/// the probe fetched that name over TCP.
+#[test]
+fn a_truncated_answer_not_retried_for_a_name_fetched_over_tcp_is_no_finding() {
+    let s = healthy();
+    let mut pod = capture_analysis(0);
+    pod.analysis.summary.patterns.truncated_no_tcp = 1;
+    pod.analysis.summary.patterns.truncated_tcp_ok = 2;
+    pod.analysis
+        .examples
+        .truncated_without_tcp
+        .push(crate::capture::transactions::Example {
+            time: crate::capture::Timestamp::from_nanos(1_764_000_000_000_000_000),
+            frame: 475,
+            client: "10.244.0.5:33340".parse().unwrap(),
+            server: sock(EP_B),
+            id: 64561,
+            qname: EXTERNAL_NAME.into(),
+            qtype: "A".into(),
+            detail: "truncated over UDP and no TCP retry was seen".into(),
+        });
+    let d = s.diagnose_with_pod_capture(&pod);
+    assert!(
+        d.findings.iter().all(|f| f.id != truncated_no_tcp::ID),
+        "{:?}",
+        ids(&d)
+    );
+    // The same answer for a name no TCP query fetched is the warning.
+    pod.analysis.examples.truncated_without_tcp[0].qname = "big.example.com.".into();
+    let d = s.diagnose_with_pod_capture(&pod);
+    assert_eq!(top(&d).id, truncated_no_tcp::ID, "{:?}", ids(&d));
 }
 
 /// The capture helper's real capture (make-fixtures.sh, scenario 5): a truncated answer

@@ -56,12 +56,30 @@ pub fn rule(cx: &Context<'_>, findings: &[Finding]) -> Option<Finding> {
     // the connection never opened (RST or timeout before any DNS message), but could also be
     // a client that does not retry, so it alone is a warning.
     let mut proven = !evidence.is_empty();
+    // Names the probe fetched over TCP: a client that took a truncated answer for one of
+    // them and asked no more (the probe itself, which asks over TCP on its own; a DNS
+    // server relaying the truncated answer of its upstream) saw no blocked TCP.
+    let fetched_over_tcp = |qname: &str| {
+        cx.observed.as_ref().is_some_and(|o| {
+            o.report.queries.iter().any(|t| {
+                t.transport == Transport::Tcp
+                    && t.qname.eq_ignore_ascii_case(qname)
+                    && answered_ok(t)
+            })
+        })
+    };
     for c in cx.captures {
         let p = &c.analysis.analysis.summary.patterns;
         let examples = &c.analysis.analysis.examples.truncated_without_tcp;
         // The counts name no server; the examples do. When every example is explained,
         // so are the counts they stand for.
         if !examples.is_empty() && examples.iter().all(|e| explained(e.server)) {
+            continue;
+        }
+        if p.truncated_tcp_failed == 0
+            && !examples.is_empty()
+            && examples.iter().all(|e| fetched_over_tcp(&e.qname))
+        {
             continue;
         }
         proven |= p.truncated_tcp_failed > 0;

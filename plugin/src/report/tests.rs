@@ -81,6 +81,7 @@ fn firewall_report() -> Report {
     });
     let correlation = Correlation {
         lost: vec![LostQuery {
+            transport: crate::capture::Transport::Udp,
             id: 0x1a2b,
             qname: CLUSTER_NAME.into(),
             qtype: "A".into(),

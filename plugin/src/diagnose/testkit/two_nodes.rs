@@ -38,6 +38,7 @@ pub fn two_nodes() -> Scenario {
 /// A query from the pod to coredns-b, seen at `points` (answered at `answered_at`).
 pub fn lost(id: u16, points: &[&str], answered_at: Option<&str>) -> LostQuery {
     LostQuery {
+        transport: crate::capture::Transport::Udp,
         id,
         qname: "kubernetes.default.svc.cluster.local.".into(),
         qtype: "A".into(),
