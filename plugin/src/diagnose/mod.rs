@@ -282,7 +282,8 @@ pub fn diagnose(input: &DiagnosisInput<'_>) -> Diagnosis {
     findings.extend(kube_proxy_stale_rules::rule(&cx));
     findings.extend(iptables_backends_conflict::rule(&cx));
     findings.extend(bridge_nf_call_iptables_off::rule(&cx));
-    findings.extend(node_firewall::rule(&cx));
+    let firewall = node_firewall::rule(&cx, &findings);
+    findings.extend(firewall);
     findings.extend(udp_blocked::rule(&cx));
     findings.extend(cluster_domain_mismatch::rule(&cx));
     findings.extend(upstream_failing::rule(&cx));

@@ -23,12 +23,18 @@ pub const ID: &str = "node-firewall";
 /// The share of the queries lost to a replica that must have died on its node, in percent.
 const DIED_ON_NODE_PERCENT: usize = 80;
 
-pub fn rule(cx: &Context<'_>) -> Option<Finding> {
-    every_lookup(cx).or_else(|| on_a_replicas_node(cx))
+/// `findings`: those of the rules before this one. A NetworkPolicy that blocks the pod's DNS
+/// drops it where a firewall without a rule would be guessed.
+pub fn rule(cx: &Context<'_>, findings: &[Finding]) -> Option<Finding> {
+    let policy_blocks = findings
+        .iter()
+        .any(|f| f.id == super::network_policy_blocks_dns::ID);
+    every_lookup(cx, policy_blocks).or_else(|| on_a_replicas_node(cx))
 }
 
-/// Every lookup through the cluster DNS dies: a firewall on the pod's path.
-fn every_lookup(cx: &Context<'_>) -> Option<Finding> {
+/// Every lookup through the cluster DNS dies: a firewall on the pod's path. Without a rule
+/// that drops DNS, not when `policy_blocks` explains the loss.
+fn every_lookup(cx: &Context<'_>, policy_blocks: bool) -> Option<Finding> {
     let o = cx.observed.as_ref()?;
     let udp = o.cluster_dns_tally(Transport::Udp);
     let tcp = o.cluster_dns_tally(Transport::Tcp);
@@ -72,7 +78,7 @@ fn every_lookup(cx: &Context<'_>) -> Option<Finding> {
     // the DNS pods' failure, not a firewall's.
     let direct = super::observed::Tally::of(o.to_endpoints());
     let dns_pods_ready = !cx.topology.ready_endpoint_ips().is_empty();
-    if rules.is_empty() && (!direct.mostly_failed() || !dns_pods_ready) {
+    if rules.is_empty() && (!direct.mostly_failed() || !dns_pods_ready || policy_blocks) {
         return None;
     }
     // Security groups and NACLs drop silently; queries refused (ICMP port unreachable, RST)

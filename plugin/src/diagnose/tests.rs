@@ -1683,6 +1683,18 @@ fn match_expressions_decide_which_namespaces_a_rule_reaches() {
         "{}",
         evidence_text(top(&d))
     );
+    // The captures lose the queries on the pod's node, where the enforcer drops them: the
+    // policy, not a firewall or security group without a rule, is named.
+    let lost_on_node = (1..=4)
+        .map(|id| super::testkit::two_nodes::lost(id, &["pod-web-0", "node-node-1"], None))
+        .collect();
+    let d = super::testkit::two_nodes::run(&s, lost_on_node);
+    assert_eq!(top(&d).id, network_policy_blocks_dns::ID, "{:?}", ids(&d));
+    assert!(
+        d.findings.iter().all(|f| f.id != node_firewall::ID),
+        "{:?}",
+        ids(&d)
+    );
     // kube-system among others: allowed.
     let mut s = healthy();
     s.topology.network_policies = vec![to_namespaces(expr("In", &["kube-system", "app"]))];
