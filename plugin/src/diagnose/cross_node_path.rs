@@ -55,6 +55,24 @@ pub(super) fn point_node<'a>(cx: &Context<'a>, name: &str) -> Option<&'a str> {
     }
 }
 
+/// The DNS endpoint a lost query went to, and that endpoint's node: the first sighting
+/// that names an endpoint's address (the probe's direct queries, and ClusterIP queries
+/// seen after the DNAT).
+pub(super) fn lost_query_endpoint<'a>(
+    cx: &Context<'a>,
+    l: &LostQuery,
+) -> Option<(IpAddr, &'a str)> {
+    l.sightings.iter().find_map(|s| {
+        let ip = s.server.ip();
+        cx.topology
+            .endpoints
+            .iter()
+            .find(|e| e.ip == ip)
+            .and_then(|e| e.node.as_deref())
+            .map(|n| (ip, n))
+    })
+}
+
 /// Which way the packets were lost between the two nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Way {
@@ -94,11 +112,7 @@ pub fn rule(cx: &Context<'_>, findings: &[Finding]) -> Option<Finding> {
     // Lost queries per destination node, whatever happened to them.
     let mut lost_to: BTreeMap<&str, usize> = BTreeMap::new();
     for l in &c.lost {
-        let Some((ep, to)) = l
-            .sightings
-            .iter()
-            .find_map(|s| endpoint_node(s.server.ip()).map(|n| (s.server.ip(), n)))
-        else {
+        let Some((ep, to)) = lost_query_endpoint(cx, l) else {
             continue;
         };
         let seen_on = |node: &str| {

@@ -16,7 +16,7 @@ use std::net::IpAddr;
 
 use crate::capture::correlate::{LostQuery, Sighting};
 
-use super::cross_node_path::point_node;
+use super::cross_node_path::{lost_query_endpoint, point_node};
 use super::finding::{EvidenceRef, Finding, NodePair, Severity};
 use super::Context;
 
@@ -71,11 +71,7 @@ pub fn rule(cx: &Context<'_>) -> Vec<Finding> {
     }
     let mut by_node: BTreeMap<&str, FromNode<'_>> = BTreeMap::new();
     for l in &c.lost {
-        let Some((endpoint, from)) = l
-            .sightings
-            .iter()
-            .find_map(|s| endpoint_node(s.server.ip()).map(|n| (s.server.ip(), n)))
-        else {
+        let Some((endpoint, from)) = lost_query_endpoint(cx, l) else {
             continue;
         };
         if from == to {
@@ -235,21 +231,10 @@ mod tests {
     use super::*;
     use crate::capture::correlate::{Delivered, MatchKind};
     use crate::capture::transactions::Example;
-    use crate::capture::{CaptureAnalysis, Correlation, Timestamp};
+    use crate::capture::Timestamp;
+    use crate::diagnose::testkit::two_nodes::run_with;
     use crate::diagnose::testkit::*;
-    use crate::diagnose::{
-        cross_node_path, diagnose, order, truncated_no_tcp, Diagnosis, DiagnosisInput,
-        PointAnalysis,
-    };
-    use crate::evidence::CaptureKind;
-
-    const POINTS: [(&str, CaptureKind); 5] = [
-        ("pod-web-0", CaptureKind::Pod),
-        ("node-node-1", CaptureKind::Node),
-        ("node-node-2", CaptureKind::Node),
-        ("dns-coredns-a", CaptureKind::DnsPod),
-        ("dns-coredns-b", CaptureKind::DnsPod),
-    ];
+    use crate::diagnose::{cross_node_path, order, truncated_no_tcp, Diagnosis};
 
     /// A name whose answer is too large for one small packet.
     const BIG_NAME: &str = "big.default.svc.cluster.local.";
@@ -343,43 +328,7 @@ mod tests {
     }
 
     fn run(s: &Scenario, lost: Vec<LostQuery>, delivered: Vec<Delivered>) -> Diagnosis {
-        run_with_pod_capture(s, lost, delivered, capture_analysis(0))
-    }
-
-    /// [`run`], with what the pod's own capture shows.
-    fn run_with_pod_capture(
-        s: &Scenario,
-        lost: Vec<LostQuery>,
-        delivered: Vec<Delivered>,
-        pod: CaptureAnalysis,
-    ) -> Diagnosis {
-        let mut analyses: Vec<CaptureAnalysis> =
-            POINTS.iter().map(|_| capture_analysis(0)).collect();
-        analyses[0] = pod;
-        let points: Vec<PointAnalysis<'_>> = POINTS
-            .iter()
-            .zip(&analyses)
-            .map(|((name, kind), analysis)| PointAnalysis {
-                name,
-                kind: *kind,
-                analysis,
-            })
-            .collect();
-        let mut by_point: BTreeMap<String, u64> = BTreeMap::new();
-        for l in &lost {
-            *by_point.entry(l.last_seen_at.clone()).or_default() += 1;
-        }
-        let correlation = Correlation {
-            lost,
-            lost_by_last_point: by_point.into_iter().collect(),
-            delivered,
-        };
-        diagnose(&DiagnosisInput {
-            topology: &s.topology,
-            evidence: &s.evidence,
-            captures: &points,
-            correlation: Some(&correlation),
-        })
+        run_with(s, lost, delivered, capture_analysis(0))
     }
 
     fn ids(d: &Diagnosis) -> Vec<&str> {
@@ -607,10 +556,10 @@ mod tests {
             a
         };
         let lost_large = || vec![lost(1, Some(1600)), lost(2, Some(1700))];
-        let d = run_with_pod_capture(&s, lost_large(), small_answers_arrive(), pod_capture(EP_B));
+        let d = run_with(&s, lost_large(), small_answers_arrive(), pod_capture(EP_B));
         assert_eq!(ids(&d).first(), Some(&ID), "{:?}", ids(&d));
         assert!(!ids(&d).contains(&truncated_no_tcp::ID), "{:?}", ids(&d));
-        let d = run_with_pod_capture(&s, lost_large(), small_answers_arrive(), pod_capture(EP_A));
+        let d = run_with(&s, lost_large(), small_answers_arrive(), pod_capture(EP_A));
         assert_eq!(ids(&d).first(), Some(&ID), "{:?}", ids(&d));
         assert!(ids(&d).contains(&truncated_no_tcp::ID), "{:?}", ids(&d));
     }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use dns_doctor_schema::QueryOutcome;
 
 use super::{capture_analysis, healthy, ip, sock, Scenario, EP_B};
-use crate::capture::correlate::{LostQuery, MatchKind, Sighting};
+use crate::capture::correlate::{Delivered, LostQuery, MatchKind, Sighting};
 use crate::capture::{CaptureAnalysis, Correlation, Timestamp};
 use crate::diagnose::{diagnose, Diagnosis, DiagnosisInput, PointAnalysis};
 use crate::evidence::CaptureKind;
@@ -64,7 +64,19 @@ pub fn lost(id: u16, points: &[&str], answered_at: Option<&str>) -> LostQuery {
 
 /// Diagnoses `s` with a capture at every point of [`POINTS`] and `lost` as the correlation.
 pub fn run(s: &Scenario, lost: Vec<LostQuery>) -> Diagnosis {
-    let analyses: Vec<CaptureAnalysis> = POINTS.iter().map(|_| capture_analysis(0)).collect();
+    run_with(s, lost, Vec::new(), capture_analysis(0))
+}
+
+/// [`run`], with the answers that arrived at each point and what the pod's own capture
+/// shows.
+pub fn run_with(
+    s: &Scenario,
+    lost: Vec<LostQuery>,
+    delivered: Vec<Delivered>,
+    pod: CaptureAnalysis,
+) -> Diagnosis {
+    let mut analyses: Vec<CaptureAnalysis> = POINTS.iter().map(|_| capture_analysis(0)).collect();
+    analyses[0] = pod;
     let points: Vec<PointAnalysis<'_>> = POINTS
         .iter()
         .zip(&analyses)
@@ -81,7 +93,7 @@ pub fn run(s: &Scenario, lost: Vec<LostQuery>) -> Diagnosis {
     let correlation = Correlation {
         lost,
         lost_by_last_point: by_point.into_iter().collect(),
-        delivered: Vec::new(),
+        delivered,
     };
     diagnose(&DiagnosisInput {
         topology: &s.topology,
