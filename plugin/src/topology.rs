@@ -531,6 +531,14 @@ impl Topology {
             .unwrap_or_else(|| ip.to_string())
     }
 
+    /// The node of the DNS endpoint at `ip`, when its EndpointSlice names one.
+    pub fn endpoint_node(&self, ip: &IpAddr) -> Option<&str> {
+        self.endpoints
+            .iter()
+            .find(|e| e.ip == *ip)
+            .and_then(|e| e.node.as_deref())
+    }
+
     /// Addresses of the DNS endpoints that claim to be ready.
     pub fn ready_endpoint_ips(&self) -> Vec<IpAddr> {
         self.endpoints

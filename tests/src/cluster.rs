@@ -53,8 +53,8 @@ pub fn multinode() -> bool {
     std::fs::read_to_string("/var/lib/dns-doctor-cluster/node-count").is_ok_and(|n| n.trim() == "3")
 }
 
-/// The node a pod of the client namespace runs on.
-pub fn node_of(pod: &str) -> String {
+/// One field of a pod of the client namespace, by its JSONPath (`{.spec.nodeName}`).
+pub fn client_pod_field(pod: &str, jsonpath: &str) -> String {
     kubectl_ok(&[
         "get",
         "pod",
@@ -62,10 +62,15 @@ pub fn node_of(pod: &str) -> String {
         CLIENT_NS,
         pod,
         "-o",
-        "jsonpath={.spec.nodeName}",
+        &format!("jsonpath={jsonpath}"),
     ])
     .trim()
     .to_string()
+}
+
+/// The node a pod of the client namespace runs on.
+pub fn node_of(pod: &str) -> String {
+    client_pod_field(pod, "{.spec.nodeName}")
 }
 
 /// Only one test at a time may change the cluster (fault switches, runs that inject).

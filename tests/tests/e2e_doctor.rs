@@ -1311,15 +1311,7 @@ fn apply(manifest: &str) {
 
 /// The image of a client pod's container, to reuse in pods of our own (imported, never pulled).
 fn client_image(pod: &str) -> String {
-    kubectl_ok(&[
-        "get",
-        "pod",
-        "-n",
-        CLIENT_NS,
-        pod,
-        "-o",
-        "jsonpath={.spec.containers[0].image}",
-    ])
+    client_pod_field(pod, "{.spec.containers[0].image}")
 }
 
 /// A pod whose first container is a "mesh" sidecar (the musl client image) and whose

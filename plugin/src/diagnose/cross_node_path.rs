@@ -64,12 +64,7 @@ pub(super) fn lost_query_endpoint<'a>(
 ) -> Option<(IpAddr, &'a str)> {
     l.sightings.iter().find_map(|s| {
         let ip = s.server.ip();
-        cx.topology
-            .endpoints
-            .iter()
-            .find(|e| e.ip == ip)
-            .and_then(|e| e.node.as_deref())
-            .map(|n| (ip, n))
+        cx.topology.endpoint_node(&ip).map(|n| (ip, n))
     })
 }
 
@@ -93,13 +88,7 @@ struct Pair<'q> {
 pub fn rule(cx: &Context<'_>, findings: &[Finding]) -> Option<Finding> {
     let c = cx.correlation?;
     let from = cx.topology.target.node.as_deref()?;
-    let endpoint_node = |ip: IpAddr| {
-        cx.topology
-            .endpoints
-            .iter()
-            .find(|e| e.ip == ip)
-            .and_then(|e| e.node.as_deref())
-    };
+    let endpoint_node = |ip: IpAddr| cx.topology.endpoint_node(&ip);
     // Nodes with a capture that was read: only there can "never seen" be said.
     let captured: Vec<&str> = cx
         .captures
@@ -236,13 +225,7 @@ fn finding(
         ));
     }
     for (ip, t) in per {
-        let node = cx
-            .topology
-            .endpoints
-            .iter()
-            .find(|e| e.ip == *ip)
-            .and_then(|e| e.node.as_deref())
-            .unwrap_or("?");
+        let node = cx.topology.endpoint_node(ip).unwrap_or("?");
         evidence.push(EvidenceRef::new(
             "check:endpoints-direct",
             format!("endpoint {ip} ({}) on {node}: {t}", pod_of(ip)),

@@ -13,6 +13,7 @@ use std::net::IpAddr;
 
 use dns_doctor_schema::Transport;
 
+use crate::capture::correlate::LostQuery;
 use crate::evidence::CaptureKind;
 
 use super::finding::{EvidenceRef, Finding, Severity};
@@ -97,17 +98,7 @@ fn every_lookup(cx: &Context<'_>, policy_blocks: bool) -> Option<Finding> {
             .flat_map(|c| c.lost.iter())
             .filter(|l| l.last_seen_at == name)
             .take(3);
-        for l in examples {
-            if let Some(s) = l.sightings.last() {
-                evidence.push(EvidenceRef::new(
-                    format!("capture:{name}"),
-                    format!(
-                        "id {} {} {} at {}: {} -> {}, no answer",
-                        l.id, l.qtype, l.qname, s.time, s.client, s.server
-                    ),
-                ));
-            }
-        }
+        evidence.extend(examples.filter_map(|l| unanswered_example(name, l)));
     }
     let with_rule = !rules.is_empty();
     evidence.extend(rules);
@@ -130,6 +121,18 @@ fn every_lookup(cx: &Context<'_>, policy_blocks: bool) -> Option<Finding> {
     })
 }
 
+/// One lost query as evidence from the capture `point` where it was last seen.
+fn unanswered_example(point: &str, l: &LostQuery) -> Option<EvidenceRef> {
+    let s = l.sightings.last()?;
+    Some(EvidenceRef::new(
+        format!("capture:{point}"),
+        format!(
+            "id {} {} {} at {}: {} -> {}, no answer",
+            l.id, l.qtype, l.qname, s.time, s.client, s.server
+        ),
+    ))
+}
+
 /// Lookups die only on the replicas of one node, and that node's rules drop DNS.
 fn on_a_replicas_node(cx: &Context<'_>) -> Option<Finding> {
     let o = cx.observed.as_ref()?;
@@ -137,13 +140,7 @@ fn on_a_replicas_node(cx: &Context<'_>) -> Option<Finding> {
     let broken = o.broken_endpoints();
     let mut by_node: BTreeMap<&str, Vec<IpAddr>> = BTreeMap::new();
     for (ip, _) in &broken {
-        let node = cx
-            .topology
-            .endpoints
-            .iter()
-            .find(|e| e.ip == *ip)
-            .and_then(|e| e.node.as_deref());
-        if let Some(node) = node {
+        if let Some(node) = cx.topology.endpoint_node(ip) {
             by_node.entry(node).or_default().push(*ip);
         }
     }
@@ -175,13 +172,7 @@ fn on_a_replicas_node(cx: &Context<'_>) -> Option<Finding> {
             .per_endpoint()
             .iter()
             .map(|(ip, t)| {
-                let on = cx
-                    .topology
-                    .endpoints
-                    .iter()
-                    .find(|e| e.ip == *ip)
-                    .and_then(|e| e.node.as_deref())
-                    .unwrap_or("an unknown node");
+                let on = cx.topology.endpoint_node(ip).unwrap_or("an unknown node");
                 EvidenceRef::new(
                     "check:endpoints-direct",
                     format!(
@@ -200,17 +191,11 @@ fn on_a_replicas_node(cx: &Context<'_>) -> Option<Finding> {
                 pods.join(", ")
             ),
         ));
-        for l in died.iter().take(3) {
-            if let Some(s) = l.sightings.last() {
-                evidence.push(EvidenceRef::new(
-                    format!("capture:{point}"),
-                    format!(
-                        "id {} {} {} at {}: {} -> {}, no answer",
-                        l.id, l.qtype, l.qname, s.time, s.client, s.server
-                    ),
-                ));
-            }
-        }
+        evidence.extend(
+            died.iter()
+                .take(3)
+                .filter_map(|l| unanswered_example(&point, l)),
+        );
         for r in view.dns_touching_rules() {
             evidence.push(EvidenceRef::new(
                 view.source(r.key),

@@ -54,13 +54,7 @@ pub fn rule(cx: &Context<'_>) -> Vec<Finding> {
     let (Some(c), Some(to)) = (cx.correlation, cx.topology.target.node.as_deref()) else {
         return Vec::new();
     };
-    let endpoint_node = |ip: IpAddr| {
-        cx.topology
-            .endpoints
-            .iter()
-            .find(|e| e.ip == ip)
-            .and_then(|e| e.node.as_deref())
-    };
+    let endpoint_node = |ip: IpAddr| cx.topology.endpoint_node(&ip);
     // "Never seen on the pod's node" needs a capture there that was read to its end.
     if !cx
         .captures

@@ -135,11 +135,8 @@ fn explained_by_mtu(cx: &Context<'_>, findings: &[Finding], server: IpAddr) -> b
     };
     let on_lossy_node = cx
         .topology
-        .endpoints
-        .iter()
-        .filter(|e| e.ip == server)
-        .filter_map(|e| e.node.as_deref())
-        .any(|from| overlay_mtu::explains(findings, from, to));
+        .endpoint_node(&server)
+        .is_some_and(|from| overlay_mtu::explains(findings, from, to));
     let lossy_anywhere = findings
         .iter()
         .any(|f| f.id == overlay_mtu::ID && f.node_pair.as_ref().is_some_and(|p| p.to == to));
